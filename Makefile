@@ -1,0 +1,41 @@
+# Two commands do everything on a fresh machine:
+#   make report   the whole report on the embedded SynthVID data, on a CPU
+#   make test     the test suite (unit tests + every notebook under nbval, smoke preset)
+# Both create .venv and install the project on first use; later calls reuse it.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# PyTorch builds installed before the project, so pip finds its torch ranges satisfied.
+# Override for another build, e.g. `make test TORCH_PINS="torch==2.5.1 torchvision==0.20.1"`.
+TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
+STAMP := $(VENV)/.installed
+# Forwarded to `lsts report`: e.g. `make report REPORT_ARGS=--redo`.
+REPORT_ARGS ?=
+
+.PHONY: install test report lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH_PINS)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m ipykernel install --sys-prefix --name python3 > /dev/null
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(VENV)/bin/lsts synth --out data/synthvid/smoke --preset smoke --seed 0
+	$(PY) -m pytest -n 2 tests
+	LSTS_PRESET=smoke $(PY) -m pytest -p no:randomly --nbval --nbval-current-env \
+		--nbval-sanitize-with notebooks/nbval_sanitize.cfg notebooks
+
+report: $(STAMP)
+	$(VENV)/bin/lsts report $(REPORT_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check lsts_lib tests data_prep
+
+clean:
+	rm -rf $(VENV) data runs report

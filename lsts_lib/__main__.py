@@ -1,0 +1,3 @@
+from lsts_lib.cli import main
+
+raise SystemExit(main())
