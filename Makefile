@@ -27,7 +27,8 @@ $(STAMP): pyproject.toml
 
 test: $(STAMP)
 	$(VENV)/bin/lsts synth --out data/synthvid/smoke --preset smoke --seed 0
-	$(PY) -m pytest -n 2 tests
+	# One thread per xdist worker: two workers on two cores, no oversubscription.
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 tests
 	LSTS_PRESET=smoke $(PY) -m pytest -p no:randomly --nbval --nbval-current-env \
 		--nbval-sanitize-with notebooks/nbval_sanitize.cfg notebooks
 
