@@ -1,0 +1,356 @@
+"""Detection files: the ILSVRC VID devkit line format and COCO results JSON.
+
+Devkit line format (what FGFA/DFF write and the devkit reads), one detection per line::
+
+    <frame index> <class index> <score> <x1> <y1> <x2> <y2>
+
+- frame index: the global 1-based frame id of the split, i.e. ``video.start_index + offset``
+  where ``start_index`` is the second column of ``VID_val_videos.txt``;
+- class index: 1..C in the dataset's label order (0 is background and is not allowed);
+- box: pixel corners in the coordinates of the annotation XML (xmin ymin xmax ymax).
+
+COCO results JSON: a list of ``{"image_id", "category_id", "bbox": [x, y, w, h], "score"}``
+with ``image_id`` = the same global frame id, ``category_id`` = the same 1..C label and
+``w = x2 - x1``, ``h = y2 - y1`` (no +1: the COCO convention, see ``lsts_lib.eval.coco``).
+
+Readers are strict: anything that would silently change the metric raises ``ValueError``
+naming the file and the line (or JSON entry).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lsts_lib.data.types import Video
+
+__all__ = [
+    "Detections",
+    "frame_ids",
+    "frame_locations",
+    "read_coco_results",
+    "read_detections",
+    "read_vid_detections",
+    "to_coco_results",
+    "write_coco_results",
+    "write_vid_detections",
+]
+
+
+def frame_ids(videos: Sequence[Video]) -> list[int]:
+    """Global 1-based devkit frame ids of every frame, in split order."""
+    return [v.start_index + i for v in videos for i in range(len(v.frames))]
+
+
+def frame_locations(videos: Sequence[Video]) -> dict[int, tuple[int, int]]:
+    """Map global frame id -> (video position, frame position); rejects overlapping ids."""
+    out: dict[int, tuple[int, int]] = {}
+    for vi, v in enumerate(videos):
+        for fi in range(len(v.frames)):
+            fid = v.start_index + fi
+            if fid in out:
+                raise ValueError(
+                    f"frame id {fid} of video {v.name!r} overlaps another video "
+                    "(start indices of the split are inconsistent)"
+                )
+            out[fid] = (vi, fi)
+    return out
+
+
+@dataclass
+class Detections:
+    """Column-wise detections of a whole split (one row per box).
+
+    frame_ids (N,) int64 global frame ids, labels (N,) int64 in 1..C, scores (N,) float64,
+    boxes (N, 4) float64 as x1 y1 x2 y2 in pixels.
+    """
+
+    frame_ids: np.ndarray
+    labels: np.ndarray
+    scores: np.ndarray
+    boxes: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.frame_ids = np.asarray(self.frame_ids, dtype=np.int64).reshape(-1)
+        self.labels = np.asarray(self.labels, dtype=np.int64).reshape(-1)
+        self.scores = np.asarray(self.scores, dtype=np.float64).reshape(-1)
+        self.boxes = np.asarray(self.boxes, dtype=np.float64).reshape(-1, 4)
+        n = len(self.frame_ids)
+        if not (len(self.labels) == len(self.scores) == len(self.boxes) == n):
+            raise ValueError(
+                "Detections: frame_ids, labels, scores and boxes differ in length "
+                f"({n}, {len(self.labels)}, {len(self.scores)}, {len(self.boxes)})"
+            )
+
+    def __len__(self) -> int:
+        return len(self.frame_ids)
+
+    @classmethod
+    def empty(cls) -> Detections:
+        return cls(np.zeros(0), np.zeros(0), np.zeros(0), np.zeros((0, 4)))
+
+    @classmethod
+    def concatenate(cls, parts: Iterable[Detections]) -> Detections:
+        parts = list(parts)
+        if not parts:
+            return cls.empty()
+        return cls(
+            np.concatenate([p.frame_ids for p in parts]),
+            np.concatenate([p.labels for p in parts]),
+            np.concatenate([p.scores for p in parts]),
+            np.concatenate([p.boxes for p in parts]),
+        )
+
+    @classmethod
+    def from_frames(
+        cls, per_frame: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]
+    ) -> Detections:
+        """Build from {frame_id: (boxes (K,4), scores (K,), labels (K,))}, e.g. a detector's output."""
+        parts = []
+        for fid in sorted(per_frame):
+            boxes, scores, labels = (np.asarray(a) for a in per_frame[fid])
+            k = len(scores)
+            parts.append(cls(np.full(k, fid), labels, scores, boxes))
+        return cls.concatenate(parts)
+
+    def select(self, mask: np.ndarray) -> Detections:
+        return Detections(
+            self.frame_ids[mask], self.labels[mask], self.scores[mask], self.boxes[mask]
+        )
+
+    def by_frame(self) -> dict[int, np.ndarray]:
+        """Map frame id -> row indices of that frame, in file order."""
+        order = np.argsort(self.frame_ids, kind="stable")
+        fids = self.frame_ids[order]
+        cuts = np.flatnonzero(np.diff(fids)) + 1
+        return {int(fids[g[0]]): g for g in np.split(order, cuts) if len(g)}
+
+    def validate(
+        self, num_classes: int, valid_frame_ids: Iterable[int] | None = None, source: str = ""
+    ) -> None:
+        """Raise ValueError on the first row that the evaluator would misread."""
+        where = f"{source}: " if source else ""
+        # Vectorised screen, then the row-wise check of the first suspect for its message.
+        suspect = (
+            ~np.isfinite(self.scores)
+            | ~np.isfinite(self.boxes).all(axis=1)
+            | (self.boxes[:, 2] < self.boxes[:, 0])
+            | (self.boxes[:, 3] < self.boxes[:, 1])
+            | (self.labels < 1)
+            | (self.labels > num_classes)
+        )
+        valid = None
+        if valid_frame_ids is not None:
+            valid = set(int(f) for f in valid_frame_ids)
+            suspect |= ~np.isin(self.frame_ids, np.fromiter(valid, np.int64, len(valid)))
+        for i in np.flatnonzero(suspect)[:1]:
+            problem = _row_problem(
+                int(self.frame_ids[i]),
+                int(self.labels[i]),
+                float(self.scores[i]),
+                self.boxes[i],
+                num_classes,
+                valid,
+            )
+            raise ValueError(f"{where}detection {i}: {problem}")
+
+
+def _row_problem(
+    fid: int,
+    label: int,
+    score: float,
+    box: Sequence[float],
+    num_classes: int,
+    valid: set[int] | None,
+) -> str | None:
+    """Why one detection is invalid, or None."""
+    if valid is not None and fid not in valid:
+        return f"frame index {fid} is not a frame of the split"
+    if not 1 <= label <= num_classes:
+        return f"class index {label} is outside 1..{num_classes}"
+    if not math.isfinite(score):
+        return f"score {score} is not a finite number"
+    if not all(math.isfinite(c) for c in box):
+        return f"box {list(box)} has a non-finite coordinate"
+    x1, y1, x2, y2 = box
+    if x2 < x1 or y2 < y1:
+        return f"box has x2 < x1 or y2 < y1 ({x1} {y1} {x2} {y2})"
+    return None
+
+
+def _check_writable(dets: Detections, path: str | Path) -> None:
+    bad = (
+        ~np.isfinite(dets.scores)
+        | ~np.isfinite(dets.boxes).all(axis=1)
+        | (dets.boxes[:, 2] < dets.boxes[:, 0])
+        | (dets.boxes[:, 3] < dets.boxes[:, 1])
+        | (dets.labels < 1)
+    )
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"{path}: refusing to write {int(bad.sum())} invalid detections, first: "
+            f"frame {dets.frame_ids[i]} class {dets.labels[i]} score {dets.scores[i]} "
+            f"box {dets.boxes[i].tolist()}"
+        )
+
+
+def write_vid_detections(
+    path: str | Path, dets: Detections, score_decimals: int = 6, box_decimals: int = 2
+) -> Path:
+    """Write the devkit line format, rows sorted by frame id (stable).
+
+    Refuses detections the reader would reject (non-finite numbers, x2 < x1 or y2 < y1,
+    class index < 1), so that a broken detector fails here and not at evaluation.
+    """
+    _check_writable(dets, path)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    order = np.argsort(dets.frame_ids, kind="stable")
+    sf, bf = f"{{:.{score_decimals}f}}", f"{{:.{box_decimals}f}}"
+    lines = []
+    for i in order:
+        box = " ".join(bf.format(c) for c in dets.boxes[i])
+        lines.append(
+            f"{dets.frame_ids[i]:d} {dets.labels[i]:d} {sf.format(dets.scores[i])} {box}\n"
+        )
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(lines))
+    tmp.replace(path)
+    return path
+
+
+def read_vid_detections(
+    path: str | Path, num_classes: int, valid_frame_ids: Iterable[int] | None = None
+) -> Detections:
+    """Read and check the devkit line format; errors say `file:line: what is wrong`.
+
+    Blank lines are skipped (they carry no detection); every other line must hold exactly
+    7 whitespace-separated fields: two integers then five finite numbers.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"detections file not found: {path}")
+    valid = None if valid_frame_ids is None else set(int(f) for f in valid_frame_ids)
+    fids: list[int] = []
+    labels: list[int] = []
+    scores: list[float] = []
+    boxes: list[list[float]] = []
+    with path.open() as f:
+        for lineno, line in enumerate(f, start=1):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) != 7:
+                raise ValueError(
+                    f"{path}:{lineno}: expected 7 fields '<frame> <class> <score> <x1> <y1> "
+                    f"<x2> <y2>', got {len(fields)}: {line.strip()!r}"
+                )
+            try:
+                fid, label = int(fields[0]), int(fields[1])
+            except ValueError:
+                raise ValueError(
+                    f"{path}:{lineno}: frame and class index must be integers: {line.strip()!r}"
+                ) from None
+            try:
+                score, *box = (float(x) for x in fields[2:])
+            except ValueError:
+                raise ValueError(
+                    f"{path}:{lineno}: score and box must be numbers: {line.strip()!r}"
+                ) from None
+            problem = _row_problem(fid, label, score, box, num_classes, valid)
+            if problem:
+                raise ValueError(f"{path}:{lineno}: {problem}")
+            fids.append(fid)
+            labels.append(label)
+            scores.append(score)
+            boxes.append(box)
+    if not fids:
+        return Detections.empty()
+    return Detections(np.array(fids), np.array(labels), np.array(scores), np.array(boxes))
+
+
+def to_coco_results(dets: Detections) -> list[dict]:
+    """Detections as COCO result dicts (bbox x, y, w, h with w = x2 - x1)."""
+    out = []
+    for i in range(len(dets)):
+        x1, y1, x2, y2 = (float(c) for c in dets.boxes[i])
+        out.append(
+            {
+                "image_id": int(dets.frame_ids[i]),
+                "category_id": int(dets.labels[i]),
+                "bbox": [x1, y1, x2 - x1, y2 - y1],
+                "score": float(dets.scores[i]),
+            }
+        )
+    return out
+
+
+def write_coco_results(path: str | Path, dets: Detections) -> Path:
+    """Write COCO results JSON (same checks as `write_vid_detections`)."""
+    _check_writable(dets, path)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(to_coco_results(dets)))
+    tmp.replace(path)
+    return path
+
+
+def read_coco_results(
+    path: str | Path, num_classes: int, valid_frame_ids: Iterable[int] | None = None
+) -> Detections:
+    """Read and check a COCO results JSON; errors name the file and the entry index."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"detections file not found: {path}")
+    try:
+        entries = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(entries, list):
+        raise ValueError(f"{path}: a COCO results file is a JSON list of detections")
+    valid = None if valid_frame_ids is None else set(int(f) for f in valid_frame_ids)
+    rows = []
+    for i, e in enumerate(entries):
+        where = f"{path}: entry {i}"
+        if not isinstance(e, dict) or not {"image_id", "category_id", "bbox", "score"} <= set(e):
+            raise ValueError(f"{where}: needs image_id, category_id, bbox and score")
+        fid, label, bbox, score = e["image_id"], e["category_id"], e["bbox"], e["score"]
+        if not (isinstance(fid, int) and isinstance(label, int)):
+            raise ValueError(f"{where}: image_id and category_id must be integers")
+        if not (
+            isinstance(bbox, list)
+            and len(bbox) == 4
+            and all(isinstance(c, int | float) for c in bbox)
+            and isinstance(score, int | float)
+        ):
+            raise ValueError(f"{where}: bbox must be 4 numbers and score a number")
+        x, y, w, h = (float(c) for c in bbox)
+        box = [x, y, x + w, y + h]
+        problem = _row_problem(fid, label, float(score), box, num_classes, valid)
+        if problem:
+            raise ValueError(f"{where}: {problem}")
+        rows.append((fid, label, float(score), box))
+    if not rows:
+        return Detections.empty()
+    return Detections(
+        np.array([r[0] for r in rows]),
+        np.array([r[1] for r in rows]),
+        np.array([r[2] for r in rows]),
+        np.array([r[3] for r in rows]),
+    )
+
+
+def read_detections(
+    path: str | Path, num_classes: int, valid_frame_ids: Iterable[int] | None = None
+) -> Detections:
+    """Read either format: `.json` is COCO results, anything else the devkit line format."""
+    if Path(path).suffix.lower() == ".json":
+        return read_coco_results(path, num_classes, valid_frame_ids)
+    return read_vid_detections(path, num_classes, valid_frame_ids)

@@ -1,0 +1,472 @@
+"""ImageNet VID evaluation: the ILSVRC devkit mAP, the FGFA motion split, COCO metrics.
+
+The devkit rule (as FGFA's and DFF's ``imagenet_vid_eval`` apply it):
+
+- Box sizes and IoU use the +1 pixel convention: ``w = xmax - xmin + 1``.
+- Each ground-truth (GT) box has its own IoU threshold
+  ``thr = min(0.5, w*h / ((w + 10) * (h + 10)))``: small boxes get a looser threshold.
+- Matching is per frame: detections in descending score order each take the still unmatched
+  GT of the same class with the highest IoU, provided IoU >= that GT's threshold. A detection
+  left unmatched (duplicates included) is a false positive.
+- AP per class: all detections of the class over the split by descending score, recall
+  over the class's GT count, then the area under the monotone (right-to-left maximum)
+  precision envelope at every recall change, VOC "use_07_metric=False" style.
+- mAP: mean over the classes that have GT. A class without GT has no AP (``None``); the
+  plain devkit would average a NaN for it, FGFA's motion evaluator skips it as we do.
+
+The motion split (FGFA's ``imagenet_vid_eval_motion``), for a motion-IoU range [lo, hi]
+(both ends inclusive, so a GT at exactly 0.7 counts as fast and as medium):
+
+- A GT whose motion IoU is outside the range is *ignored*: it is removed from the GT count.
+- Matching is exactly the plain rule above and does not look at the range; a detection
+  matched to an ignored GT counts neither as TP nor as FP.
+- An unmatched detection is compared with all GT boxes of its frame, whatever their class
+  or match state: if it overlaps an in-range GT more than any ignored GT it is an FP
+  (weight 1); if it overlaps an ignored GT more it is ignored (weight 0). On a tie (usually
+  no overlap with anything) it is a fractional FP: in a frame without GT the weight is the
+  share of the split's GT boxes that are in range; in a frame with GT, FGFA's code uses the
+  share of that frame's GT boxes that are *outside* the range (``tie_weight="fgfa"``, the
+  default, so that numbers compare with the published slow/medium/fast). That second rule
+  looks inverted relative to the first; ``tie_weight="in_range"`` uses the in-range share
+  for both cases.
+- Precision is tp / (tp + fp) with these fractional FPs; AP and mAP as above.
+
+For the 101-point COCO interpolation (``interpolation="coco101"``) and the plain IoU without
++1 (``MatchRule(plus_one=False, small_object_rule=False)``) the same core reproduces
+pycocotools' per-category AP50, which the tests check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from lsts_lib.data.types import ClassList, Video
+from lsts_lib.eval.detections_io import Detections, frame_locations, read_detections
+
+__all__ = [
+    "FGFA_MOTION_RANGES",
+    "MatchRule",
+    "average_precision",
+    "box_iou",
+    "evaluate_dataset",
+    "evaluate_vid",
+    "format_results",
+    "gt_thresholds",
+]
+
+# The ranges FGFA evaluates (motion IoU: mean IoU with the same track within +-10 frames).
+# lsts_lib.data.motion.MOTION_RANGES holds the same values for the reader; a test checks
+# they agree. The evaluator keeps its own copy because the ranges are part of its protocol.
+FGFA_MOTION_RANGES: dict[str, tuple[float, float]] = {
+    "all": (0.0, 1.0),
+    "fast": (0.0, 0.7),
+    "medium": (0.7, 0.9),
+    "slow": (0.9, 1.0),
+}
+
+Interpolation = Literal["continuous", "coco101"]
+
+
+@dataclass(frozen=True)
+class MatchRule:
+    """When a detection may match a GT box.
+
+    plus_one: box sizes as ``x2 - x1 + 1`` (the devkit) or ``x2 - x1`` (COCO).
+    small_object_rule: per-GT threshold ``min(iou_threshold, wh/((w+t)(h+t)))`` with
+    ``t = pixel_tolerance``; when False every GT uses ``iou_threshold``.
+    """
+
+    plus_one: bool = True
+    small_object_rule: bool = True
+    iou_threshold: float = 0.5
+    pixel_tolerance: float = 10.0
+
+
+DEVKIT = MatchRule()
+
+
+def box_iou(a: np.ndarray, b: np.ndarray, plus_one: bool = True) -> np.ndarray:
+    """IoU matrix (len(a), len(b)) of x1 y1 x2 y2 boxes; 0 where boxes do not overlap.
+
+    Hand-written (not torchvision.ops.box_iou) because the devkit's +1 convention is needed.
+    """
+    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    e = 1.0 if plus_one else 0.0
+    iw = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]) + e
+    ih = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]) + e
+    inter = np.where((iw > 0) & (ih > 0), iw * ih, 0.0)
+    area_a = (a[:, 2] - a[:, 0] + e) * (a[:, 3] - a[:, 1] + e)
+    area_b = (b[:, 2] - b[:, 0] + e) * (b[:, 3] - b[:, 1] + e)
+    union = area_a[:, None] + area_b[None, :] - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(inter > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+
+
+def gt_thresholds(boxes: np.ndarray, rule: MatchRule = DEVKIT) -> np.ndarray:
+    """Per-GT IoU threshold: ``min(0.5, w*h / ((w+10)*(h+10)))`` under the devkit rule."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    if not rule.small_object_rule:
+        return np.full(len(boxes), rule.iou_threshold)
+    e = 1.0 if rule.plus_one else 0.0
+    w = boxes[:, 2] - boxes[:, 0] + e
+    h = boxes[:, 3] - boxes[:, 1] + e
+    t = rule.pixel_tolerance
+    return np.minimum(rule.iou_threshold, (w * h) / ((w + t) * (h + t)))
+
+
+def average_precision(
+    tp: np.ndarray,
+    fp: np.ndarray,
+    num_gt: float,
+    interpolation: Interpolation = "continuous",
+) -> float:
+    """AP from per-detection tp/fp weights already in descending score order.
+
+    continuous: area under the precision envelope at every recall change (devkit, VOC 2010+).
+    coco101: mean of the envelope sampled at recall 0, 0.01, ..., 1 (pycocotools), the
+    envelope at recall r being the best precision at any recall >= r (0 if unreachable).
+    """
+    if num_gt <= 0:
+        raise ValueError("average_precision: no ground truth")
+    tp_c = np.cumsum(np.asarray(tp, dtype=np.float64))
+    fp_c = np.cumsum(np.asarray(fp, dtype=np.float64))
+    rec = tp_c / float(num_gt)
+    prec = tp_c / np.maximum(tp_c + fp_c, np.finfo(np.float64).eps)
+    if interpolation == "continuous":
+        mrec = np.concatenate(([0.0], rec, [1.0]))
+        mpre = np.concatenate(([0.0], prec, [0.0]))
+        mpre = np.maximum.accumulate(mpre[::-1])[::-1]
+        steps = np.flatnonzero(mrec[1:] != mrec[:-1])
+        return float(np.sum((mrec[steps + 1] - mrec[steps]) * mpre[steps + 1]))
+    if interpolation == "coco101":
+        if len(prec) == 0:
+            return 0.0
+        env = np.maximum.accumulate(prec[::-1])[::-1]
+        rec_thrs = np.linspace(0.0, 1.0, 101)
+        idx = np.searchsorted(rec, rec_thrs, side="left")
+        q = np.where(idx < len(env), env[np.minimum(idx, len(env) - 1)], 0.0)
+        return float(np.mean(q))
+    raise ValueError(f"unknown interpolation {interpolation!r} (continuous or coco101)")
+
+
+@dataclass
+class _Matched:
+    """Range-independent matching of the whole split (done once, reused per motion range)."""
+
+    det_order: np.ndarray  # rows of Detections, grouped by frame in split order, score-sorted
+    matched_gt: np.ndarray  # (N,) global GT index matched by each ordered detection, or -1
+    det_frame: np.ndarray  # (N,) split position of each ordered detection's frame
+    unmatched_ious: dict[int, np.ndarray]  # frame pos -> IoU rows (unmatched dets x all GTs)
+    unmatched_rows: dict[int, np.ndarray]  # frame pos -> positions (into det_order) of those
+    gt_labels: np.ndarray  # (G,) all GT labels, frames in split order
+    gt_frame_start: np.ndarray  # (F+1,) offsets of each frame's GTs in the global GT arrays
+
+
+def _flatten_gt(videos: Sequence[Video]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    boxes, labels = [], []
+    for v in videos:
+        for fr in v.frames:
+            boxes.append(np.asarray(fr.boxes, dtype=np.float64).reshape(-1, 4))
+            labels.append(np.asarray(fr.labels, dtype=np.int64).reshape(-1))
+    return boxes, labels
+
+
+def _match(videos: Sequence[Video], dets: Detections, rule: MatchRule) -> _Matched:
+    locs = frame_locations(videos)
+    gt_boxes, gt_labels = _flatten_gt(videos)
+    frame_pos = {fid: i for i, fid in enumerate(locs)}  # dict keeps split order
+    sizes = np.array([len(x) for x in gt_labels], dtype=np.int64)
+    gt_start = np.concatenate(([0], np.cumsum(sizes)))
+
+    groups = dets.by_frame()
+    unknown = [fid for fid in groups if fid not in frame_pos]
+    if unknown:
+        raise ValueError(
+            f"{len(unknown)} detection frame ids are not frames of the split, e.g. {unknown[0]}"
+        )
+    order_parts, matched_parts, frame_parts = [], [], []
+    unmatched_ious: dict[int, np.ndarray] = {}
+    unmatched_rows: dict[int, np.ndarray] = {}
+    offset = 0
+    for fid in sorted(groups, key=frame_pos.__getitem__):
+        pos = frame_pos[fid]
+        rows = groups[fid]
+        # Stable: equal scores keep file order (the devkit's unstable sort leaves it undefined).
+        rows = rows[np.argsort(-dets.scores[rows], kind="stable")]
+        g_boxes, g_labels = gt_boxes[pos], gt_labels[pos]
+        ious = box_iou(dets.boxes[rows], g_boxes, rule.plus_one)
+        thr = gt_thresholds(g_boxes, rule)
+        ok = (ious >= thr[None, :]) & (dets.labels[rows][:, None] == g_labels[None, :])
+        matched = np.full(len(rows), -1, dtype=np.int64)
+        taken = np.zeros(len(g_labels), dtype=bool)
+        for j in np.flatnonzero(ok.any(axis=1)):
+            cand = ok[j] & ~taken
+            if cand.any():
+                k = int(np.argmax(np.where(cand, ious[j], -1.0)))  # first GT among equal IoUs
+                taken[k] = True
+                matched[j] = gt_start[pos] + k
+        un = np.flatnonzero(matched < 0)
+        if len(un):
+            unmatched_ious[pos] = ious[un]
+            unmatched_rows[pos] = offset + un
+        order_parts.append(rows)
+        matched_parts.append(matched)
+        frame_parts.append(np.full(len(rows), pos, dtype=np.int64))
+        offset += len(rows)
+
+    def cat(parts: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+    return _Matched(
+        det_order=cat(order_parts),
+        matched_gt=cat(matched_parts),
+        det_frame=cat(frame_parts),
+        unmatched_ious=unmatched_ious,
+        unmatched_rows=unmatched_rows,
+        gt_labels=cat(gt_labels),
+        gt_frame_start=gt_start,
+    )
+
+
+def _class_aps(
+    m: _Matched,
+    dets: Detections,
+    tp: np.ndarray,
+    fp: np.ndarray,
+    num_gt: np.ndarray,
+    num_classes: int,
+    interpolation: Interpolation,
+) -> list[float | None]:
+    """Per-class AP (None without GT) from tp/fp weights aligned with ``m.det_order``."""
+    scores = dets.scores[m.det_order]
+    labels = dets.labels[m.det_order]
+    # Global order: descending score; ties keep split/frame order (stable).
+    order = np.argsort(-scores, kind="stable")
+    labels, tp, fp = labels[order], tp[order], fp[order]
+    aps: list[float | None] = []
+    for c in range(1, num_classes + 1):
+        if num_gt[c] <= 0:
+            aps.append(None)
+            continue
+        sel = labels == c
+        aps.append(average_precision(tp[sel], fp[sel], float(num_gt[c]), interpolation))
+    return aps
+
+
+def _mean(aps: Sequence[float | None]) -> float | None:
+    vals = [a for a in aps if a is not None]
+    return float(np.mean(vals)) if vals else None
+
+
+def _motion_ious(videos: Sequence[Video]) -> np.ndarray | None:
+    """All GTs' motion IoU in split order, or None if any annotated frame lacks it."""
+    parts = []
+    for v in videos:
+        for fr in v.frames:
+            k = len(fr.labels)
+            if k == 0:
+                continue
+            if fr.motion_iou is None or len(fr.motion_iou) != k:
+                return None
+            parts.append(np.asarray(fr.motion_iou))
+    # Keep the stored dtype (float32 from the reader) so that range ends compare exactly.
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+
+
+def _range_weights(
+    m: _Matched,
+    in_range: np.ndarray,
+    tie_weight: Literal["fgfa", "in_range"],
+) -> tuple[np.ndarray, np.ndarray]:
+    """tp/fp weights (aligned with ``m.det_order``) for one motion range."""
+    n = len(m.det_order)
+    tp = np.zeros(n)
+    fp = np.zeros(n)
+    hit = m.matched_gt >= 0
+    tp[hit] = in_range[m.matched_gt[hit]]  # matched to an ignored GT: neither TP nor FP
+    empty_weight = float(in_range.mean()) if len(in_range) else 1.0
+    for pos, ious in m.unmatched_ious.items():
+        rows = m.unmatched_rows[pos]
+        a, b = m.gt_frame_start[pos], m.gt_frame_start[pos + 1]
+        keep = in_range[a:b]
+        if b == a:
+            fp[rows] = empty_weight
+            continue
+        # Best overlap with in-range and with ignored GTs (-1 when the group is empty).
+        ov_in = np.max(np.where(keep, ious, -1.0), axis=1)
+        ov_out = np.max(np.where(~keep, ious, -1.0), axis=1)
+        share_out = float((~keep).mean())
+        tie = share_out if tie_weight == "fgfa" else 1.0 - share_out
+        fp[rows] = np.where(ov_in > ov_out, 1.0, np.where(ov_out > ov_in, 0.0, tie))
+    return tp, fp
+
+
+def evaluate_vid(
+    classes: ClassList,
+    videos: Sequence[Video],
+    dets: Detections,
+    *,
+    rule: MatchRule = DEVKIT,
+    interpolation: Interpolation = "continuous",
+    motion_ranges: Mapping[str, tuple[float, float]] | None = FGFA_MOTION_RANGES,
+    tie_weight: Literal["fgfa", "in_range"] = "fgfa",
+    coco: bool = False,
+) -> dict[str, Any]:
+    """Evaluate detections of a split against its videos' ground truth.
+
+    Returns a dict with stable keys: ``mAP``, ``per_class`` {name: AP or None},
+    ``num_gt`` {name: count}, ``num_detections``, ``num_frames``, ``classes_with_gt``,
+    ``motion`` {slow, medium, fast: mAP or None}, ``motion_all`` (the FGFA "all" range),
+    ``motion_per_class`` {range: {name: AP or None}}, ``motion_num_gt`` {range: count},
+    ``motion_available`` (False when the videos carry no motion IoU), ``coco`` (see
+    ``lsts_lib.eval.coco.coco_metrics``; None unless ``coco=True``), ``protocol``.
+    """
+    num_classes = classes.num_classes
+    dets.validate(num_classes, None, source="detections")
+    m = _match(videos, dets, rule)
+    num_gt = np.bincount(m.gt_labels, minlength=num_classes + 1)
+    if len(num_gt) > num_classes + 1:
+        raise ValueError(f"ground truth has label {len(num_gt) - 1} > {num_classes} classes")
+
+    tp = (m.matched_gt >= 0).astype(np.float64)
+    fp = 1.0 - tp
+    aps = _class_aps(m, dets, tp, fp, num_gt, num_classes, interpolation)
+
+    names = list(classes.names)
+    result: dict[str, Any] = {
+        "mAP": _mean(aps),
+        "per_class": dict(zip(names, aps, strict=True)),
+        "num_gt": {n: int(num_gt[c + 1]) for c, n in enumerate(names)},
+        "classes_with_gt": int(sum(a is not None for a in aps)),
+        "num_detections": len(dets),
+        "num_frames": len(m.gt_frame_start) - 1,
+        "protocol": {
+            "plus_one": rule.plus_one,
+            "small_object_rule": rule.small_object_rule,
+            "iou_threshold": rule.iou_threshold,
+            "interpolation": interpolation,
+            "tie_weight": tie_weight,
+        },
+    }
+
+    motion = {k: None for k in ("slow", "medium", "fast")}
+    motion_per_class: dict[str, dict[str, float | None]] = {}
+    motion_num_gt: dict[str, int] = {}
+    motion_all = None
+    mious = _motion_ious(videos) if motion_ranges else None
+    if mious is not None:
+        for name, (lo, hi) in motion_ranges.items():
+            lo_, hi_ = np.asarray(lo, mious.dtype), np.asarray(hi, mious.dtype)
+            in_range = (mious >= lo_) & (mious <= hi_)
+            r_tp, r_fp = _range_weights(m, in_range, tie_weight)
+            r_num_gt = np.bincount(m.gt_labels[in_range], minlength=num_classes + 1)
+            r_aps = _class_aps(m, dets, r_tp, r_fp, r_num_gt, num_classes, interpolation)
+            motion_per_class[name] = dict(zip(names, r_aps, strict=True))
+            motion_num_gt[name] = int(in_range.sum())
+            if name == "all":
+                motion_all = _mean(r_aps)
+            else:
+                motion[name] = _mean(r_aps)
+    result.update(
+        motion=motion,
+        motion_all=motion_all,
+        motion_per_class=motion_per_class,
+        motion_num_gt=motion_num_gt,
+        motion_available=mious is not None,
+    )
+    result["coco"] = None
+    if coco:
+        from lsts_lib.eval.coco import coco_metrics
+
+        result["coco"] = coco_metrics(classes, videos, dets)
+    return result
+
+
+def evaluate_dataset(dataset: Any, dets: Detections, **kwargs: Any) -> dict[str, Any]:
+    """`evaluate_vid` on a ``lsts_lib.data.vid.VIDDataset`` (uses its classes and videos)."""
+    if hasattr(dataset, "load_all"):  # lazy datasets parse their snippets on demand
+        dataset.load_all()
+    return evaluate_vid(dataset.classes, list(dataset.videos), dets, **kwargs)
+
+
+def _fmt(x: float | None, scale: float = 100.0) -> str:
+    return "   n/a" if x is None else f"{x * scale:6.2f}"
+
+
+def format_results(result: Mapping[str, Any]) -> str:
+    """A readable table: mAP, motion split, per-class AP, COCO line (percentages)."""
+    lines = [
+        f"VID devkit mAP: {_fmt(result['mAP'])}  "
+        f"({result['classes_with_gt']} classes with GT, {result['num_detections']} detections, "
+        f"{result['num_frames']} frames)"
+    ]
+    mo = result["motion"]
+    if result.get("motion_available"):
+        lines.append(
+            f"motion split mAP: slow {_fmt(mo['slow'])}  medium {_fmt(mo['medium'])}  "
+            f"fast {_fmt(mo['fast'])}"
+        )
+    else:
+        lines.append("motion split: not available (the ground truth carries no motion IoU)")
+    width = max([len(n) for n in result["per_class"]] + [5])
+    lines.append(f"{'class':<{width}}  {'AP':>6}  {'#GT':>7}")
+    for name, ap in result["per_class"].items():
+        note = "  (no ground truth)" if ap is None else ""
+        lines.append(f"{name:<{width}}  {_fmt(ap)}  {result['num_gt'][name]:7d}{note}")
+    c = result.get("coco")
+    if c:
+        lines.append(
+            "COCO: AP {} AP50 {} AP75 {} APs {} APm {} APl {} AR1 {} AR10 {} AR100 {}".format(
+                *(_fmt(c[k]).strip() for k in COCO_LINE_KEYS)
+            )
+        )
+    return "\n".join(lines)
+
+
+COCO_LINE_KEYS = ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "AR1", "AR10", "AR100")
+
+
+# ----------------------------------------------------------------------------- CLI
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, type=Path, help="dataset root (ILSVRC2015 layout)")
+    parser.add_argument(
+        "--split", default="val", help="split to evaluate (only val has devkit ids)"
+    )
+    parser.add_argument(
+        "--detections",
+        required=True,
+        type=Path,
+        help="detections: devkit lines '<frame> <class> <score> x1 y1 x2 y2', or COCO .json",
+    )
+    parser.add_argument("--json", type=Path, default=None, help="write the results JSON here")
+    parser.add_argument("--no-coco", action="store_true", help="skip the pycocotools metrics")
+
+
+def main(args: argparse.Namespace) -> int:
+    from lsts_lib.data.vid import VIDDataset
+    from lsts_lib.eval.detections_io import frame_ids
+
+    if args.split != "val":
+        # Devkit frame ids come from VID_val_videos.txt; train snippets have none.
+        raise ValueError(f"--split {args.split}: the devkit evaluates the val split only")
+    dataset = VIDDataset(args.data, split=args.split)
+    dets = read_detections(args.detections, dataset.classes.num_classes, frame_ids(dataset.videos))
+    result = evaluate_dataset(dataset, dets, coco=not args.no_coco)
+    result["detections_file"] = str(args.detections)
+    result["split"] = args.split
+    print(format_results(result))
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.json.with_name(args.json.name + ".tmp")
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
+        tmp.replace(args.json)
+        print(f"wrote {args.json}")
+    return 0

@@ -1,0 +1,180 @@
+"""Bad detection files give an error naming the file and line, never a different mAP."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lsts_lib.data.types import ClassList, FrameAnnotation, Video
+from lsts_lib.eval import (
+    Detections,
+    evaluate_vid,
+    frame_ids,
+    read_coco_results,
+    read_detections,
+    read_vid_detections,
+)
+
+CLASSES = ClassList(names=("airplane", "bird"), ids=("n02691156", "n01503061"))
+GOOD = "1 1 0.9 10 10 50 50"
+
+
+def _frame() -> FrameAnnotation:
+    return FrameAnnotation(
+        image=Path("x.JPEG"),
+        width=100,
+        height=100,
+        boxes=np.array([[10, 10, 50, 50]], np.float32),
+        labels=np.array([1]),
+        track_ids=np.array([0]),
+        occluded=np.zeros(1, bool),
+        generated=np.zeros(1, bool),
+    )
+
+
+# Two videos: frames 1..3 and 10..11 (a gap, as between videos of a sub-split).
+VIDEOS = [Video("val/a", [_frame()] * 3, start_index=1), Video("val/b", [_frame()] * 2, 10)]
+
+
+def read_lines(tmp_path, *lines: str) -> Detections:
+    path = tmp_path / "dets.txt"
+    path.write_text("".join(f"{x}\n" for x in lines))
+    return read_vid_detections(path, CLASSES.num_classes, frame_ids(VIDEOS))
+
+
+def test_good_file_reads(tmp_path):
+    d = read_lines(tmp_path, GOOD, "", "11 2 0.1 0 0 5 5")
+    assert len(d) == 2 and d.frame_ids.tolist() == [1, 11]
+
+
+@pytest.mark.parametrize(
+    ("bad", "what"),
+    [
+        ("1 1 0.9 10 10 50", "expected 7 fields"),
+        ("1 1 0.9 10 10 50 50 7", "expected 7 fields"),
+        ("1.0 1 0.9 10 10 50 50", "must be integers"),
+        ("1 bird 0.9 10 10 50 50", "must be integers"),
+        ("1 1 high 10 10 50 50", "must be numbers"),
+        ("1 1 0.9 10 10 50 5O", "must be numbers"),
+        ("1 0 0.9 10 10 50 50", "class index 0 is outside 1..2"),
+        ("1 3 0.9 10 10 50 50", "class index 3 is outside 1..2"),
+        ("4 1 0.9 10 10 50 50", "frame index 4 is not a frame of the split"),
+        ("0 1 0.9 10 10 50 50", "frame index 0 is not a frame of the split"),
+        ("1 1 nan 10 10 50 50", "not a finite number"),
+        ("1 1 inf 10 10 50 50", "not a finite number"),
+        ("1 1 0.9 10 10 nan 50", "non-finite coordinate"),
+        ("1 1 0.9 50 10 10 50", "x2 < x1"),
+        ("1 1 0.9 10 50 50 10", "y2 < y1"),
+    ],
+)
+def test_bad_line_names_file_and_line(tmp_path, bad, what):
+    with pytest.raises(ValueError) as exc:
+        read_lines(tmp_path, GOOD, GOOD, bad)
+    msg = str(exc.value)
+    assert "dets.txt:3:" in msg and what in msg
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothere.txt"):
+        read_vid_detections(tmp_path / "nothere.txt", 2)
+
+
+@pytest.mark.parametrize(
+    ("entry", "what"),
+    [
+        ({"image_id": 1, "category_id": 1, "bbox": [0, 0, 5, 5], "score": float("nan")}, "finite"),
+        ({"image_id": 1, "category_id": 9, "bbox": [0, 0, 5, 5], "score": 0.5}, "class index 9"),
+        ({"image_id": 5, "category_id": 1, "bbox": [0, 0, 5, 5], "score": 0.5}, "frame index 5"),
+        ({"image_id": 1, "category_id": 1, "bbox": [0, 0, -5, 5], "score": 0.5}, "x2 < x1"),
+        ({"image_id": 1, "category_id": 1, "bbox": [0, 0, 5], "score": 0.5}, "4 numbers"),
+        ({"image_id": "1", "category_id": 1, "bbox": [0, 0, 5, 5], "score": 0.5}, "integers"),
+        ({"image_id": 1, "category_id": 1, "bbox": [0, 0, 5, 5]}, "needs image_id"),
+    ],
+)
+def test_bad_coco_entry_names_file_and_entry(tmp_path, entry, what):
+    path = tmp_path / "dets.json"
+    good = {"image_id": 1, "category_id": 1, "bbox": [0, 0, 5, 5], "score": 0.5}
+    path.write_text(json.dumps([good, entry]))
+    with pytest.raises(ValueError) as exc:
+        read_coco_results(path, CLASSES.num_classes, frame_ids(VIDEOS))
+    assert "dets.json: entry 1" in str(exc.value) and what in str(exc.value)
+
+
+def test_coco_file_must_be_a_json_list(tmp_path):
+    path = tmp_path / "dets.json"
+    path.write_text('{"image_id": 1}')
+    with pytest.raises(ValueError, match="JSON list"):
+        read_detections(path, 2)
+    path.write_text("[{")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        read_detections(path, 2)
+
+
+def test_evaluator_rejects_detections_outside_the_split():
+    # A Detections object that bypassed the file reader: caught by the evaluator too.
+    d = Detections([7], [1], [0.9], [[10, 10, 50, 50]])
+    with pytest.raises(ValueError, match="not frames of the split"):
+        evaluate_vid(CLASSES, VIDEOS, d)
+    with pytest.raises(ValueError, match="class index 3"):
+        evaluate_vid(CLASSES, VIDEOS, Detections([1], [3], [0.9], [[10, 10, 50, 50]]))
+    with pytest.raises(ValueError, match="not a finite number"):
+        evaluate_vid(CLASSES, VIDEOS, Detections([1], [1], [np.nan], [[10, 10, 50, 50]]))
+
+
+def test_overlapping_start_indices_are_rejected():
+    videos = [Video("val/a", [_frame()] * 3, start_index=1), Video("val/b", [_frame()], 3)]
+    with pytest.raises(ValueError, match="overlaps"):
+        evaluate_vid(CLASSES, videos, Detections.empty())
+
+
+def test_cli_reports_the_bad_line_and_exits_1(tmp_path, monkeypatch, capsys):
+    class FakeVID:
+        def __init__(self, root, split="val"):
+            self.classes, self.videos = CLASSES, VIDEOS
+
+    module = types.ModuleType("lsts_lib.data.vid")
+    module.VIDDataset = FakeVID
+    monkeypatch.setitem(sys.modules, "lsts_lib.data.vid", module)
+    from lsts_lib.cli import main
+
+    det = tmp_path / "dets.txt"
+    det.write_text(f"{GOOD}\n1 1 nan 10 10 50 50\n")
+    out = tmp_path / "res.json"
+    rc = main(["evaluate", "--data", str(tmp_path), "--detections", str(det), "--json", str(out)])
+    assert rc == 1
+    assert "dets.txt:2:" in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("score", "box", "label"),
+    [
+        (np.nan, [10, 10, 50, 50], 1),
+        (0.5, [10, 10, np.inf, 50], 1),
+        (0.5, [50, 10, 10, 50], 1),
+        (0.5, [10, 10, 50, 50], 0),
+    ],
+)
+def test_writers_refuse_what_the_reader_would_reject(tmp_path, score, box, label):
+    from lsts_lib.eval import write_coco_results, write_vid_detections
+
+    d = Detections([1, 1], [1, label], [0.9, score], [[10, 10, 50, 50], box])
+    for write, name in ((write_vid_detections, "d.txt"), (write_coco_results, "d.json")):
+        with pytest.raises(ValueError, match="refusing to write 1 invalid"):
+            write(tmp_path / name, d)
+        assert not (tmp_path / name).exists()
+
+
+def test_cli_refuses_a_split_without_devkit_frame_ids(tmp_path, capsys):
+    from lsts_lib.cli import main
+
+    det = tmp_path / "dets.txt"
+    det.write_text(f"{GOOD}\n")
+    args = ["evaluate", "--data", str(tmp_path), "--split", "train", "--detections", str(det)]
+    assert main(args) == 1
+    assert "val split only" in capsys.readouterr().err
