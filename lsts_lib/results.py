@@ -1,0 +1,872 @@
+"""The report's numbers: every run of a preset gathered into tables, the paper's claims tested.
+
+Everything here reads the files the pipeline writes (nothing is typed in by hand, except the
+paper's own published numbers in `paper_numbers()`, which carry their source):
+
+    runs/<preset>/<run>/seed<k>/{config.yaml, env.json, log.csv, model.pt, eval.json}
+    runs/<preset>/bench_cpu.json        `lsts bench --device cpu`
+    runs/<preset>/bench_cuda.json       `lsts bench --device cuda` (optional, a GPU box)
+    runs/<preset>/bench_lsts_cpu.json   `lsts bench-lsts`
+
+`load_runs` -> one tidy row per (run, seed); `summary_table` -> mean, std and n per run;
+`claims` -> a verdict per claim of the paper, decided by the rules written next to each;
+`speed_table` -> runtime at the paper's size; `update_readme` -> the README's results block.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+# Runs of the report, in the order tables list them, with the names readers see.
+RUN_LABELS: dict[str, str] = {
+    "single_frame": "Single-frame R-FCN",
+    "copy_prop": "Copy-propagation",
+    "flow_warp": "DFF flow warp",
+    "lsts_fixed": "LSTS, frozen offsets",
+    "lsts": "LSTS (uniform, N=81)",
+    "lsts_gaussian": "LSTS (gaussian, N=40)",
+    "lsts_no_srfu": "LSTS without SRFU",
+    "lsts_no_dfa": "LSTS without DFA",
+}
+# Accuracy columns of the tidy table (percent, 0-100) and their headers.
+METRICS: dict[str, str] = {
+    "mAP": "mAP",
+    "slow": "mAP slow",
+    "medium": "mAP medium",
+    "fast": "mAP fast",
+    "coco_AP": "COCO AP",
+    "coco_AP50": "COCO AP50",
+}
+# Cost columns (one benchmark per variant, no spread over seeds).
+COSTS: dict[str, str] = {
+    "cpu_ms": "CPU ms/frame",
+    "gflops": "GFLOPs/frame",
+}
+HELD, NOT_HELD, UNTESTABLE = "held", "not held", "not testable here"
+NOT_MEASURED = "not measured"
+README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
+# Benchmark size the speed table and the cost claims use: the paper's 600x1000 input.
+BENCH_SIZE = "paper"
+
+# Thresholds of the claim rules (see `claims`).
+CLOSE_MAP_POINTS = 2.0  # "close to per-frame accuracy": at most this many mAP points below
+COST_FRACTION = 0.5  # "a fraction of the cost": amortised time at most this share of per-frame
+SPEED_MARGIN = 0.95  # "faster": time ratio below this (5% allowance for timing noise)
+
+
+class MissingResultError(FileNotFoundError):
+    """A file the report needs is absent; the message names it and the command that makes it."""
+
+
+def _need(path: Path, command: str) -> Path:
+    if not path.is_file():
+        raise MissingResultError(f"{path}: missing; it is made by `{command}`")
+    return path
+
+
+def _read_json(path: Path, command: str) -> Any:
+    with open(_need(path, command), encoding="utf-8") as fh:
+        try:
+            return json.load(fh)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: not valid JSON ({exc})") from exc
+
+
+# --------------------------------------------------------------------------------------------
+# Loading the runs
+# --------------------------------------------------------------------------------------------
+def run_dirs(runs: Path) -> list[tuple[str, int, Path]]:
+    """(run name, seed, dir) of every `<run>/seed<k>` folder under a preset's runs root."""
+    runs = Path(runs)
+    if not runs.is_dir():
+        raise MissingResultError(
+            f"{runs}: no runs folder; make it with `lsts report --preset {runs.name}`")
+    found = []
+    for d in sorted(runs.glob("*/seed*")):
+        m = re.fullmatch(r"seed(\d+)", d.name)
+        if d.is_dir() and m:
+            found.append((d.parent.name, int(m.group(1)), d))
+    if not found:
+        raise MissingResultError(
+            f"{runs}: holds no <run>/seed<k> folders; train them with "
+            f"`lsts report --preset {runs.name} --only train detect`")
+    return sorted(found, key=lambda t: (_run_order(t[0]), t[1]))
+
+
+def run_label(run: str, model: Mapping[str, Any] | None = None) -> str:
+    """Reader-facing name of a run; LSTS runs name their offsets as the resolved config has them."""
+    model = model or {}
+    if run in ("lsts", "lsts_gaussian") and "offsets_init" in model:
+        init = model["offsets_init"]
+        n = model.get("grid_size", 0) ** 2 if init == "uniform" else model.get("num_points")
+        return f"LSTS ({init}, N={n})"
+    return RUN_LABELS.get(run, run)
+
+
+def _run_order(run: str) -> tuple[int, str]:
+    order = list(RUN_LABELS)
+    return (order.index(run) if run in order else len(order), run)
+
+
+def _percent(value: Any) -> float:
+    """An AP from eval.json (a fraction in [0, 1]) as percent; None/NaN stay NaN."""
+    if value is None:
+        return math.nan
+    v = float(value)
+    return 100.0 * v if math.isfinite(v) else math.nan
+
+
+def eval_row(eval_json: Mapping[str, Any]) -> dict[str, float]:
+    """The accuracy columns of one run from its `lsts evaluate` JSON."""
+    motion = eval_json.get("motion") or {}
+    coco = eval_json.get("coco") or {}
+    if "mAP" not in eval_json:
+        raise ValueError("eval.json has no 'mAP' key")
+    return {
+        "mAP": _percent(eval_json["mAP"]),
+        "slow": _percent(_motion_value(motion, "slow")),
+        "medium": _percent(_motion_value(motion, "medium")),
+        "fast": _percent(_motion_value(motion, "fast")),
+        "coco_AP": _percent(coco.get("AP")),
+        "coco_AP50": _percent(coco.get("AP50")),
+    }
+
+
+def _motion_value(motion: Mapping[str, Any], name: str) -> Any:
+    v = motion.get(name)
+    if isinstance(v, Mapping):  # {"mAP": ..., "num_gt": ...} style
+        v = v.get("mAP")
+    return v
+
+
+def load_runs(runs: Path, bench: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    """One row per (run, seed): accuracy from eval.json, cost from the CPU benchmark.
+
+    Columns: run, variant, seed, mAP, slow, medium, fast, coco_AP, coco_AP50 (percent),
+    cpu_ms (amortised per-frame ms at the key interval, paper size), gflops (per frame,
+    amortised the same way). A run folder without eval.json is an error naming the file.
+    """
+    preset = Path(runs).name
+    rows = []
+    for run, seed, d in run_dirs(runs):
+        ev = _read_json(d / "eval.json", f"lsts report --preset {preset} --only detect")
+        model: dict[str, Any] = {}
+        cfg_path = d / "config.yaml"
+        if cfg_path.is_file():
+            model = (yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}).get("model") or {}
+        rows.append({"run": run, "variant": str(model.get("variant", run)), "seed": seed,
+                     "label": run_label(run, model), **eval_row(ev)})
+    df = pd.DataFrame(rows)
+    cost = bench_table(bench) if bench is not None else None
+    df["cpu_ms"] = math.nan
+    df["gflops"] = math.nan
+    if cost is not None and not cost.empty:
+        for i, r in df.iterrows():
+            hit = _bench_lookup(cost, r["run"], r["variant"])
+            if hit is not None:
+                df.loc[i, "cpu_ms"] = hit["amortised_ms"]
+                df.loc[i, "gflops"] = hit["gflops"]
+    return df
+
+
+# --------------------------------------------------------------------------------------------
+# Benchmarks
+# --------------------------------------------------------------------------------------------
+BENCH_COLUMNS = ("variant", "model_variant", "size", "input_hw", "key_ms", "nonkey_ms",
+                 "amortised_ms", "gflops", "peak_mb", "speedup")
+
+
+def bench_table(bench: Mapping[str, Any], size: str = BENCH_SIZE) -> pd.DataFrame:
+    """One row per benchmarked configuration at one input size of a `lsts bench` JSON.
+
+    Times are the sums of the per-stage medians (`ms`, the basis of the benchmark's own
+    speed-up column; whole-frame timings `ms_measured` are noisier on a shared CPU): key frame,
+    non-key frame and their amortised mean over the key interval. GFLOPs are amortised the
+    same way. Raises ValueError when the size was not benchmarked.
+    """
+    results = bench.get("results") or {}
+    if size not in results:
+        raise ValueError(f"benchmark JSON has no results at size {size!r} "
+                         f"(has: {', '.join(results) or 'none'})")
+    hw = (bench.get("sizes") or {}).get(size, {}).get("input_hw")
+    rows = []
+    for name, e in results[size].items():
+        rows.append({
+            "variant": name,
+            "model_variant": e.get("variant", name),
+            "size": size,
+            "input_hw": "x".join(map(str, hw)) if hw else "",
+            "key_ms": _get(e, ("key", "ms")),
+            "nonkey_ms": _get(e, ("nonkey", "ms")),
+            "amortised_ms": _get(e, "amortised_ms"),
+            "gflops": _get(e, "amortised_gflops"),
+            "peak_mb": _get(e, "peak_mb"),
+            "speedup": _get(e, "speedup_vs_single_frame"),
+        })
+    return pd.DataFrame(rows, columns=list(BENCH_COLUMNS))
+
+
+def _get(entry: Mapping[str, Any], *keys: str | tuple[str, ...]) -> float:
+    """The first of `keys` (a key or a path of keys) present in `entry`, as float; else NaN."""
+    for key in keys:
+        node: Any = entry
+        for part in (key,) if isinstance(key, str) else key:
+            node = node.get(part) if isinstance(node, Mapping) else None
+        if node is not None:
+            return float(node)
+    return math.nan
+
+
+def _bench_lookup(cost: pd.DataFrame, run: str, variant: str) -> pd.Series | None:
+    """Benchmark row for a run: by run name first (lsts_gaussian), then by model variant."""
+    for name in (run, variant):
+        hit = cost[cost["variant"] == name]
+        if len(hit):
+            return hit.iloc[0]
+    return None
+
+
+def load_bench(runs: Path, device: str = "cpu") -> dict[str, Any] | None:
+    """The `lsts bench` JSON of a preset: CPU must exist; CUDA returns None when absent."""
+    runs = Path(runs)
+    path = runs / f"bench_{device}.json"
+    if device != "cpu" and not path.is_file():
+        return None
+    return _read_json(path, f"lsts bench --config {runs.name} --device {device} --json {path}")
+
+
+# --------------------------------------------------------------------------------------------
+# Summary
+# --------------------------------------------------------------------------------------------
+def summary_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Per run: mean and sample std (ddof=1) of each metric over seeds, and n seeds.
+
+    Columns `<metric>` (mean), `<metric>_std`, `n`, `seeds`, plus cpu_ms and gflops (one
+    benchmark per variant, so no spread). Rows in the report's order.
+    """
+    out = []
+    for run, g in sorted(df.groupby("run", sort=False), key=lambda kv: _run_order(kv[0])):
+        label = g["label"].iloc[0] if "label" in g else RUN_LABELS.get(run, run)
+        row: dict[str, Any] = {"run": run, "label": label,
+                               "variant": g["variant"].iloc[0], "n": len(g),
+                               "seeds": ",".join(str(s) for s in sorted(g["seed"]))}
+        for m in METRICS:
+            row[m] = g[m].mean()
+            row[f"{m}_std"] = g[m].std(ddof=1) if len(g) > 1 else math.nan
+        for c in COSTS:
+            row[c] = g[c].mean() if c in g else math.nan
+        out.append(row)
+    return pd.DataFrame(out).set_index("run")
+
+
+# --------------------------------------------------------------------------------------------
+# The paper's claims
+# --------------------------------------------------------------------------------------------
+@dataclass
+class Claim:
+    """One claim of the paper, the numbers it was judged on and the verdict."""
+
+    key: str
+    statement: str
+    rule: str
+    runs: tuple[str, ...]
+    verdict: str = UNTESTABLE
+    numbers: dict[str, float] = field(default_factory=dict)
+    reason: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.statement}: {self.verdict.upper()} -- {self.reason}"
+
+
+def _fmt(x: float, nd: int = 1) -> str:
+    return "n/a" if x is None or not math.isfinite(x) else f"{x:.{nd}f}"
+
+
+def compare_means(summary: pd.DataFrame, a: str, b: str, metric: str = "mAP"
+                  ) -> tuple[str, dict[str, float], str]:
+    """Rule: `a` beats `b` when mean(a) - mean(b) exceeds the pooled std of the two runs.
+
+    The pooled std is sqrt(((n_a-1) s_a^2 + (n_b-1) s_b^2) / (n_a + n_b - 2)), the seed-to-seed
+    spread. Beating it once is weak evidence with 3 seeds each (no test of significance is
+    claimed); it needs at least 2 seeds per run, else the claim is not testable here.
+    """
+    missing = [r for r in (a, b) if r not in summary.index]
+    if missing:
+        return UNTESTABLE, {}, f"run(s) {', '.join(missing)} not in this preset"
+    ra, rb = summary.loc[a], summary.loc[b]
+    na, nb = int(ra["n"]), int(rb["n"])
+    nums = {f"{a}.{metric}": ra[metric], f"{a}.{metric}_std": ra[f"{metric}_std"],
+            f"{b}.{metric}": rb[metric], f"{b}.{metric}_std": rb[f"{metric}_std"],
+            f"{a}.n": na, f"{b}.n": nb}
+    if not (math.isfinite(ra[metric]) and math.isfinite(rb[metric])):
+        return UNTESTABLE, nums, f"{metric} is undefined for {a} or {b}"
+    if min(na, nb) < 2:
+        return UNTESTABLE, nums, (f"only {min(na, nb)} seed: no seed-to-seed spread to "
+                                  "compare the difference with")
+    pooled = math.sqrt(((na - 1) * ra[f"{metric}_std"] ** 2 + (nb - 1) * rb[f"{metric}_std"] ** 2)
+                       / (na + nb - 2))
+    diff = ra[metric] - rb[metric]
+    nums |= {"difference": diff, "pooled_std": pooled}
+    verdict = HELD if diff > pooled else NOT_HELD
+    rel = ">" if diff > pooled else "<="
+    reason = (f"{metric} {_fmt(ra[metric])} ± {_fmt(ra[f'{metric}_std'])} vs "
+              f"{_fmt(rb[metric])} ± {_fmt(rb[f'{metric}_std'])}: difference {_fmt(diff)} "
+              f"{rel} pooled std {_fmt(pooled)}; {na} and {nb} seeds"
+              f"{', weak evidence' if min(na, nb) <= 3 else ''}")
+    return verdict, nums, reason
+
+
+def _cost(summary: pd.DataFrame, run: str, column: str = "cpu_ms") -> float:
+    if run not in summary.index or column not in summary.columns:
+        return math.nan
+    return float(summary.loc[run, column])
+
+
+def claims(df: pd.DataFrame, bench: Mapping[str, Any] | None = None) -> list[Claim]:
+    """Test the paper's five claims on this preset's runs.
+
+    `df` from `load_runs` (pass `bench` to add the CPU benchmark when `df` has no cost yet).
+    Accuracy rule: see `compare_means`. Speed rules use the amortised per-frame CPU time at the
+    paper's input size and key interval: "faster" = ratio < SPEED_MARGIN; "a fraction of the
+    cost" = ratio <= COST_FRACTION; "close to per-frame accuracy" = at most CLOSE_MAP_POINTS mAP
+    points below the single-frame detector.
+    """
+    if bench is not None and ("cpu_ms" not in df or df["cpu_ms"].isna().all()):
+        cost = bench_table(bench)
+        df = df.copy()
+        for i, r in df.iterrows():
+            hit = _bench_lookup(cost, r["run"], r["variant"])
+            df.loc[i, "cpu_ms"] = hit["amortised_ms"] if hit is not None else math.nan
+            df.loc[i, "gflops"] = hit["gflops"] if hit is not None else math.nan
+    summary = summary_table(df)
+    out: list[Claim] = []
+
+    def accuracy_claim(key: str, statement: str, a: str, b: str) -> Claim:
+        c = Claim(key, statement, f"mean mAP of {a} - mean mAP of {b} > pooled std over seeds",
+                  (a, b))
+        c.verdict, c.numbers, c.reason = compare_means(summary, a, b)
+        return c
+
+    out.append(accuracy_claim("learnable_sampling", "Learnable sampling locations beat fixed ones",
+                              "lsts", "lsts_fixed"))
+
+    # (2) accuracy and speed against flow-warp propagation: both parts must hold.
+    c = Claim("beats_flow", "LSTS beats flow-warp feature propagation in accuracy and speed",
+              f"mAP rule as (1) AND amortised CPU ms ratio lsts/flow_warp < {SPEED_MARGIN}",
+              ("lsts", "flow_warp"))
+    acc, nums, reason = compare_means(summary, "lsts", "flow_warp")
+    t_l, t_f = _cost(summary, "lsts"), _cost(summary, "flow_warp")
+    nums |= {"lsts.cpu_ms": t_l, "flow_warp.cpu_ms": t_f}
+    if acc == UNTESTABLE or not (math.isfinite(t_l) and math.isfinite(t_f)):
+        c.verdict = UNTESTABLE
+        c.reason = reason if acc == UNTESTABLE else "no CPU benchmark of lsts and flow_warp"
+    else:
+        ratio = t_l / t_f
+        nums["time_ratio"] = ratio
+        fast = ratio < SPEED_MARGIN
+        c.verdict = HELD if acc == HELD and fast else NOT_HELD
+        c.reason = (f"accuracy {acc} ({reason}); speed {'held' if fast else 'not held'} "
+                    f"({_fmt(t_l)} vs {_fmt(t_f)} ms/frame, ratio {_fmt(ratio, 2)})")
+    c.numbers = nums
+    out.append(c)
+
+    out.append(accuracy_claim("srfu", "SRFU (recursive memory update at key frames) adds accuracy",
+                              "lsts", "lsts_no_srfu"))
+    out.append(accuracy_claim("dfa", "DFA (dense aggregation at non-key frames) adds accuracy",
+                              "lsts", "lsts_no_dfa"))
+
+    # (5) close to per-frame accuracy at a fraction of the cost.
+    c = Claim("per_frame", "LSTS is close to per-frame accuracy at a fraction of the cost",
+              f"mean mAP gap single_frame - lsts <= {CLOSE_MAP_POINTS} points AND amortised CPU "
+              f"ms ratio lsts/single_frame <= {COST_FRACTION}", ("lsts", "single_frame"))
+    missing = [r for r in c.runs if r not in summary.index]
+    t_l, t_s = _cost(summary, "lsts"), _cost(summary, "single_frame")
+    if missing:
+        c.reason = f"run(s) {', '.join(missing)} not in this preset"
+    elif not (math.isfinite(t_l) and math.isfinite(t_s)):
+        c.reason = "no CPU benchmark of lsts and single_frame"
+    else:
+        m_l, m_s = summary.loc["lsts", "mAP"], summary.loc["single_frame", "mAP"]
+        gap, ratio = m_s - m_l, t_l / t_s
+        c.numbers = {"lsts.mAP": m_l, "single_frame.mAP": m_s, "gap": gap,
+                     "lsts.cpu_ms": t_l, "single_frame.cpu_ms": t_s, "time_ratio": ratio,
+                     "lsts.n": int(summary.loc["lsts", "n"]),
+                     "single_frame.n": int(summary.loc["single_frame", "n"])}
+        close, cheap = gap <= CLOSE_MAP_POINTS, ratio <= COST_FRACTION
+        c.verdict = HELD if close and cheap else NOT_HELD
+        c.reason = (f"mAP {_fmt(m_l)} vs {_fmt(m_s)} (gap {_fmt(gap)} points, "
+                    f"{'<=' if close else '>'} {CLOSE_MAP_POINTS}); time {_fmt(t_l)} vs "
+                    f"{_fmt(t_s)} ms/frame (ratio {_fmt(ratio, 2)}, "
+                    f"{'<=' if cheap else '>'} {COST_FRACTION})")
+    out.append(c)
+    return out
+
+
+def claims_table(cs: Sequence[Claim]) -> pd.DataFrame:
+    return pd.DataFrame([{"claim": c.statement, "verdict": c.verdict, "rule": c.rule,
+                          "numbers": c.reason} for c in cs])
+
+
+# --------------------------------------------------------------------------------------------
+# The paper's numbers and the speed table
+# --------------------------------------------------------------------------------------------
+PAPER_SOURCE = ("published results as collected in ../shared/PAPER_NOTES.md "
+                "('Numbers to compare against'): ImageNet VID val, ResNet-101")
+
+
+def paper_numbers() -> pd.DataFrame:
+    """ImageNet VID val results published for the paper and its peers (ResNet-101).
+
+    mAP is the VID devkit mAP in percent; s/img where the source gives it (Maxwell Titan X).
+    """
+    nan = math.nan
+    rows = [
+        ("R-FCN (single frame)", 74.1, nan, nan, nan, 0.133, "DFF README"),
+        ("DFF", 73.0, nan, nan, nan, 0.034, "DFF README"),
+        ("FGFA", 77.1, 85.9, 75.7, 56.1, nan, "FGFA paper"),
+        ("MANet", 78.1, nan, nan, nan, nan, "MANet paper"),
+        ("SELSA", 80.3, nan, nan, nan, nan, "SELSA paper"),
+        ("MEGA", 82.9, nan, nan, nan, nan, "MEGA paper"),
+        ("LSTS", 77.2, nan, nan, nan, nan, "LSTS paper (ECCV 2020)"),
+    ]
+    df = pd.DataFrame(rows, columns=["method", "mAP", "slow", "medium", "fast", "s_per_img",
+                                     "source"])
+    df.attrs["source"] = PAPER_SOURCE
+    return df
+
+
+def paper_commands(data_root: str = "/path/to/ILSVRC2015", gpus: int = 8,
+                   runs: Sequence[str] = tuple(RUN_LABELS), seed: int = 0) -> list[str]:
+    """The commands that fill the "ours on ImageNet VID" column on a GPU machine.
+
+    Each run trains with the paper preset (`lsts_lib/configs/paper.yaml`) and its named variant
+    overrides, on `gpus` GPUs through torchrun, then is detected and evaluated on all val
+    frames; `lsts bench --device cuda` adds the GPU timing; notebook 05 then reads runs/paper.
+    """
+    out = [f"# on a machine with {gpus} GPUs and ImageNet VID unpacked at {data_root}",
+           f"python data_prep/check_imagenet_vid.py --root {data_root}"]
+    for run in runs:
+        d = f"runs/paper/{run}/seed{seed}"
+        out += [
+            f"torchrun --nproc_per_node {gpus} -m lsts_lib train --config paper --variant {run} "
+            f"--out {d} seed={seed} data.root={data_root}",
+            f"lsts detect --checkpoint {d}/model.pt --data {data_root} --split val "
+            f"--out {d}/detections",
+            f"lsts evaluate --data {data_root} --split val --detections "
+            f"{d}/detections/detections.txt --json {d}/eval.json",
+        ]
+    out += ["lsts bench --config paper --device cuda --json runs/paper/bench_cuda.json",
+            "lsts bench --config paper --device cpu --json runs/paper/bench_cpu.json",
+            "papermill notebooks/05_results.ipynb notebooks/05_results.ipynb --cwd notebooks "
+            f"-k python3 -p PRESET paper -p DATA_ROOT {data_root}"]
+    return out
+
+
+def speed_table(bench_cpu: Mapping[str, Any], bench_gpu: Mapping[str, Any] | None = None,
+                summary: pd.DataFrame | None = None, size: str = BENCH_SIZE) -> pd.DataFrame:
+    """Runtime per frame at the paper's size: CPU ms, GPU ms, GFLOPs and SynthVID accuracy.
+
+    Times are amortised over a key interval (one key frame, k-1 non-key frames). GPU columns
+    read "not measured" unless a CUDA benchmark JSON is given.
+    """
+    cpu = bench_table(bench_cpu, size)
+    gpu = bench_table(bench_gpu, size) if bench_gpu is not None else None
+    runs = list(summary.index) if summary is not None else list(cpu["variant"])
+    rows = []
+    for run in runs:
+        variant = summary.loc[run, "variant"] if summary is not None else run
+        c = _bench_lookup(cpu, run, variant)
+        g = _bench_lookup(gpu, run, variant) if gpu is not None else None
+        row: dict[str, Any] = {
+            "variant": summary.loc[run, "label"] if summary is not None else run_label(run),
+            "CPU ms (key)": c["key_ms"] if c is not None else math.nan,
+            "CPU ms (non-key)": c["nonkey_ms"] if c is not None else math.nan,
+            "CPU ms (amortised)": c["amortised_ms"] if c is not None else math.nan,
+            "GPU ms (amortised)": g["amortised_ms"] if g is not None else NOT_MEASURED,
+            "GFLOPs": c["gflops"] if c is not None else math.nan,
+            "speed-up vs single frame": c["speedup"] if c is not None else math.nan,
+            "peak MB": c["peak_mb"] if c is not None else math.nan,
+        }
+        if summary is not None:
+            row["SynthVID mAP"] = summary.loc[run, "mAP"]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------------
+# Environment of a run
+# --------------------------------------------------------------------------------------------
+def run_environment(runs: Path) -> dict[str, Any]:
+    """env.json of the first run (versions, hardware) and the seeds found."""
+    dirs = run_dirs(runs)
+    env = _read_json(dirs[0][2] / "env.json", f"lsts train ... --out {dirs[0][2]}")
+    return {"env": env, "seeds": sorted({s for _, s, _ in dirs}), "runs": len(dirs)}
+
+
+def hardware_line(env: Mapping[str, Any]) -> str:
+    """'CPU model, N cores, torch threads, GPU, versions' from a run's env.json (flat, as
+    `lsts train` writes it; a nested {hardware, versions} form is read too)."""
+    hw = env.get("hardware", env)
+    versions = env.get("versions", env)
+    parts = []
+    for key in ("cpu", "cpu_model", "processor"):
+        if hw.get(key):
+            parts.append(str(hw[key]))
+            break
+    for key in ("cpu_cores", "cpu_count", "cores"):
+        if hw.get(key):
+            parts.append(f"{hw[key]} cores")
+            break
+    if hw.get("torch_threads"):
+        parts.append(f"{hw['torch_threads']} torch threads")
+    gpu = hw.get("gpu") or hw.get("cuda_device")
+    parts.append(f"GPU {gpu}" if gpu else "no GPU")
+    for lib in ("python", "torch", "torchvision"):
+        if versions.get(lib):
+            parts.append(f"{lib} {versions[lib]}")
+    return ", ".join(parts)
+
+
+def bench_device_line(bench: Mapping[str, Any]) -> str:
+    """Where a benchmark ran, from its JSON's `device` entry."""
+    dev = bench.get("device") or {}
+    if not isinstance(dev, Mapping):
+        return str(dev)
+    parts = [str(dev.get("name") or dev.get("cpu") or dev.get("type", "?"))]
+    if dev.get("type", "cpu") == "cpu" and dev.get("torch_threads"):
+        parts.append(f"{dev['torch_threads']} torch threads")
+    if dev.get("torch"):
+        parts.append(f"torch {dev['torch']}")
+    return ", ".join(parts)
+
+
+# --------------------------------------------------------------------------------------------
+# Markdown (no tabulate dependency)
+# --------------------------------------------------------------------------------------------
+def markdown_table(df: pd.DataFrame) -> str:
+    head = "| " + " | ".join(map(str, df.columns)) + " |"
+    rule = "|" + "|".join("---" if i == 0 else "---:" for i in range(len(df.columns))) + "|"
+    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join([head, rule, *body])
+
+
+def mean_std(mean: float, std: float, nd: int = 1) -> str:
+    if not math.isfinite(mean):
+        return "n/a"
+    return f"{mean:.{nd}f}" if not math.isfinite(std) else f"{mean:.{nd}f} ± {std:.{nd}f}"
+
+
+def results_frame(summary: pd.DataFrame) -> pd.DataFrame:
+    """The summary as display strings: 'mean ± std' per metric, costs, n seeds."""
+    rows = []
+    for _, r in summary.iterrows():
+        row = {"Variant": r["label"]}
+        for m, title in METRICS.items():
+            row[title] = mean_std(r[m], r[f"{m}_std"])
+        row["CPU ms/frame"] = _fmt(r["cpu_ms"], 0)
+        row["GFLOPs/frame"] = _fmt(r["gflops"], 1)
+        row["seeds"] = int(r["n"])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _speed_display(table: pd.DataFrame) -> pd.DataFrame:
+    out = table.copy()
+    for col in out.columns[1:]:
+        nd = 2 if "speed-up" in col else 1 if "GFLOP" in col or "mAP" in col else 0
+        out[col] = [v if isinstance(v, str) else _fmt(v, nd) for v in out[col]]
+    return out
+
+
+def readme_block(runs: Path) -> str:
+    """The README's results section, generated from the JSON files of one preset's runs."""
+    runs = Path(runs)
+    bench = load_bench(runs, "cpu")
+    bench_gpu = load_bench(runs, "cuda")
+    df = load_runs(runs, bench)
+    summary = summary_table(df)
+    envinfo = run_environment(runs)
+    n_seeds = sorted(set(summary["n"].astype(int)))
+    k = bench.get("key_interval", "k")
+    lines = [
+        f"_Generated by `lsts report --preset {runs.name}` from the JSON files in "
+        f"`runs/{runs.name}/`; do not edit by hand._",
+        "",
+        f"Preset **{runs.name}** (SynthVID val), seeds {', '.join(map(str, envinfo['seeds']))} "
+        f"({'/'.join(map(str, n_seeds))} per variant, {envinfo['runs']} runs); "
+        f"hardware: {hardware_line(envinfo['env'])}. "
+        f"mAP in percent (VID devkit rule), mean ± sample std over seeds; CPU time amortised "
+        f"over a key interval of {k} at the paper's 600x1000 input.",
+        "",
+        markdown_table(results_frame(summary)),
+        "",
+        f"**Speed at the paper's input size** (600x1000, key interval {k}; CPU: "
+        f"{bench_device_line(bench)}; GPU: "
+        f"{bench_device_line(bench_gpu) if bench_gpu else 'not measured'}):",
+        "",
+        markdown_table(_speed_display(speed_table(bench, bench_gpu, summary))),
+        "",
+        "**The paper's claims on this data** (rules in `lsts_lib/results.py`):",
+        "",
+    ]
+    for i, c in enumerate(claims(df), 1):
+        lines.append(f"{i}. {c.statement}: **{c.verdict}** ({c.reason}).")
+    return "\n".join(lines)
+
+
+def update_readme(readme: Path, runs: Path) -> str:
+    """Replace the text between the results markers of README.md with `readme_block(runs)`.
+
+    Raises ValueError when the markers are missing, repeated or out of order. Returns the
+    generated block. Running it twice on the same runs changes nothing the second time.
+    """
+    readme = Path(readme)
+    text = readme.read_text(encoding="utf-8")
+    if text.count(README_START) != 1 or text.count(README_END) != 1:
+        raise ValueError(f"{readme}: needs exactly one '{README_START}' and one '{README_END}' "
+                         "line around the results section")
+    start, end = text.index(README_START), text.index(README_END)
+    if end < start:
+        raise ValueError(f"{readme}: '{README_END}' comes before '{README_START}'")
+    block = readme_block(runs)
+    new = text[: start + len(README_START)] + "\n" + block + "\n" + text[end:]
+    if new != text:
+        readme.write_text(new, encoding="utf-8")
+    return block
+
+
+# --------------------------------------------------------------------------------------------
+# Figures
+# --------------------------------------------------------------------------------------------
+def bar_with_errors(summary: pd.DataFrame, runs: Sequence[str], metric: str = "mAP", ax=None,
+                    title: str | None = None):
+    """Bars of a metric's mean per run with the seed std as error bars (and each seed's dot
+    when the tidy rows are attached as `summary.attrs['rows']`)."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4, 3))
+    runs = [r for r in runs if r in summary.index]
+    means = [summary.loc[r, metric] for r in runs]
+    std_col = f"{metric}_std"
+    errs = [summary.loc[r, std_col] if std_col in summary.columns else 0.0 for r in runs]
+    errs = [0.0 if not math.isfinite(e) else e for e in errs]
+    x = range(len(runs))
+    # The run a claim is about (listed first) in orange, what it is compared with in blue.
+    ax.bar(x, means, yerr=errs if any(errs) else None, capsize=4,
+           color=["tab:orange" if i == 0 else "tab:blue" for i in range(len(runs))])
+    rows = summary.attrs.get("rows")
+    if rows is not None and metric in rows:
+        for i, r in enumerate(runs):
+            ys = rows.loc[rows["run"] == r, metric]
+            ax.plot([i] * len(ys), ys, "k.", ms=4)
+    labels = [summary.loc[r, "label"] if "label" in summary.columns else run_label(r)
+              for r in runs]
+    ax.set_xticks(list(x), [lab.replace(" (", "\n(").replace(", ", ",\n") for lab in labels],
+                  fontsize=7)
+    ax.set_ylabel(METRICS.get(metric, COSTS.get(metric, metric)))
+    if title:
+        ax.set_title(title, fontsize=9)
+    return ax
+
+
+def plot_claim(claim: Claim, summary: pd.DataFrame, axes=None):
+    """One figure per claim: mAP bars with error bars, plus the time bars for cost claims."""
+    import matplotlib.pyplot as plt
+
+    cost = claim.key in ("beats_flow", "per_frame")
+    if axes is None:
+        _, axes = plt.subplots(1, 2 if cost else 1, figsize=(7 if cost else 3.8, 3))
+    axes = list(axes) if isinstance(axes, Sequence) or hasattr(axes, "__len__") else [axes]
+    bar_with_errors(summary, claim.runs, "mAP", axes[0], f"{claim.statement}\n[{claim.verdict}]")
+    if cost and len(axes) > 1:
+        bar_with_errors(summary, claim.runs, "cpu_ms", axes[1], "amortised CPU ms/frame")
+    return axes
+
+
+# --------------------------------------------------------------------------------------------
+# Where it learns to focus: offsets, S(p_n), detection strips
+# --------------------------------------------------------------------------------------------
+OFFSETS_KEY = "offsets.p"  # the one global LSTSOffsets parameter in a VideoDetector state dict
+
+
+def load_checkpoint(run_dir: Path) -> dict[str, Any]:
+    """A run's model.pt (weights_only: tensors and plain containers only)."""
+    import torch
+
+    path = _need(Path(run_dir) / "model.pt", f"lsts train ... --out {run_dir}")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def load_offsets(run_dir: Path) -> tuple[Any, Any]:
+    """(initial, learned) sampling offsets p_n of an LSTS run, numpy (N, 2) as (dx, dy) cells."""
+    ck = load_checkpoint(run_dir)
+    if OFFSETS_KEY not in ck["model"]:
+        raise ValueError(f"{run_dir}/model.pt: no '{OFFSETS_KEY}' (not an LSTS variant)")
+    init = ck.get("offsets_init", {}).get(OFFSETS_KEY)
+    if init is None:
+        raise ValueError(f"{run_dir}/model.pt: no initial offsets saved under offsets_init")
+    return init.numpy(), ck["model"][OFFSETS_KEY].numpy()
+
+
+def load_detector(run_dir: Path):
+    """The trained VideoDetector of a run, in eval mode (no pretrained-weights download)."""
+    from lsts_lib.models.config import ModelConfig
+    from lsts_lib.models.detector import build_detector
+
+    ck = load_checkpoint(run_dir)
+    cfg = ModelConfig.from_dict({**ck["model_config"], "pretrained": False})
+    model = build_detector(cfg)
+    model.load_checkpoint_state(ck["model"])
+    return model.eval()
+
+
+def focus_weights(model, key_frame, targets) -> dict[str, Any]:
+    """S_n(p0) of the key->current alignment (DFA) for each target frame, as at inference.
+
+    key_frame and targets are (3, H, W) float images of one video. The key frame's high-level
+    feature is the memory; each target's low2high feature is what it is aligned to. Returns
+    the offsets p (N, 2), weights (T, N, h, w) and the image-pixel size of one feature cell.
+    """
+    import torch
+
+    if not getattr(model.cfg, "is_lsts", False):
+        raise ValueError(f"variant {model.variant!r} has no LSTS alignment")
+    with torch.no_grad():
+        x, sizes, orig = model.preprocess([key_frame, *targets])
+        memory = model.extract_high(model.extract_low(x[:1]))
+        S = []
+        for i in range(1, len(x)):
+            target = model.low_to_high(model.extract_low(x[i:i + 1]))
+            S.append(model.align_key2cur.weights(memory, target)[0])
+        p = model.offsets.p.detach().clone()
+    # A feature cell is `stride` pixels of the resized image; back to original pixels.
+    cell = (model.stride * orig[0][1] / sizes[0][1], model.stride * orig[0][0] / sizes[0][0])
+    return {"p": p.numpy(), "S": torch.stack(S).numpy(), "cell_px": cell}
+
+
+def draw_focus(ax, image, p0_cell: tuple[int, int], p, S_p0, cell_px: tuple[float, float],
+               title: str = "") -> None:
+    """Overlay the sampling points p0 + p_n on an image, each dot sized/coloured by S_n(p0)."""
+    import numpy as np
+
+    from lsts_lib import viz
+
+    ax.imshow(viz.to_hwc(image))
+    cx, cy = (p0_cell[0] + 0.5) * cell_px[0], (p0_cell[1] + 0.5) * cell_px[1]
+    xs, ys = cx + p[:, 0] * cell_px[0], cy + p[:, 1] * cell_px[1]
+    order = np.argsort(S_p0)  # heaviest drawn last, on top
+    # Absolute scale (area proportional to S, colour from 0): near-uniform weights look uniform.
+    ax.scatter(xs[order], ys[order], s=8 + 600 * S_p0[order], c=S_p0[order], cmap="magma",
+               vmin=0.0, vmax=max(float(S_p0.max()), 2.0 / len(S_p0)), edgecolors="white",
+               linewidths=0.4)
+    ax.plot(cx, cy, "c+", ms=10, mew=2)
+    ax.set_title(title, fontsize=8)
+    ax.axis("off")
+
+
+def draw_detections(ax, image, gt_boxes, det_boxes, det_labels, class_names: Sequence[str],
+                    det_scores=None, title: str = "") -> None:
+    """Ground truth as thick lime outlines, detections drawn by `lsts_lib.viz.draw_boxes`
+    (class colour, name and score)."""
+    from matplotlib.patches import Rectangle
+
+    from lsts_lib import viz
+
+    ax.imshow(viz.to_hwc(image))
+    for b in gt_boxes:
+        ax.add_patch(Rectangle((b[0], b[1]), b[2] - b[0], b[3] - b[1], fill=False, ec="lime",
+                               lw=2.5, alpha=0.8))
+    viz.draw_boxes(ax, None, det_boxes, det_labels, class_names, det_scores, linewidth=1.2,
+                   fontsize=6)
+    ax.set_title(title, fontsize=8)
+    ax.axis("off")
+
+
+FAST_MOTION_IOU = 0.7  # FGFA: motion IoU below this is "fast"
+
+
+def fast_segment(videos, key_interval: int, n: int = 4, mode: str = "offline"
+                 ) -> tuple[int, int, int]:
+    """(video index, key frame, track id): the key frame and the n-1 frames after it, all in
+    the key's segment (so all detected from that key at inference), following the fastest
+    track (lowest mean motion IoU, every frame < FAST_MOTION_IOU) visible in all n frames."""
+    import numpy as np
+
+    from lsts_lib.models.detector import key_frame_indices
+
+    best: tuple[float, int, int, int] | None = None
+    for vi, v in enumerate(videos):
+        keys = key_frame_indices(len(v.frames), key_interval, mode)
+        for k in keys:
+            frames = v.frames[k:k + n]
+            same_key = all(keys[i // key_interval] == k for i in range(k, k + len(frames)))
+            if len(frames) < n or not same_key or any(f.motion_iou is None for f in frames):
+                continue
+            common = set(frames[0].track_ids.tolist())
+            for f in frames[1:]:
+                common &= set(f.track_ids.tolist())
+            for t in common:
+                m = [float(f.motion_iou[f.track_ids == t][0]) for f in frames]
+                if max(m) < FAST_MOTION_IOU and (best is None or np.mean(m) < best[0]):
+                    best = (float(np.mean(m)), vi, k, int(t))
+    if best is None:
+        raise ValueError(f"no track with motion IoU < {FAST_MOTION_IOU} over {n} frames of one "
+                         f"key frame's segment (key interval {key_interval}) in these videos")
+    return best[1], best[2], best[3]
+
+
+# --------------------------------------------------------------------------------------------
+# Complexity formulas (notebook 06)
+# --------------------------------------------------------------------------------------------
+def shift_box(offsets) -> int:
+    """D: integer shifts the efficient LSTS form mixes, (Dx * Dy) over floor(p_n) .. +1."""
+    import numpy as np
+
+    lo = np.floor(np.asarray(offsets, dtype=float)).min(axis=0)
+    hi = np.floor(np.asarray(offsets, dtype=float)).max(axis=0) + 1
+    d = hi - lo + 1
+    return int(d[0] * d[1])
+
+
+def complexity_table(H: int, W: int, C: int, C_e: int, N: int, D: int, C_low: int,
+                     quality_hidden: int = 256, quality_mid: int = 16,
+                     low2high_hidden: int = 256) -> pd.DataFrame:
+    """Multiply-accumulates and extra activation memory (float32) of LSTS, SRFU and DFA.
+
+    Counts follow the layer shapes: a k x k conv from a to b channels on H x W costs
+    k^2 a b H W MACs. LSTS = embeddings f, g (2 C C_e HW) + similarities (N C_e HW) +
+    aggregation (N C HW); the bilinear taps add 4x reads, not MACs. Naive memory holds the N
+    sampled copies of f(F) and F: N (C_e + C) HW floats. The efficient form keeps correlations
+    and weights per integer shift and per offset: (2 D + 2 N) HW floats, independent of C;
+    it correlates and aggregates per integer shift instead of per offset, D (C_e + C) HW MACs,
+    plus the mixing between offsets and shifts, 2 N D HW.
+    """
+    hw = H * W
+    lsts_macs = 2 * C * C_e * hw + N * C_e * hw + N * C * hw
+    lsts_eff = 2 * C * C_e * hw + D * (C_e + C) * hw + 2 * N * D * hw
+    quality = 2 * (C * quality_hidden + 9 * quality_hidden * quality_mid + 9 * quality_mid) * hw \
+        + 2 * C * hw
+    low2high = (C_low * low2high_hidden + 9 * low2high_hidden ** 2
+                + 9 * low2high_hidden * C) * hw
+    rows = [
+        ("LSTS alignment, naive form", lsts_macs, N * (C_e + C) * hw * 4),
+        ("LSTS alignment, efficient form", lsts_eff, (2 * D + 2 * N) * hw * 4),
+        ("SRFU (key frame): LSTS + quality-net fusion", lsts_eff + quality,
+         (2 * D + 2 * N) * hw * 4 + C * hw * 4),
+        ("DFA (non-key frame): low2high + LSTS + fusion", low2high + lsts_eff + quality,
+         (2 * D + 2 * N) * hw * 4),
+    ]
+    df = pd.DataFrame(rows, columns=["part", "MACs", "extra memory (bytes)"])
+    df["GMACs"] = (df["MACs"] / 1e9).round(3)
+    df["extra memory (MB)"] = (df["extra memory (bytes)"] / 2 ** 20).round(1)
+    return df[["part", "GMACs", "extra memory (MB)"]]

@@ -1,0 +1,232 @@
+"""Results aggregation, the claim rules and the README block, on fixture runs built in tmp_path.
+
+The numbers here are constructed to exercise the rules; they are not results of anything.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from lsts_lib import results as R
+
+
+def write_run(root: Path, run: str, seed: int, mAP: float, variant: str | None = None,
+              model: dict | None = None) -> Path:
+    """A run folder as `lsts train` + `lsts evaluate` leave it (fractions, as eval.json has)."""
+    d = root / run / f"seed{seed}"
+    d.mkdir(parents=True)
+    ev = {"mAP": mAP, "per_class": {"a": mAP},
+          "motion": {"slow": mAP + 0.1, "medium": mAP, "fast": None},
+          "coco": {"AP": mAP / 2, "AP50": mAP}}
+    (d / "eval.json").write_text(json.dumps(ev))
+    cfg = {"model": {"variant": variant or run, **(model or {})}, "train": {"seed": seed}}
+    (d / "config.yaml").write_text(yaml.safe_dump(cfg))
+    (d / "env.json").write_text(json.dumps({  # flat, as lsts_lib.engine.train writes it
+        "seed": seed, "torch": "9.9", "python": "3.11", "cpu": "Test CPU", "cpu_cores": 2,
+        "torch_threads": 1, "gpu": None}))
+    return d
+
+
+def write_bench(root: Path, ms: dict[str, float], device: str = "cpu") -> dict:
+    """A `lsts bench` JSON (schema lsts-bench-v1) with the given amortised times per run."""
+    def entry(name: str, t: float) -> dict:
+        return {"variant": "lsts" if name == "lsts_gaussian" else name, "offsets": None,
+                "key": {"ms": 1000.0, "ms_measured": 999.0, "flops": 1},
+                "nonkey": {"ms": t, "ms_measured": t - 1, "flops": 1},
+                "key_interval": 10, "amortised_ms": t, "amortised_ms_measured": t - 1,
+                "amortised_gflops": t / 10, "peak_mb": 1.0,
+                "speedup_vs_single_frame": ms["single_frame"] / t}
+
+    bench = {"schema": "lsts-bench-v1", "key_interval": 10,
+             "device": {"type": device, "cpu": "Test CPU", "name": f"Test {device}",
+                        "torch_threads": 2, "torch": "9.9"},
+             "sizes": {"preset": {"input_hw": [180, 320]}, "paper": {"input_hw": [600, 1000]}},
+             "results": {size: {k: entry(k, v * (1 if size == "paper" else 0.1))
+                                for k, v in ms.items()} for size in ("preset", "paper")}}
+    (root / f"bench_{device}.json").write_text(json.dumps(bench))
+    return bench
+
+
+MAPS = {  # run -> mAP per seed (fractions)
+    "single_frame": [0.50, 0.52, 0.54],
+    "flow_warp": [0.40, 0.41, 0.42],
+    "lsts_fixed": [0.43, 0.44, 0.45],
+    "lsts": [0.49, 0.50, 0.51],
+    "lsts_no_srfu": [0.48, 0.50, 0.52],  # difference 0 -> not held
+    "lsts_no_dfa": [0.44, 0.45, 0.46],
+}
+MS = {"single_frame": 1000.0, "flow_warp": 300.0, "lsts_fixed": 200.0, "lsts": 200.0,
+      "lsts_no_srfu": 190.0, "lsts_no_dfa": 180.0}
+
+
+@pytest.fixture
+def runs(tmp_path: Path) -> Path:
+    root = tmp_path / "runs" / "report"
+    for run, maps in MAPS.items():
+        for seed, m in enumerate(maps):
+            write_run(root, run, seed, m)
+    write_bench(root, MS)
+    return root
+
+
+def test_load_runs_and_summary(runs: Path) -> None:
+    df = R.load_runs(runs, R.load_bench(runs))
+    assert len(df) == 18
+    assert list(df["run"].unique()) == ["single_frame", "flow_warp", "lsts_fixed", "lsts",
+                                        "lsts_no_srfu", "lsts_no_dfa"]
+    s = R.summary_table(df)
+    assert s.loc["single_frame", "mAP"] == pytest.approx(52.0)
+    assert s.loc["single_frame", "mAP_std"] == pytest.approx(2.0)  # sample std, ddof=1
+    assert s.loc["single_frame", "slow"] == pytest.approx(62.0)
+    assert s.loc["single_frame", "coco_AP"] == pytest.approx(26.0)
+    assert math.isnan(s.loc["lsts", "fast"])  # None in eval.json stays missing, not 0
+    assert s.loc["lsts", "n"] == 3
+    assert s.loc["lsts", "cpu_ms"] == 200.0 and s.loc["lsts", "gflops"] == 20.0
+
+
+def test_claim_verdicts(runs: Path) -> None:
+    cs = {c.key: c for c in R.claims(R.load_runs(runs), R.load_bench(runs))}
+    assert cs["learnable_sampling"].verdict == R.HELD  # 50 vs 44, pooled std 1
+    assert cs["learnable_sampling"].numbers["difference"] == pytest.approx(6.0)
+    assert cs["learnable_sampling"].numbers["pooled_std"] == pytest.approx(1.0)
+    assert cs["beats_flow"].verdict == R.HELD  # 50 vs 41 and 200 vs 300 ms
+    assert cs["srfu"].verdict == R.NOT_HELD  # equal means
+    assert cs["dfa"].verdict == R.HELD
+    # gap 2.0 points <= 2.0 and 200/1000 ms <= 0.5
+    assert cs["per_frame"].verdict == R.HELD
+    assert cs["per_frame"].numbers["gap"] == pytest.approx(2.0)
+
+
+def test_speed_part_of_a_claim_can_fail(runs: Path) -> None:
+    bench = write_bench(runs, {**MS, "lsts": 290.0})  # not 5% faster than flow_warp (300)
+    cs = {c.key: c for c in R.claims(R.load_runs(runs, bench))}
+    assert cs["beats_flow"].verdict == R.NOT_HELD
+    assert "speed not held" in cs["beats_flow"].reason
+    bench = write_bench(runs, {**MS, "lsts": 600.0})  # 0.6 of per-frame: not a fraction
+    cs = {c.key: c for c in R.claims(R.load_runs(runs, bench))}
+    assert cs["per_frame"].verdict == R.NOT_HELD
+
+
+def test_difference_within_spread_is_not_held() -> None:
+    df = pd.DataFrame({"run": ["lsts"] * 3 + ["lsts_fixed"] * 3,
+                       "variant": ["lsts"] * 3 + ["lsts_fixed"] * 3, "seed": [0, 1, 2] * 2,
+                       "mAP": [50.0, 55.0, 60.0, 49.0, 54.0, 59.0]})
+    for m in R.METRICS:
+        df[m] = df["mAP"]
+    df["cpu_ms"] = df["gflops"] = math.nan
+    verdict, nums, _ = R.compare_means(R.summary_table(df), "lsts", "lsts_fixed")
+    assert verdict == R.NOT_HELD  # difference 1 < pooled std 5
+    assert nums["pooled_std"] == pytest.approx(5.0)
+
+
+def test_missing_variant_or_bench_is_not_testable(tmp_path: Path) -> None:
+    root = tmp_path / "report"
+    for seed in range(3):
+        write_run(root, "lsts", seed, 0.5 + seed / 100)
+        write_run(root, "single_frame", seed, 0.5)
+    cs = {c.key: c for c in R.claims(R.load_runs(root))}
+    assert cs["learnable_sampling"].verdict == R.UNTESTABLE
+    assert "lsts_fixed" in cs["learnable_sampling"].reason
+    assert cs["per_frame"].verdict == R.UNTESTABLE  # no benchmark given
+    assert "benchmark" in cs["per_frame"].reason
+
+
+def test_one_seed_is_not_testable(tmp_path: Path) -> None:
+    root = tmp_path / "smoke"
+    write_run(root, "lsts", 0, 0.6)
+    write_run(root, "lsts_fixed", 0, 0.1)
+    c = R.claims(R.load_runs(root))[0]
+    assert c.verdict == R.UNTESTABLE and "seed" in c.reason
+
+
+def test_missing_eval_names_file_and_command(tmp_path: Path) -> None:
+    d = write_run(tmp_path / "report", "lsts", 0, 0.5)
+    (d / "eval.json").unlink()
+    with pytest.raises(R.MissingResultError, match=r"eval\.json.*lsts report --preset report"):
+        R.load_runs(tmp_path / "report")
+    with pytest.raises(R.MissingResultError, match="bench_cpu.json"):
+        R.load_bench(tmp_path / "report")
+    assert R.load_bench(tmp_path / "report", "cuda") is None  # the GPU bench is optional
+    with pytest.raises(R.MissingResultError, match="no runs folder"):
+        R.run_dirs(tmp_path / "nothing")
+
+
+def test_labels_follow_the_resolved_config(tmp_path: Path) -> None:
+    root = tmp_path / "report"
+    write_run(root, "lsts", 0, 0.5, model={"offsets_init": "uniform", "grid_size": 3})
+    write_run(root, "lsts_gaussian", 0, 0.5, variant="lsts",
+              model={"offsets_init": "gaussian", "num_points": 40})
+    s = R.summary_table(R.load_runs(root))
+    assert s.loc["lsts", "label"] == "LSTS (uniform, N=9)"
+    assert s.loc["lsts_gaussian", "label"] == "LSTS (gaussian, N=40)"
+    assert s.loc["lsts_gaussian", "variant"] == "lsts"
+
+
+def test_speed_table_gpu_columns(runs: Path) -> None:
+    bench = R.load_bench(runs)
+    s = R.summary_table(R.load_runs(runs, bench))
+    t = R.speed_table(bench, None, s)
+    assert (t["GPU ms (amortised)"] == R.NOT_MEASURED).all()
+    gpu = write_bench(runs, {k: v / 50 for k, v in MS.items()}, device="cuda")
+    t = R.speed_table(bench, gpu, s)
+    assert t.loc[t["variant"] == s.loc["lsts", "label"], "GPU ms (amortised)"].item() == 4.0
+    assert t.loc[0, "CPU ms (amortised)"] == 1000.0  # paper size, sum of stage medians
+    assert t.loc[t["variant"] == s.loc["lsts", "label"], "speed-up vs single frame"].item() == 5.0
+    with pytest.raises(ValueError, match="no results at size 'huge'"):
+        R.bench_table(bench, "huge")
+
+
+def test_paper_numbers() -> None:
+    p = R.paper_numbers().set_index("method")
+    assert p.loc["LSTS", "mAP"] == 77.2 and p.loc["FGFA", "fast"] == 56.1
+    assert p.loc["R-FCN (single frame)", "s_per_img"] == 0.133
+    assert "PAPER_NOTES" in R.paper_numbers().attrs["source"]
+
+
+def test_update_readme_between_markers_only(runs: Path, tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    before, after = "# Title\n\nintro\n", "\n## After\ntail text\n"
+    readme.write_text(f"{before}{R.README_START}\nold table\n{R.README_END}{after}")
+    R.update_readme(readme, runs)
+    text = readme.read_text()
+    assert text.startswith(before + R.README_START) and text.endswith(R.README_END + after)
+    assert "old table" not in text
+    assert "Test CPU, 2 cores, 1 torch threads, no GPU, python 3.11, torch 9.9" in text
+    assert "seeds 0, 1, 2" in text and "**held**" in text
+    assert "| LSTS (uniform, N=81) | 50.0 ± 1.0 |" in text
+    R.update_readme(readme, runs)
+    assert readme.read_text() == text  # idempotent
+
+
+@pytest.mark.parametrize("content", ["no markers\n", f"{R.README_START}\nonly start\n",
+                                     f"{R.README_END}\n{R.README_START}\n",
+                                     f"{R.README_START}{R.README_START}{R.README_END}"])
+def test_update_readme_needs_markers(runs: Path, tmp_path: Path, content: str) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text(content)
+    with pytest.raises(ValueError, match="README"):
+        R.update_readme(readme, runs)
+    assert readme.read_text() == content  # untouched
+
+
+def test_bar_with_errors(runs: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    df = R.load_runs(runs, R.load_bench(runs))
+    s = R.summary_table(df)
+    s.attrs["rows"] = df
+    ax = R.bar_with_errors(s, ["lsts", "lsts_fixed"], "mAP")
+    heights = [p.get_height() for p in ax.patches]
+    assert heights == pytest.approx([50.0, 44.0])
+    from matplotlib.container import BarContainer
+
+    bars = next(c for c in ax.containers if isinstance(c, BarContainer))
+    segments = bars.errorbar.lines[2][0].get_segments()  # one vertical segment per bar
+    assert [seg[1][1] - seg[0][1] for seg in segments] == pytest.approx([2.0, 2.0])  # +- std 1
