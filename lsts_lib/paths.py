@@ -23,3 +23,15 @@ SHARED_VID: Path = SHARED / "data" / "ILSVRC2015"
 def synthvid_root(preset: str) -> Path:
     """Default location of a generated SynthVID dataset for a preset."""
     return DATA / "synthvid" / preset
+
+
+def figures_dir(preset: str) -> Path:
+    """Where a notebook run saves its figures.
+
+    Only the report preset writes the committed `figures/`; other presets (the smoke run
+    under nbval in `make test`) write to runs/figures_<preset>/ so a test run never
+    rewrites the committed pictures.
+    """
+    out = FIGURES if preset == "report" else RUNS / f"figures_{preset}"
+    out.mkdir(parents=True, exist_ok=True)
+    return out

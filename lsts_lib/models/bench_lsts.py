@@ -1,0 +1,247 @@
+"""`lsts bench-lsts`: the LSTS alignment at the paper's size, efficient vs naive form.
+
+Measures, in one run and on one device: the median forward time of ``LSTSAlign`` (1x1
+embeddings f and g, similarities, softmax over N, aggregation) in its efficient form and in
+the naive form that materialises all N sampled copies, their peak memory, and the median
+time of a ResNet-101 key frame (600 x 1000 input, conv1 .. res4 then dilated res5 and
+feat_conv, i.e. the whole key-frame feature path) to express LSTS as a share of it.
+
+Peak memory: on CUDA, ``torch.cuda.max_memory_allocated`` above the memory held before the
+call. On CPU the torch allocator keeps no statistics, so each form runs once in a fresh
+Python process and the figure is that process's peak resident set size (``ru_maxrss``)
+minus its resident size just before the forward (inputs and weights already allocated):
+every byte the forward touched at its peak, allocator and library buffers included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from lsts_lib.models.lsts import (
+    LSTSAlign,
+    LSTSOffsets,
+    grid_sample_offsets,
+    lsts_aggregate_naive,
+)
+
+# The paper's size: ResNet-101 stride-16 features of a 600 x 1000 frame.
+PAPER = {"batch": 1, "channels": 1024, "embed": 256, "height": 38, "width": 63,
+         "grid_size": 9, "grid_range": 4.0, "image": (600, 1000)}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per form (median)")
+    parser.add_argument("--keyframe-repeats", type=int, default=3,
+                        help="timed runs of the ResNet-101 key frame (median)")
+    parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads (default: torch's choice)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--no-keyframe", action="store_true",
+                        help="skip the ResNet-101 key frame (share_of_keyframe is then null)")
+    parser.add_argument("--memory-child", choices=("naive", "efficient"), default=None,
+                        help=argparse.SUPPRESS)  # internal: one peak-memory measurement
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _median_ms(fn, repeats: int, device: torch.device, warmup: int = 1) -> float:
+    with torch.no_grad():
+        for _ in range(warmup):
+            fn()
+        _sync(device)
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            _sync(device)
+            times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def build_inputs(device: torch.device, seed: int = 0) -> tuple[LSTSAlign, torch.Tensor,
+                                                               torch.Tensor]:
+    """The paper-size LSTSAlign (uniform 9x9 offsets) and a pair of random feature maps."""
+    torch.manual_seed(seed)
+    offsets = LSTSOffsets("uniform", PAPER["grid_size"], PAPER["grid_range"])
+    # Move the offsets off the integers, as after training: every tap is then non-zero.
+    with torch.no_grad():
+        offsets.p.add_(torch.rand(offsets.p.shape) * 0.8 + 0.1)
+    align = LSTSAlign(offsets, PAPER["channels"], PAPER["embed"]).to(device).eval()
+    shape = (PAPER["batch"], PAPER["channels"], PAPER["height"], PAPER["width"])
+    F_ref = torch.randn(shape, device=device)
+    F_target = torch.randn(shape, device=device)
+    return align, F_ref, F_target
+
+
+def build_keyframe_net() -> nn.Module:
+    """ResNet-101 key-frame feature path, random weights (timing only)."""
+    try:
+        from lsts_lib.models.backbone import build_backbone
+
+        return build_backbone("resnet101", pretrained=False)
+    except ImportError:
+        import torchvision
+        from torchvision.ops import FrozenBatchNorm2d
+
+        net = torchvision.models.resnet101(weights=None, norm_layer=FrozenBatchNorm2d,
+                                           replace_stride_with_dilation=[False, False, True])
+        return nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1,
+                             net.layer2, net.layer3, net.layer4)
+
+
+def _status_kib(field: str) -> int:
+    """VmRSS / VmHWM of this process from /proc (Linux). VmHWM, unlike getrusage's
+    ru_maxrss, starts afresh at exec, so it does not inherit the parent's peak."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise ValueError(f"/proc/self/status has no {field} (peak memory needs Linux)")
+
+
+def _memory_child(impl: str) -> dict:
+    """Run one forward in this (fresh) process; report peak RSS growth in MB."""
+    device = torch.device("cpu")
+    align, F_ref, F_target = build_inputs(device)
+    align.impl = impl
+    base = _status_kib("VmRSS")
+    with torch.no_grad():
+        out = align(F_ref, F_target)
+    peak = _status_kib("VmHWM")
+    del out
+    return {"impl": impl, "peak_mb": max(0, peak - base) / 1024}
+
+
+def peak_memory_mb(impl: str, device: torch.device, threads: int | None) -> float:
+    if device.type == "cuda":
+        align, F_ref, F_target = build_inputs(device)
+        align.impl = impl
+        torch.cuda.synchronize(device)
+        base = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        with torch.no_grad():
+            out = align(F_ref, F_target)
+        torch.cuda.synchronize(device)
+        peak = torch.cuda.max_memory_allocated(device) - base
+        del out
+        return peak / 2**20
+    cmd = [sys.executable, "-m", "lsts_lib.models.bench_lsts", "--memory-child", impl]
+    if threads:
+        cmd += ["--threads", str(threads)]
+    res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return float(json.loads(res.stdout.strip().splitlines()[-1])["peak_mb"])
+
+
+def _naive_grid_sample(align: LSTSAlign, F_ref: torch.Tensor, F_target: torch.Tensor):
+    """The naive form with the library sampler (one grid_sample call for all N copies)."""
+    e_ref, e_target, p = align._embed(F_ref, F_target)
+    return lsts_aggregate_naive(F_ref, e_ref, e_target, p, sampler=grid_sample_offsets)[0]
+
+
+def run(repeats: int = 5, device: str = "cpu", threads: int | None = None,
+        keyframe: bool = True, keyframe_repeats: int = 3) -> dict:
+    if repeats < 1 or keyframe_repeats < 1:
+        raise ValueError("--repeats and --keyframe-repeats must be >= 1")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available here")
+    if threads:
+        torch.set_num_threads(threads)
+    align, F_ref, F_target = build_inputs(dev)
+
+    def forward(impl: str):
+        align.impl = impl
+        return lambda: align(F_ref, F_target)
+
+    # Same answer from both forms before timing them (float32 at 1024 channels).
+    with torch.no_grad():
+        diff = (forward("naive")() - forward("efficient")()).abs().max().item()
+    naive_ms = _median_ms(forward("naive"), repeats, dev)
+    naive_gs_ms = _median_ms(lambda: _naive_grid_sample(align, F_ref, F_target), repeats, dev)
+    efficient_ms = _median_ms(forward("efficient"), repeats, dev)
+    result = {
+        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda"
+        else f"cpu ({platform.processor() or platform.machine()})",
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "shape": {k: v for k, v in PAPER.items() if k != "image"} | {"N": align.offsets.N},
+        "repeats": repeats,
+        "naive_ms": naive_ms,
+        "efficient_ms": efficient_ms,
+        "speedup": naive_ms / efficient_ms,
+        # The same materialise-everything maths with F.grid_sample as the sampler.
+        "naive_grid_sample_ms": naive_gs_ms,
+        "speedup_vs_naive_grid_sample": naive_gs_ms / efficient_ms,
+        "max_abs_diff": diff,
+        "naive_peak_mb": peak_memory_mb("naive", dev, threads),
+        "efficient_peak_mb": peak_memory_mb("efficient", dev, threads),
+        "memory_measure": ("cuda max_memory_allocated above baseline" if dev.type == "cuda"
+                           else "peak RSS growth of a fresh process during one forward"),
+        "keyframe_ms": None,
+        "share_of_keyframe": None,
+    }
+    if keyframe:
+        net = build_keyframe_net().to(dev).eval()
+        image = torch.randn(1, 3, *PAPER["image"], device=dev)
+        result["keyframe_ms"] = _median_ms(lambda: net(image), keyframe_repeats, dev)
+        result["keyframe_input"] = list(PAPER["image"])
+        result["share_of_keyframe"] = efficient_ms / result["keyframe_ms"]
+    return result
+
+
+def format_table(r: dict) -> str:
+    s = r["shape"]
+    lines = [
+        f"LSTS alignment, N={s['N']}, C={s['channels']}, E={s['embed']}, "
+        f"{s['height']}x{s['width']}, batch {s['batch']}, float32 -- {r['device']}, "
+        f"{r['threads']} threads, torch {r['torch']}",
+        f"{'form':<20}{'median ms':>12}{'peak MB':>12}",
+        f"{'naive':<20}{r['naive_ms']:>12.1f}{r['naive_peak_mb']:>12.1f}",
+        f"{'naive (grid_sample)':<20}{r['naive_grid_sample_ms']:>12.1f}{'':>12}",
+        f"{'efficient':<20}{r['efficient_ms']:>12.1f}{r['efficient_peak_mb']:>12.1f}",
+        f"speedup {r['speedup']:.1f}x vs naive, {r['speedup_vs_naive_grid_sample']:.1f}x vs "
+        f"naive with grid_sample (goal >= 10x); max |naive - efficient| = "
+        f"{r['max_abs_diff']:.2e}",
+    ]
+    if r["keyframe_ms"] is not None:
+        lines.append(f"ResNet-101 key frame {r['keyframe_input'][0]}x{r['keyframe_input'][1]}: "
+                     f"{r['keyframe_ms']:.1f} ms; LSTS = {100 * r['share_of_keyframe']:.1f}% "
+                     "of it (goal <= 5%)")
+    lines.append(f"peak memory: {r['memory_measure']}")
+    return "\n".join(lines)
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.memory_child:
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        print(json.dumps(_memory_child(args.memory_child)))
+        return 0
+    result = run(args.repeats, args.device, args.threads, not args.no_keyframe,
+                 args.keyframe_repeats)
+    print(format_table(result))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="lsts bench-lsts")
+    add_arguments(parser)
+    raise SystemExit(main(parser.parse_args()))
