@@ -1,0 +1,388 @@
+"""`lsts bench`: per-stage time, FLOPs and peak memory of LSTS and every baseline.
+
+    lsts bench --config report --device cpu --json runs/report/bench_cpu.json
+    lsts bench --config report --sizes paper --variants single_frame lsts --repeats 3
+
+For each size ("preset": the config's model at min_size x max_size; "paper": the paper's model,
+ResNet-101 at 600x1000) and each named variant of the config, a synthetic frame (no dataset
+needed, random weights: speed does not depend on them) goes through the detector's public
+stages one at a time:
+
+  key frame     preprocess, low (conv1..Conv4_3), high (rest of res4, res5, feat_conv),
+                srfu_align + srfu_fuse (LSTS variants with SRFU), head (RPN + R-FCN + NMS)
+  non-key frame preprocess, then per variant: low + high (single_frame: every frame is a key),
+                nothing (copy_prop), flow + warp (flow_warp), low + low2high + dfa_align
+                [+ dfa_fuse] (LSTS variants); then head
+
+Each stage: one warm-up call, then the median of `repeats` timed calls. Stages shared by
+every variant of a size (preprocess, low, high, head) are measured once per size. A whole
+key and non-key frame are also timed once per variant (`ms_measured`) as a check of the sums. The
+amortised per-frame time at key interval k is (key + (k - 1) * non-key) / k. FLOPs come from
+torch.utils.flop_counter.FlopCounterMode (convolutions and matrix products; torchvision's
+RoI/NMS ops and grid sampling are not counted). Peak memory is the peak of live tensor bytes
+created during the frame (a dispatch-level tracker on CPU, torch.cuda.max_memory_allocated on
+CUDA), weights excluded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+import weakref
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
+from torch.utils.flop_counter import FlopCounterMode
+from tqdm.auto import tqdm
+
+from lsts_lib.engine.config import load_config
+from lsts_lib.engine.train import cpu_model
+
+# Stage -> the category of the issue's table (low-level backbone, high-level backbone, LSTS
+# alignment, fusion, head; everything else is "other").
+CATEGORY = {
+    "preprocess": "other", "low": "low_backbone", "high": "high_backbone",
+    "srfu_align": "lsts_alignment", "dfa_align": "lsts_alignment",
+    "srfu_fuse": "fusion", "dfa_fuse": "fusion", "low2high": "fusion",
+    "flow": "other", "warp": "other", "head": "head",
+}
+CATEGORIES = ("low_backbone", "high_backbone", "lsts_alignment", "fusion", "head", "other")
+PAPER_INPUT = (600, 1000)
+
+
+class LiveTensorBytes(TorchDispatchMode):
+    """Peak bytes of tensors created while active and still alive (CPU memory measure)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.live: dict[int, list[int]] = {}
+        self.current = 0
+        self.peak = 0
+
+    def _release(self, ptr: int) -> None:
+        entry = self.live.get(ptr)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] == 0:
+            self.current -= entry[0]
+            del self.live[ptr]
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in tree_leaves(out):
+            if isinstance(t, torch.Tensor):
+                st = t.untyped_storage()
+                ptr = st.data_ptr()
+                if ptr == 0:
+                    continue
+                if ptr in self.live:
+                    self.live[ptr][1] += 1
+                else:
+                    self.live[ptr] = [st.nbytes(), 1]
+                    self.current += st.nbytes()
+                    self.peak = max(self.peak, self.current)
+                weakref.finalize(t, self._release, ptr)
+        return out
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_ms(fn: Callable[[], Any], repeats: int, device: torch.device, warmup: bool = True
+            ) -> float:
+    """Median wall time of `fn` in ms over `repeats` calls after one warm-up call."""
+    if warmup:
+        fn()
+        _sync(device)
+    times = []
+    for _ in range(max(1, repeats)):
+        t = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(1000 * (time.perf_counter() - t))
+    return statistics.median(times)
+
+
+def flops_of(fn: Callable[[], Any]) -> int:
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+def peak_mb(fn: Callable[[], Any], device: torch.device) -> float:
+    """Peak memory (MiB) of tensors created by `fn` above what was allocated before."""
+    if device.type == "cuda":
+        _sync(device)
+        base = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        fn()
+        _sync(device)
+        return (torch.cuda.max_memory_allocated(device) - base) / 2**20
+    with LiveTensorBytes() as tracker:
+        out = fn()
+        del out
+    return tracker.peak / 2**20
+
+
+def device_info(device: torch.device) -> dict[str, Any]:
+    info: dict[str, Any] = {"type": device.type, "cpu": cpu_model(),
+                            "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                            "torch": torch.__version__}
+    info["name"] = torch.cuda.get_device_name(device) if device.type == "cuda" else info["cpu"]
+    return info
+
+
+def _model_cfg(model_section: dict[str, Any], overrides: dict[str, Any], num_classes: int):
+    from lsts_lib.models.config import ModelConfig
+
+    m = dict(model_section)
+    for k, v in overrides.items():
+        if not k.startswith("model."):
+            raise ValueError(f"bench: variant override {k} is not a model key")
+        m[k.split(".", 1)[1]] = v
+    m["num_classes"] = m.get("num_classes") or num_classes
+    m["pretrained"] = False  # speed does not depend on the weights; never download here
+    return ModelConfig.from_dict(m)
+
+
+class FrameBench:
+    """Stage closures of one detector on one synthetic frame."""
+
+    def __init__(self, model, image: torch.Tensor) -> None:
+        self.m = model
+        with torch.no_grad():
+            self.x, self.sizes, self.orig = model.preprocess([image])
+            self.low = model.extract_low(self.x)
+            self.high = model.extract_high(self.low)
+            _, self.state = model.key_step(self.x, None, high=self.high)
+            self.l2h = model.low_to_high(self.low) if hasattr(model, "low2high") else None
+        self.image = image
+
+    def key_stages(self, shared: bool) -> dict[str, Callable[[], Any]]:
+        m, s = self.m, {}
+        if shared:
+            s["preprocess"] = lambda: m.preprocess([self.image])
+            s["low"] = lambda: m.extract_low(self.x)
+            s["high"] = lambda: m.extract_high(self.low)
+            s["head"] = lambda: m.postprocess(m.run_head(self.high, self.sizes)[0], self.sizes,
+                                              self.orig)
+        if getattr(m, "uses_srfu", False):
+            aligned = m.align(self.state.memory, self.high, "key2key")
+            s["srfu_align"] = lambda: m.align(self.state.memory, self.high, "key2key")
+            s["srfu_fuse"] = lambda: m.fuse([aligned, self.high], "key")
+        return s
+
+    def nonkey_stages(self) -> dict[str, Callable[[], Any]]:
+        m, v, s = self.m, self.m.variant, {}
+        if v == "flow_warp":
+            size = tuple(self.state.memory.shape[-2:])
+            fl = m.flow(self.x, self.state.image, size)
+            s["flow"] = lambda: m.flow(self.x, self.state.image, size)
+            s["warp"] = lambda: m.warp(self.state.memory, fl)
+        elif v not in ("single_frame", "copy_prop"):
+            aligned = m.align(self.state.memory, self.l2h, "key2cur")
+            s["low2high"] = lambda: m.low_to_high(self.low)
+            s["dfa_align"] = lambda: m.align(self.state.memory, self.l2h, "key2cur")
+            if getattr(m, "uses_dfa_fusion", False):
+                s["dfa_fuse"] = lambda: m.fuse([aligned, self.l2h], "cur")
+        return s
+
+    def whole_key(self) -> Any:
+        m = self.m
+        x, sizes, orig = m.preprocess([self.image])
+        feat, _ = m.key_step(x, self.state)
+        return m.postprocess(m.run_head(feat, sizes)[0], sizes, orig)
+
+    def whole_nonkey(self) -> Any:
+        m = self.m
+        x, sizes, orig = m.preprocess([self.image])
+        feat = m.nonkey_step(x, self.state)
+        return m.postprocess(m.run_head(feat, sizes)[0], sizes, orig)
+
+
+def _measure(stages: dict[str, Callable[[], Any]], repeats: int, device: torch.device
+             ) -> dict[str, dict[str, float]]:
+    out = {}
+    for name, fn in stages.items():
+        out[name] = {"ms": round(time_ms(fn, repeats, device), 3), "flops": flops_of(fn),
+                     "peak_mb": round(peak_mb(fn, device), 3)}
+    return out
+
+
+def bench_size(model_section: dict[str, Any], variants: dict[str, dict[str, Any]],
+               hw: tuple[int, int], key_interval: int, repeats: int, device: torch.device,
+               num_classes: int, seed: int = 0, progress: bool | None = None
+               ) -> dict[str, Any]:
+    """Benchmark every variant at one input size; returns {variant: results}."""
+    from lsts_lib.models.detector import build_detector
+
+    gen = torch.Generator().manual_seed(seed)
+    image = torch.rand(3, *hw, generator=gen).to(device)
+    results: dict[str, Any] = {}
+    shared: dict[str, dict[str, float]] | None = None
+    bar = tqdm(list(variants), desc=f"bench {hw[0]}x{hw[1]}", disable=progress is False)
+    for name in bar:
+        bar.set_postfix_str(name)
+        torch.manual_seed(seed)
+        mcfg = _model_cfg(model_section, variants[name], num_classes)
+        model = build_detector(mcfg).to(device).eval()
+        with torch.no_grad():
+            fb = FrameBench(model, image)
+            if shared is None:  # preprocess/low/high/head: the same modules in every variant
+                shared = _measure(fb.key_stages(shared=True), repeats, device)
+            own_key = _measure(fb.key_stages(shared=False), repeats, device)
+            own_nonkey = _measure(fb.nonkey_stages(), repeats, device)
+            # Whole frames once each, as a check of the stage sums (every stage is warm now).
+            whole_key = time_ms(fb.whole_key, 1, device, warmup=False)
+            whole_nonkey = time_ms(fb.whole_nonkey, 1, device, warmup=False)
+            mem_key = peak_mb(fb.whole_key, device)
+            mem_nonkey = peak_mb(fb.whole_nonkey, device)
+        key = {n: shared[n] for n in ("preprocess", "low", "high")} | own_key
+        key["head"] = shared["head"]
+        if mcfg.variant == "single_frame":
+            nonkey = dict(key)
+        else:
+            nonkey = {"preprocess": shared["preprocess"]}
+            if mcfg.variant not in ("copy_prop", "flow_warp"):
+                nonkey["low"] = shared["low"]
+            nonkey |= own_nonkey
+            nonkey["head"] = shared["head"]
+        k = 1 if mcfg.variant == "single_frame" else key_interval
+        res: dict[str, Any] = {"variant": mcfg.variant, "offsets": _num_offsets(model)}
+        for kind, stages in (("key", key), ("nonkey", nonkey)):
+            res[kind] = {
+                "stages": stages,
+                "ms": round(sum(s["ms"] for s in stages.values()), 3),
+                "flops": sum(s["flops"] for s in stages.values()),
+                "by_category_ms": {c: round(sum(s["ms"] for n, s in stages.items()
+                                                if CATEGORY[n] == c), 3) for c in CATEGORIES},
+            }
+        res["key"]["ms_measured"] = round(whole_key, 3)
+        res["nonkey"]["ms_measured"] = round(whole_nonkey, 3)
+        res["key"]["peak_mb"] = round(mem_key, 3)
+        res["nonkey"]["peak_mb"] = round(mem_nonkey, 3)
+        res["key_interval"] = k
+        res["amortised_ms"] = round((res["key"]["ms"] + (k - 1) * res["nonkey"]["ms"]) / k, 3)
+        res["amortised_ms_measured"] = round(
+            (res["key"]["ms_measured"] + (k - 1) * res["nonkey"]["ms_measured"]) / k, 3)
+        res["amortised_gflops"] = round(
+            (res["key"]["flops"] + (k - 1) * res["nonkey"]["flops"]) / k / 1e9, 4)
+        res["peak_mb"] = round(max(mem_key, mem_nonkey), 3)
+        results[name] = res
+        del model, fb
+    base = results.get("single_frame")
+    if base:
+        for res in results.values():
+            res["speedup_vs_single_frame"] = round(base["amortised_ms"] / res["amortised_ms"], 3)
+    return results
+
+
+def _num_offsets(model) -> int | None:
+    off = getattr(model, "offsets", None)
+    p = getattr(off, "p", None)
+    return int(p.shape[0]) if isinstance(p, torch.Tensor) else None
+
+
+def bench(
+    config: str | Path | dict = "report",
+    device: str = "cpu",
+    sizes: tuple[str, ...] = ("preset", "paper"),
+    variants: list[str] | None = None,
+    repeats: int | None = None,
+    key_interval: int | None = None,
+    json_out: str | Path | None = None,
+    progress: bool | None = None,
+) -> dict[str, Any]:
+    """Run the benchmark; return (and optionally write) its JSON-ready dict."""
+    cfg = load_config(config)
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda but no CUDA device is available")
+    named = cfg["variants"] or {cfg["model"]["variant"]: {}}
+    chosen = list(named) if not variants else variants
+    unknown = [v for v in chosen if v not in named]
+    if unknown:
+        raise ValueError(f"unknown variant(s) {unknown}; the config names {list(named)}")
+    picked = {v: named[v] for v in chosen}
+    repeats = int(repeats or cfg["eval"].get("bench_repeats", 5))
+    k = int(key_interval or cfg["eval"].get("key_interval", 10))
+    report: dict[str, Any] = {
+        "schema": "lsts-bench-v1", "config": cfg.get("name", str(config)),
+        "device": device_info(dev), "key_interval": k, "repeats": repeats,
+        "warmup": 1, "statistic": "median", "sizes": {}, "results": {},
+    }
+    for size in sizes:
+        if size == "preset":
+            section = cfg["model"]
+            hw = (int(section["min_size"]), int(section["max_size"]))
+            num_classes = int(section.get("num_classes") or 30)
+        elif size == "paper":
+            section = load_config("paper")["model"]
+            hw = PAPER_INPUT
+            num_classes = 30
+        else:
+            raise ValueError(f"unknown size {size!r}: use preset or paper")
+        report["sizes"][size] = {"input_hw": list(hw), "backbone": section["backbone"],
+                                 "feat_channels": section["feat_channels"]}
+        report["results"][size] = bench_size(section, picked, hw, k, repeats, dev, num_classes,
+                                             progress=progress)
+    paper = report["results"].get("paper", {})
+    if "lsts" in paper and "single_frame" in paper:
+        report["paper_lsts_speedup"] = paper["lsts"]["speedup_vs_single_frame"]
+        report["paper_speedup_goal"] = 3.0
+    if json_out:
+        Path(json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_out).write_text(json.dumps(report, indent=1))
+    return report
+
+
+def summary_lines(report: dict[str, Any]) -> list[str]:
+    lines = [f"device: {report['device']['name']} ({report['device']['torch_threads']} threads), "
+             f"key interval {report['key_interval']}, median of {report['repeats']}"]
+    for size, res in report["results"].items():
+        hw = report["sizes"][size]["input_hw"]
+        lines.append(f"{size} ({hw[0]}x{hw[1]}, {report['sizes'][size]['backbone']}):")
+        lines.append(f"  {'variant':16s} {'key ms':>9s} {'nonkey ms':>9s} {'amort ms':>9s} "
+                     f"{'GFLOPs':>8s} {'peak MB':>8s} {'speedup':>7s}")
+        for name, r in res.items():
+            lines.append(f"  {name:16s} {r['key']['ms']:9.1f} {r['nonkey']['ms']:9.1f} "
+                         f"{r['amortised_ms']:9.1f} {r['amortised_gflops']:8.2f} "
+                         f"{r['peak_mb']:8.1f} {r.get('speedup_vs_single_frame', 1):6.2f}x")
+    return lines
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default="report", help="preset name or YAML path")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument("--sizes", default="preset,paper",
+                        help="comma-separated: preset (the config's size), paper (600x1000)")
+    parser.add_argument("--variants", nargs="+", default=None,
+                        help="named variants of the config (default: all)")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="timed calls per stage (default: eval.bench_repeats)")
+    parser.add_argument("--key-interval", type=int, default=None)
+
+
+def main(args: argparse.Namespace) -> int:
+    threads = int(os.environ.get("LSTS_THREADS", "0") or 0)
+    if threads > 0:
+        torch.set_num_threads(threads)
+    sizes = tuple(s.strip() for s in args.sizes.split(",") if s.strip())
+    report = bench(args.config, args.device, sizes, args.variants, args.repeats,
+                   args.key_interval, args.json)
+    print("\n".join(summary_lines(report)))
+    if "paper_lsts_speedup" in report:
+        print(f"LSTS vs single-frame at the paper size: {report['paper_lsts_speedup']:.2f}x "
+              f"(goal >= {report['paper_speedup_goal']:.0f}x)")
+    return 0

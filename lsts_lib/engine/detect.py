@@ -1,0 +1,153 @@
+"""`lsts detect`: run a trained detector over every video of a split.
+
+    lsts detect --checkpoint runs/report/lsts/seed0/model.pt --data data/synthvid/report \
+        --split val --out runs/report/lsts/seed0/detections [--mode offline --key-interval 10]
+
+Writes into OUT:
+  detections.txt   ILSVRC VID devkit lines `<frame id> <class> <score> x1 y1 x2 y2`
+                   (global 1-based frame ids: video start index + frame offset)
+  detections.json  the same detections as COCO results
+  timing.json      frames, seconds (model only and end to end), frames/s, device, settings
+Both detection files are what `lsts evaluate` reads. A finished OUT for the same checkpoint
+and settings is reused unless `redo`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from lsts_lib.data.types import ClassList
+from lsts_lib.data.vid import VIDDataset, load_image
+from lsts_lib.engine.checkpoint import load_checkpoint
+from lsts_lib.eval.detections_io import Detections, write_coco_results, write_vid_detections
+
+
+def load_detector(checkpoint: str | Path, device: str | torch.device = "cpu"):
+    """(model in eval mode, checkpoint dict) from a `model.pt` written by `lsts train`."""
+    from lsts_lib.models.config import ModelConfig
+    from lsts_lib.models.detector import build_detector
+
+    ckpt = load_checkpoint(checkpoint)
+    mcfg = ModelConfig.from_dict(dict(ckpt["model_config"], pretrained=False))
+    model = build_detector(mcfg)
+    try:
+        model.load_checkpoint_state(ckpt["model"])
+    except ValueError as exc:
+        raise ValueError(f"{checkpoint}: {exc}") from None
+    return model.to(device).eval(), ckpt
+
+
+def _check_classes(ckpt: dict[str, Any], classes: ClassList, checkpoint: Path, root: Path) -> None:
+    ids = ckpt.get("classes", {}).get("ids")
+    if ids is not None and tuple(ids) != tuple(classes.ids):
+        raise ValueError(f"{checkpoint}: trained on classes {ids[:5]}... but {root} lists "
+                         f"{list(classes.ids[:5])}...: class indices would not match")
+
+
+def detect(
+    checkpoint: str | Path,
+    data: str | Path,
+    out: str | Path,
+    split: str = "val",
+    mode: str | None = None,
+    key_interval: int | None = None,
+    device: str = "cpu",
+    max_videos: int | None = None,
+    redo: bool = False,
+    progress: bool | None = None,
+) -> dict[str, Any]:
+    """Detect every frame of `split`; write OUT/detections.{txt,json} + timing.json; return timing."""
+    checkpoint, data, out = Path(checkpoint), Path(data), Path(out)
+    model, ckpt = load_detector(checkpoint, device)
+    ev = ckpt.get("config", {}).get("eval", {})
+    mode = mode or ev.get("mode", "offline")
+    k = int(key_interval or ev.get("key_interval") or model.cfg.key_interval)
+    settings = {"checkpoint": str(checkpoint.resolve()), "data": str(data.resolve()),
+                "split": split, "mode": mode, "key_interval": k, "max_videos": max_videos,
+                "checkpoint_mtime_ns": checkpoint.stat().st_mtime_ns}
+    timing_path = out / "timing.json"
+    if not redo and timing_path.is_file() and (out / "detections.txt").is_file():
+        old = json.loads(timing_path.read_text())
+        if old.get("settings") == settings:
+            return old
+
+    ds = VIDDataset(data, split=split, max_videos=max_videos)
+    _check_classes(ckpt, ds.classes, checkpoint, data)
+    total = sum(len(v.frames) for v in ds.videos)
+    bar = tqdm(total=total, desc=f"detect {model.variant} ({mode}, k={k})", unit="frame",
+               disable=progress is False, mininterval=1.0, dynamic_ncols=True)
+    decode = 0.0
+
+    def frames_of(video) -> Iterator[torch.Tensor]:
+        nonlocal decode
+        for f in video.frames:
+            t = time.perf_counter()
+            img = load_image(f.image).to(device)
+            decode += time.perf_counter() - t
+            bar.update(1)
+            yield img
+
+    per_frame: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    start = time.perf_counter()
+    for video in ds.videos:
+        dets = model.detect_video(frames_of(video), mode=mode, key_interval=k)
+        if len(dets) != len(video.frames):
+            raise RuntimeError(f"{video.name}: {len(dets)} detections for {len(video.frames)} frames")
+        for i, d in enumerate(dets):
+            per_frame[video.start_index + i] = (d["boxes"].cpu().numpy(),
+                                                d["scores"].cpu().numpy(),
+                                                d["labels"].cpu().numpy())
+    wall = time.perf_counter() - start
+    bar.close()
+
+    result = Detections.from_frames(per_frame)
+    write_vid_detections(out / "detections.txt", result)
+    write_coco_results(out / "detections.json", result)
+    model_s = max(wall - decode, 1e-9)
+    timing = {
+        "variant": model.variant, "frames": total, "videos": len(ds.videos),
+        "detections": len(result), "seconds_total": round(wall, 3),
+        "seconds_model": round(model_s, 3), "seconds_decode": round(decode, 3),
+        "fps_model": round(total / model_s, 3), "fps_total": round(total / max(wall, 1e-9), 3),
+        "ms_per_frame_model": round(1000 * model_s / max(total, 1), 3),
+        "device": str(device), "torch_threads": torch.get_num_threads(), "settings": settings,
+    }
+    timing_path.write_text(json.dumps(timing, indent=2))
+    return timing
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, type=Path, help="model.pt of `lsts train`")
+    parser.add_argument("--data", required=True, type=Path, help="VID-layout dataset root")
+    parser.add_argument("--split", default="val", choices=["train", "val"])
+    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--mode", choices=["offline", "online"], default=None,
+                        help="offline: key in the middle of each segment (official); "
+                             "online: keys 0, k, 2k, ... (default: the run's eval.mode)")
+    parser.add_argument("--key-interval", type=int, default=None,
+                        help="frames per key frame (default: the run's eval.key_interval)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--max-videos", type=int, default=None, help="only the first N videos")
+    parser.add_argument("--redo", action="store_true", help="recompute even if OUT is up to date")
+
+
+def main(args: argparse.Namespace) -> int:
+    threads = int(os.environ.get("LSTS_THREADS", "0") or 0)
+    if threads > 0:
+        torch.set_num_threads(threads)
+    t = detect(args.checkpoint, args.data, args.out, split=args.split, mode=args.mode,
+               key_interval=args.key_interval, device=args.device, max_videos=args.max_videos,
+               redo=args.redo)
+    print(f"{t['frames']} frames, {t['detections']} detections, {t['fps_model']:.2f} frames/s "
+          f"(model), {t['ms_per_frame_model']:.1f} ms/frame -> {args.out}")
+    return 0

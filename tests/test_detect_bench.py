@@ -1,0 +1,96 @@
+"""`lsts detect` writes both detection formats the evaluator reads; `lsts bench` returns every
+stage, total and key for each variant (tiny smoke size)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lsts_lib import paths
+from lsts_lib.data.vid import VIDDataset
+from lsts_lib.engine.bench import CATEGORIES, bench
+from lsts_lib.engine.detect import detect
+from lsts_lib.engine.train import run_dir, train_variant
+from lsts_lib.eval.detections_io import frame_ids, read_coco_results, read_vid_detections
+from lsts_lib.eval.vid_eval import evaluate_dataset
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = paths.synthvid_root("smoke")
+    if (root / "synthvid.json").is_file():
+        return root
+    from lsts_lib.data.synthvid import generate
+
+    return generate(tmp_path_factory.mktemp("synthvid") / "smoke", "smoke", 0, progress=False)
+
+
+@pytest.fixture(scope="module")
+def lsts_model(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    runs = tmp_path_factory.mktemp("runs")
+    model = train_variant("smoke", "lsts", 0, runs, data_root,
+                          extra={"train.steps": 1, "train.threads": 1}, progress=False)
+    # The temporal run was started from the stage-1 run of the same seed.
+    assert (run_dir(runs, "single_frame", 0) / "model.pt").is_file()
+    return model
+
+
+def test_detect_writes_devkit_and_coco_files_the_evaluator_reads(
+    lsts_model: Path, data_root: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "det"
+    timing = detect(lsts_model, data_root, out, mode="online", key_interval=3, progress=False)
+    ds = VIDDataset(data_root, "val")
+    n_frames = sum(len(v.frames) for v in ds.videos)
+    assert timing["frames"] == n_frames and timing["fps_model"] > 0
+    assert timing["settings"]["mode"] == "online" and timing["settings"]["key_interval"] == 3
+    ids = frame_ids(ds.videos)
+    txt = read_vid_detections(out / "detections.txt", ds.classes.num_classes, ids)
+    coco = read_coco_results(out / "detections.json", ds.classes.num_classes, ids)
+    assert len(txt) == len(coco) == timing["detections"] > 0
+    np.testing.assert_allclose(np.sort(txt.scores), np.sort(coco.scores), atol=1e-5)
+    result = evaluate_dataset(ds, txt)
+    assert result["num_detections"] == len(txt) and 0.0 <= result["mAP"] <= 1.0
+    # Same settings again: reused, not recomputed.
+    mtime = (out / "detections.txt").stat().st_mtime_ns
+    detect(lsts_model, data_root, out, mode="online", key_interval=3, progress=False)
+    assert (out / "detections.txt").stat().st_mtime_ns == mtime
+
+
+def test_detect_refuses_a_dataset_with_other_classes(
+    lsts_model: Path, tiny_vid: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(ValueError, match="class indices would not match"):
+        detect(lsts_model, tiny_vid, tmp_path / "d", progress=False)
+
+
+def test_bench_reports_every_stage_and_key(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    rep = bench("smoke", "cpu", ("preset",), ["single_frame", "copy_prop", "flow_warp", "lsts"],
+                repeats=1, json_out=out, progress=False)
+    assert json.loads(out.read_text())["schema"] == "lsts-bench-v1"
+    assert rep["device"]["name"] and rep["key_interval"] == 4
+    res = rep["results"]["preset"]
+    for name, r in res.items():
+        for kind in ("key", "nonkey"):
+            assert r[kind]["ms"] > 0 and r[kind]["flops"] > 0 and r[kind]["peak_mb"] > 0
+            assert set(r[kind]["by_category_ms"]) == set(CATEGORIES)
+        assert r["amortised_ms"] > 0 and r["amortised_gflops"] > 0, name
+    k = rep["key_interval"]
+    lsts = res["lsts"]
+    assert set(lsts["key"]["stages"]) == {"preprocess", "low", "high", "srfu_align", "srfu_fuse",
+                                          "head"}
+    assert set(lsts["nonkey"]["stages"]) == {"preprocess", "low", "low2high", "dfa_align",
+                                             "dfa_fuse", "head"}
+    assert lsts["amortised_ms"] == pytest.approx(
+        (lsts["key"]["ms"] + (k - 1) * lsts["nonkey"]["ms"]) / k, abs=2e-3)
+    # A non-key LSTS frame skips the high-level backbone: fewer FLOPs than a key frame.
+    assert lsts["nonkey"]["flops"] < lsts["key"]["flops"]
+    assert res["single_frame"]["amortised_gflops"] > lsts["amortised_gflops"]
+    assert set(res["flow_warp"]["nonkey"]["stages"]) == {"preprocess", "flow", "warp", "head"}
+    assert res["single_frame"]["speedup_vs_single_frame"] == 1.0
+    with pytest.raises(ValueError, match="unknown variant"):
+        bench("smoke", "cpu", ("preset",), ["nope"], repeats=1, progress=False)

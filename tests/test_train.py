@@ -1,0 +1,240 @@
+"""`lsts train`: files written, determinism, kill-and-resume, atomic checkpoints, NaN stop,
+config overrides and weights_only loading -- on a tiny SynthVID smoke dataset."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from lsts_lib import paths
+from lsts_lib.engine import checkpoint as ckpt_mod
+from lsts_lib.engine import train as train_mod
+from lsts_lib.engine.checkpoint import load_checkpoint, save_atomic, state_hash
+from lsts_lib.engine.config import load_config
+from lsts_lib.engine.train import NonFiniteLossError, read_log, train
+
+STEPS = 4  # with checkpoint_every=2: checkpoints after steps 2 (and the end)
+
+
+def smoke_data(factory: pytest.TempPathFactory) -> Path:
+    """The smoke SynthVID: the repo's copy when `make test` made it, else a fresh one."""
+    root = paths.synthvid_root("smoke")
+    if (root / "synthvid.json").is_file():
+        return root
+    from lsts_lib.data.synthvid import generate
+
+    return generate(factory.mktemp("synthvid") / "smoke", "smoke", 0, progress=False)
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return smoke_data(tmp_path_factory)
+
+
+def overrides(root: Path, **extra: object) -> dict:
+    o = {"data.root": str(root), "train.steps": STEPS, "train.threads": 1}
+    o.update(extra)
+    return o
+
+
+@pytest.fixture(scope="module")
+def stage1(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A (very short) stage-1 single-frame model the temporal runs start from."""
+    out = tmp_path_factory.mktemp("stage1") / "single_frame"
+    return train("smoke", out, overrides(data_root, **{"train.steps": 2}), progress=False)
+
+
+@pytest.fixture(scope="module")
+def reference(data_root: Path, stage1: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An uninterrupted stage-2 LSTS run (the kill-and-resume and determinism reference)."""
+    out = tmp_path_factory.mktemp("ref") / "lsts"
+    train("smoke", out, overrides(data_root, **{"model.variant": "lsts"}), init_from=stage1,
+          progress=False)
+    return out
+
+
+def weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(run / "model.pt")["model"]
+
+
+def loss_rows(run: Path) -> list[dict[str, float]]:
+    timing = {"step_time", "step_cpu_time"}
+    return [{k: v for k, v in r.items() if k not in timing} for r in read_log(run / "log.csv")]
+
+
+def test_run_writes_every_file(reference: Path, stage1: Path) -> None:
+    for name in ("config.yaml", "env.json", "log.csv", "last.pt", "model.pt", "summary.json"):
+        assert (reference / name).is_file(), name
+    cfg = yaml.safe_load((reference / "config.yaml").read_text())
+    assert cfg["model"]["variant"] == "lsts" and cfg["train"]["steps"] == STEPS
+    rows = read_log(reference / "log.csv")
+    assert [int(r["step"]) for r in rows] == list(range(1, STEPS + 1))
+    for col in ("loss", "loss_rpn_cls", "loss_rpn_box", "loss_rfcn_cls", "loss_rfcn_box", "lr",
+                "lr_offsets", "step_time", "offsets_shift"):
+        assert col in rows[0], col
+    # The offsets train at 2.5x the base lr and move away from their initialisation.
+    assert rows[0]["lr_offsets"] == pytest.approx(2.5 * rows[0]["lr"])
+    assert rows[-1]["offsets_shift"] > 0
+    # model.pt is a weights_only checkpoint with what `lsts detect` needs.
+    raw = torch.load(reference / "model.pt", weights_only=True)
+    assert raw["model_config"]["variant"] == "lsts" and raw["classes"]["names"]
+    assert raw["init_from"] == str(stage1)
+    env = (reference / "env.json").read_text()
+    assert '"torch"' in env and '"cpu"' in env and '"seed": 0' in env
+
+
+def test_same_seed_same_weights_other_seed_differs(
+    reference: Path, stage1: Path, data_root: Path, tmp_path: Path
+) -> None:
+    again = tmp_path / "again"
+    train("smoke", again, overrides(data_root, **{"model.variant": "lsts"}), init_from=stage1,
+          progress=False)
+    assert state_hash(weights(again)) == state_hash(weights(reference))
+    assert loss_rows(again) == loss_rows(reference)
+    other = tmp_path / "other"
+    train("smoke", other, overrides(data_root, **{"model.variant": "lsts", "seed": 1}),
+          init_from=stage1, progress=False)
+    assert state_hash(weights(other)) != state_hash(weights(reference))
+
+
+def test_sigkill_then_resume_matches_uninterrupted(
+    reference: Path, stage1: Path, data_root: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "killed"
+    args = [sys.executable, "-m", "lsts_lib", "train", "--config", "smoke", "--out", str(run),
+            "--init-from", str(stage1), "model.variant=lsts"]
+    args += [f"{k}={v}" for k, v in overrides(data_root).items()]
+    # SIGKILL itself after step 3: the checkpoint of step 2 survives, step 3 is lost.
+    env = dict(os.environ, **{train_mod.KILL_ENV: "3"})
+    proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert not (run / "model.pt").exists()
+    assert load_checkpoint(run / "last.pt")["step"] == 2
+    assert len(read_log(run / "log.csv")) == 3  # the lost step was logged before the kill
+
+    # Without --resume the unfinished run is refused rather than silently overwritten.
+    with pytest.raises(ValueError, match="unfinished run"):
+        train("smoke", run, overrides(data_root, **{"model.variant": "lsts"}), init_from=stage1)
+    train("smoke", run, overrides(data_root, **{"model.variant": "lsts"}), init_from=stage1,
+          resume=True, progress=False)
+    assert state_hash(weights(run)) == state_hash(weights(reference))
+    assert loss_rows(run) == loss_rows(reference)
+
+
+def test_resume_refuses_another_config(reference: Path, data_root: Path, tmp_path: Path) -> None:
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "last.pt").write_bytes((reference / "last.pt").read_bytes())
+    with pytest.raises(ValueError, match="another config"):
+        train("smoke", run, overrides(data_root, **{"model.variant": "lsts", "seed": 5}),
+              resume=True)
+
+
+def test_finished_run_is_skipped(reference: Path, data_root: Path) -> None:
+    before = (reference / "model.pt").stat().st_mtime_ns
+    out = train("smoke", reference, overrides(data_root, **{"model.variant": "lsts"}))
+    assert out == reference / "model.pt" and out.stat().st_mtime_ns == before
+
+
+def test_atomic_save_keeps_old_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "last.pt"
+    good = {"format": ckpt_mod.FORMAT, "model": {"w": torch.ones(3)}, "step": 2}
+    save_atomic(good, path)
+
+    def crash(obj, fh, *a, **k):  # half a file, then the process "dies"
+        fh.write(b"PK\x03\x04 partial checkpoint bytes")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ckpt_mod.torch, "save", crash)
+    with pytest.raises(OSError, match="disk full"):
+        save_atomic({**good, "step": 4}, path)
+    monkeypatch.undo()
+    assert load_checkpoint(path)["step"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]  # no temp file left
+
+
+def test_weights_only_loading_refuses_pickled_objects(tmp_path: Path) -> None:
+    path = tmp_path / "evil.pt"
+    torch.save({"format": ckpt_mod.FORMAT, "model": {}, "payload": Path("x")}, path)
+    with pytest.raises(ValueError, match="weights-only"):
+        load_checkpoint(path)
+    other = tmp_path / "other.pt"
+    torch.save({"state": torch.zeros(1)}, other)
+    with pytest.raises(ValueError, match="not an LSTS checkpoint"):
+        load_checkpoint(other)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(
+    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_build = train_mod.build_model
+
+    def build_poisoned(mcfg):
+        model = real_build(mcfg)
+        forward = model.forward
+        calls = {"n": 0}
+
+        def poisoned(frames, target):
+            calls["n"] += 1
+            losses = forward(frames, target)
+            if calls["n"] == 3:  # step 3 diverges
+                losses["loss"] = losses["loss"] * float("nan")
+            return losses
+
+        model.forward = poisoned
+        return model
+
+    monkeypatch.setattr(train_mod, "build_model", build_poisoned)
+    run = tmp_path / "nan"
+    with pytest.raises(NonFiniteLossError, match="non-finite loss at step 3"):
+        train("smoke", run, overrides(data_root), progress=False)
+    assert load_checkpoint(run / "last.pt")["step"] == 2
+    assert not (run / "model.pt").exists()
+    # The CLI turns it into a clear message and a non-zero exit status.
+    import argparse
+
+    ns = argparse.Namespace(config="smoke", out=tmp_path / "nan_cli", resume=False, redo=False,
+                            init_from=None, variant=None,
+                            overrides=[f"{k}={v}" for k, v in overrides(data_root).items()])
+    assert train_mod.main(ns) == train_mod.EXIT_NONFINITE
+
+
+def test_overrides_are_type_checked() -> None:
+    cfg = load_config("smoke", ["train.stage1.lr=0.5", "seed=3", "train.stage1.steps=7"])
+    assert cfg["train"]["stage1"]["lr"] == 0.5 and cfg["train"]["seed"] == 3
+    assert isinstance(load_config("smoke", ["train.stage1.lr=1"])["train"]["stage1"]["lr"], float)
+    with pytest.raises(ValueError, match="unknown key"):
+        load_config("smoke", ["train.stage1.lrr=0.5"])
+    with pytest.raises(ValueError, match="unknown key"):
+        load_config("smoke", ["nosection.x=1"])
+    with pytest.raises(ValueError, match="expected a number"):
+        load_config("smoke", ["train.stage1.lr=fast"])
+    with pytest.raises(ValueError, match="expected an integer"):
+        load_config("smoke", ["train.stage1.steps=2.5"])
+    with pytest.raises(ValueError, match="expected true/false"):
+        load_config("smoke", ["train.flip=1"])
+    with pytest.raises(ValueError, match="key=value"):
+        load_config("smoke", ["train.flip"])
+    with pytest.raises(FileNotFoundError, match="no such config preset"):
+        load_config("nonexistent_preset")
+
+
+def test_presets_resolve_to_model_configs() -> None:
+    from lsts_lib.models.config import ModelConfig
+
+    for name in ("smoke", "report", "paper"):
+        cfg = load_config(name)
+        m = dict(cfg["model"], num_classes=cfg["model"]["num_classes"] or 30)
+        ModelConfig.from_dict(m)  # every model key is a real ModelConfig field
+        for variant, ov in cfg["variants"].items():
+            load_config(name, ov)  # every named variant is a valid override set
+            assert variant
+    paper = load_config("paper")
+    assert paper["model"]["backbone"] == "resnet101" and paper["train"]["offsets_lr_mult"] == 2.5
