@@ -1,0 +1,22 @@
+"""Models: backbone split, LSTS sampler, fusion, R-FCN head and the video detector."""
+
+from .backbone import ResNetBackbone, build_backbone, low_split_index
+from .config import VARIANTS, ModelConfig, cpu_small_config, paper_config, tiny_config
+from .detector import (
+    KeyState,
+    StreamingSession,
+    VideoDetector,
+    build_detector,
+    key_frame_indices,
+)
+from .flownet import FlowNetSmall, warp
+from .fusion import Low2High, QualityNet
+from .head import HeadConfig, RFCNHead
+from .lsts import LSTSAlign, LSTSOffsets
+
+__all__ = [
+    "VARIANTS", "FlowNetSmall", "HeadConfig", "KeyState", "LSTSAlign", "LSTSOffsets", "Low2High",
+    "ModelConfig", "QualityNet", "RFCNHead", "ResNetBackbone", "StreamingSession",
+    "VideoDetector", "build_backbone", "build_detector", "cpu_small_config", "key_frame_indices",
+    "low_split_index", "paper_config", "tiny_config", "warp",
+]

@@ -1,0 +1,189 @@
+"""ResNet backbone split into the paper's low-level and high-level parts.
+
+Paper naming vs torchvision: conv1 = stem (conv1, bn1, relu, maxpool), res2 = layer1,
+res3 = layer2, res4 = layer3, res5 = layer4. "Conv4_3" is the output of res4b3, the fourth
+block of res4 (res4a, res4b1, res4b2, res4b3), at stride 16.
+
+    low  = conv1 -> res2 -> res3 -> res4[:k]                 (k = `low_split_index`)
+    high = res4[k:] -> res5 (dilation 2, stride stays 16) -> feat_conv (3x3, dilation 6) + ReLU
+
+Key frames run low + high; non-key frames run low only, which is where LSTS saves time.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable
+
+import torch
+import torchvision
+from torch import nn
+from torchvision.ops import FrozenBatchNorm2d
+
+log = logging.getLogger(__name__)
+
+# Blocks in res4 (torchvision layer3) per architecture.
+RES4_BLOCKS = {"resnet18": 2, "resnet34": 6, "resnet50": 6, "resnet101": 23}
+_WEIGHTS = {
+    "resnet18": "ResNet18_Weights",
+    "resnet34": "ResNet34_Weights",
+    "resnet50": "ResNet50_Weights",
+    "resnet101": "ResNet101_Weights",
+}
+_warned_pretrained = False
+
+
+def low_split_index(arch: str) -> int:
+    """Number of res4 (layer3) blocks that belong to the low-level part.
+
+    Rule: the paper cuts ResNet-101 after res4b3, i.e. after the first 4 of 23 res4 blocks.
+    Every ResNet whose res4 has at least 6 blocks (34, 50, 101) is cut at the same named
+    layer, res4b3 (4 blocks), so the low part ends at stride 16 with the same depth into res4
+    and the high part keeps >= 2 res4 blocks plus res5. ResNet-18's res4 has only 2 blocks:
+    cutting after 4 is impossible, so it is cut after the first (res4a), which keeps both
+    properties that matter: the low part already reaches stride 16 (res4a does the stride-2
+    downsampling) and the high part still holds one res4 block plus res5.
+    """
+    if arch not in RES4_BLOCKS:
+        raise ValueError(f"unknown backbone {arch!r}; choose one of {list(RES4_BLOCKS)}")
+    n = RES4_BLOCKS[arch]
+    return 4 if n >= 6 else max(1, n // 2)
+
+
+def _norm_factory(freeze_bn: bool, norm: str) -> Callable[[int], nn.Module]:
+    if freeze_bn:
+        return FrozenBatchNorm2d
+    if norm == "bn":
+        return nn.BatchNorm2d
+    if norm == "gn":
+        return lambda c: nn.GroupNorm(min(32, c), c)
+    raise ValueError(f"norm must be 'gn' or 'bn', got {norm!r}")
+
+
+def _imagenet_state_dict(arch: str) -> dict[str, torch.Tensor]:
+    """ImageNet weights from torchvision (local cache first, then download). May raise."""
+    weights = getattr(torchvision.models, _WEIGHTS[arch]).IMAGENET1K_V1
+    return weights.get_state_dict(progress=False)
+
+
+def _load_pretrained(net: nn.Module, arch: str) -> bool:
+    """Load ImageNet weights into `net`; on failure warn once per process and return False."""
+    global _warned_pretrained
+    try:
+        state = _imagenet_state_dict(arch)
+    except Exception as exc:  # no internet / no cache / corrupt file: never crash
+        if not _warned_pretrained:
+            _warned_pretrained = True
+            msg = (f"ImageNet weights for {arch} could not be loaded ({type(exc).__name__}: "
+                   f"{exc}); the backbone starts from random init.")
+            warnings.warn(msg, RuntimeWarning, stacklevel=3)
+        return False
+    own = net.state_dict()
+    # Keep only tensors that fit (GroupNorm has no running stats; fc is dropped anyway).
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    net.load_state_dict(usable, strict=False)
+    log.info("loaded %d/%d ImageNet tensors for %s", len(usable), len(own), arch)
+    return True
+
+
+def _dilate_basic_layer4(layer4: nn.Sequential) -> None:
+    """Give BasicBlock res5 stride 1 and dilation 2 (torchvision refuses dilation there).
+
+    Same pattern as torchvision's bottleneck dilation: the first block keeps dilation 1 in its
+    first conv (only its stride is removed), every later 3x3 conv gets dilation 2.
+    """
+    for bi, block in enumerate(layer4):
+        for name in ("conv1", "conv2"):
+            conv: nn.Conv2d = getattr(block, name)
+            conv.stride = (1, 1)
+            if not (bi == 0 and name == "conv1"):
+                conv.dilation = (2, 2)
+                conv.padding = (2, 2)
+        if block.downsample is not None:
+            block.downsample[0].stride = (1, 1)
+        block.stride = 1
+
+
+class ResNetBackbone(nn.Module):
+    """`low(x)` -> Conv4_3-level feature; `high(low)` -> feat_conv feature (both stride 16)."""
+
+    stride = 16
+
+    def __init__(self, arch: str = "resnet101", feat_channels: int = 1024,
+                 pretrained: bool = True, freeze_bn: bool = True, norm: str = "gn",
+                 freeze_stem: bool = True) -> None:
+        super().__init__()
+        k = low_split_index(arch)
+        bottleneck = arch in ("resnet50", "resnet101")
+        ctor = getattr(torchvision.models, arch)
+        net = ctor(weights=None, norm_layer=_norm_factory(freeze_bn, norm),
+                   replace_stride_with_dilation=[False, False, bottleneck])
+        if not bottleneck:
+            _dilate_basic_layer4(net.layer4)
+        self.arch = arch
+        self.split_index = k
+        self.pretrained_loaded = _load_pretrained(net, arch) if pretrained else False
+
+        stem = nn.Sequential(OrderedDict(conv1=net.conv1, bn1=net.bn1, relu=net.relu,
+                                         maxpool=net.maxpool))
+        self.low = nn.Sequential(OrderedDict(
+            conv1=stem, layer1=net.layer1, layer2=net.layer2, layer3=net.layer3[:k]))
+        expansion = 4 if bottleneck else 1
+        self.low_channels = 256 * expansion
+        high_in = 512 * expansion
+        feat_conv = nn.Conv2d(high_in, feat_channels, 3, padding=6, dilation=6)
+        nn.init.normal_(feat_conv.weight, std=0.01)
+        nn.init.zeros_(feat_conv.bias)
+        self.high = nn.Sequential(OrderedDict(
+            layer3=net.layer3[k:], layer4=net.layer4,
+            feat_conv=nn.Sequential(feat_conv, nn.ReLU(inplace=True))))
+        self.feat_channels = feat_channels
+        if freeze_stem:
+            for p in list(stem.parameters()) + list(net.layer1.parameters()):
+                p.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.high(self.low(x))
+
+    def stages(self) -> OrderedDict[str, nn.Module]:
+        """Stage-wise modules in order (for per-stage timing/FLOPs); low = the first four."""
+        return OrderedDict([
+            ("conv1", self.low.conv1),
+            ("res2 (layer1)", self.low.layer1),
+            ("res3 (layer2)", self.low.layer2),
+            (f"res4[:{self.split_index}] (low)", self.low.layer3),
+            (f"res4[{self.split_index}:] (high)", self.high.layer3),
+            ("res5 (layer4, dilated)", self.high.layer4),
+            ("feat_conv", self.high.feat_conv),
+        ])
+
+
+def stage_receptive_fields(backbone: ResNetBackbone) -> OrderedDict[str, tuple[int, int]]:
+    """(receptive field in input pixels, stride) at the output of each stage.
+
+    Walks the main path of every block in order (the 1x1 shortcut never widens the field):
+    each conv/pool with kernel k, stride s, dilation d grows the field by (k - 1) * d * jump,
+    where jump is the current stride in input pixels, then jump *= s.
+    """
+    rf, jump = 1, 1
+    out: OrderedDict[str, tuple[int, int]] = OrderedDict()
+    for name, stage in backbone.stages().items():
+        for mod_name, m in stage.named_modules():
+            if "downsample" in mod_name or not isinstance(m, nn.Conv2d | nn.MaxPool2d):
+                continue
+            k, s_, d = (m.kernel_size, m.stride, m.dilation)
+            k = k[0] if isinstance(k, tuple) else k
+            s_ = s_[0] if isinstance(s_, tuple) else s_
+            d = d[0] if isinstance(d, tuple) else d
+            rf += (k - 1) * d * jump
+            jump *= s_
+        out[name] = (rf, jump)
+    return out
+
+
+def build_backbone(arch: str, feat_channels: int = 1024, pretrained: bool = True,
+                   freeze_bn: bool = True, norm: str = "gn",
+                   freeze_stem: bool = True) -> ResNetBackbone:
+    return ResNetBackbone(arch, feat_channels, pretrained, freeze_bn, norm, freeze_stem)

@@ -1,0 +1,199 @@
+"""Model configuration: one flat dataclass a reader can follow, plus the variant catalogue.
+
+`ModelConfig` holds plain values (no nested objects) so a YAML file maps onto it one key per
+line. `paper_config()` is the paper's setting (ResNet-101, 1024-channel features, 600/1000
+resize); `cpu_small_config()` is the setting the CPU presets train from scratch.
+
+Normalisation choice for training from random init (`freeze_bn`, `norm`):
+the paper freezes BatchNorm because ImageNet statistics come with the pretrained weights. With
+no pretrained weights (this machine has no internet) a FrozenBatchNorm2d holds mean 0 / var 1 /
+scale 1 / shift 0, i.e. the network has no normalisation at all. Measured at random init on a
+3x128x224 input in [0, 1] (std of the res5 output): ResNet-101 frozen BN ~1e4 (the 23+3 residual
+sums blow up), GroupNorm ~1.2; ResNet-18 frozen BN ~0.9, GroupNorm ~1.0. So ResNet-101 cannot be
+trained from scratch with frozen BN; ResNet-18 keeps a sane scale but has no normalisation to
+ease optimisation, and BatchNorm with one image per batch normalises by a single frame's
+statistics (train/eval mismatch). The CPU presets therefore use `freeze_bn=False, norm="gn"`
+(GroupNorm, batch-size independent, trained); the paper preset keeps the official frozen BN,
+which is only meaningful with the ImageNet weights loaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+# Variant name -> what it means. The detector reads `variant` to pick the temporal path.
+VARIANTS: dict[str, str] = {
+    "single_frame": "R-FCN on every frame: every frame is a key frame, no temporal modules.",
+    "copy_prop": "Non-key frames reuse the key frame's high-level feature as is (no alignment).",
+    "flow_warp": (
+        "DFF-style: a small FlowNet-style network predicts flow from the current frame to the "
+        "key frame (images in, stride-16 flow out) and the key feature is bilinearly warped "
+        "(grid_sample); trained end to end by the detection loss, no flow supervision."
+    ),
+    "lsts_fixed": "LSTS (SRFU + DFA) with the sampling offsets frozen at their initialisation.",
+    "lsts": "Full LSTS: SRFU at key frames + DFA at non-key frames, learnable offsets.",
+    "lsts_no_srfu": (
+        "LSTS without the recursive memory: at a key frame the memory is the new key's "
+        "high-level feature only (no key-to-key alignment or fusion)."
+    ),
+    "lsts_no_dfa": (
+        "LSTS without dense aggregation: a non-key frame's feature is the LSTS-aligned memory "
+        "alone (the current frame's low2high feature only guides the similarity, it is not fused)."
+    ),
+}
+
+# Variants that hold the LSTS offsets / alignments / quality nets.
+LSTS_VARIANTS = ("lsts_fixed", "lsts", "lsts_no_srfu", "lsts_no_dfa")
+
+BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")
+
+
+@dataclass
+class ModelConfig:
+    """Everything that defines the detector's architecture (not the training schedule)."""
+
+    variant: str = "lsts"
+    num_classes: int = 30  # foreground classes; labels are 1..num_classes, 0 = background
+    # --- backbone ---
+    backbone: str = "resnet101"
+    pretrained: bool = True  # try torchvision ImageNet weights; fall back to random init
+    freeze_bn: bool = True  # FrozenBatchNorm2d (the paper); False -> `norm` below, trained
+    norm: str = "gn"  # used when freeze_bn is False: "gn" (GroupNorm, 32 groups) or "bn"
+    freeze_stem: bool = True  # conv1 + res2 (layer1) frozen, as the paper
+    feat_channels: int = 1024  # feat_conv output = the head's and the memory's channels
+    # --- LSTS ---
+    embed_channels: int = 256  # f/g embedding channels of each alignment
+    offsets_init: str = "uniform"  # "uniform" (grid_size^2 grid) or "gaussian" (num_points)
+    grid_size: int = 9
+    grid_range: float = 4.0  # uniform grid spans [-grid_range, grid_range] feature cells
+    num_points: int = 40  # gaussian init: number of sampled offsets
+    lsts_impl: str = "efficient"  # LSTSAlign implementation ("efficient" or "naive")
+    # --- fusion ---
+    quality_hidden: int = 256  # quality net: 1x1 conv to this many channels
+    quality_mid: int = 16  # quality net: then 3x3 conv to this many, then 3x3 conv to 1
+    low2high_hidden: int = 256  # low2high: 1x1 -> hidden -> 3x3 hidden -> 3x3 feat_channels
+    # None = the quality net weighs memory vs. new feature per pixel (official code).
+    # A float r in [0, 1] instead fixes the SRFU update: memory = r * aligned + (1 - r) * new.
+    memory_update_ratio: float | None = None
+    # --- flow_warp baseline ---
+    flownet_channels: tuple[int, ...] = (32, 64, 128, 128)
+    # --- inference ---
+    key_interval: int = 10
+    # --- input transform (torchvision GeneralizedRCNNTransform) ---
+    min_size: int = 600
+    max_size: int = 1000
+    # --- head (passed to lsts_lib.models.head.HeadConfig) ---
+    anchor_sizes: tuple[int, ...] = (128, 256, 512)  # = scales (8, 16, 32) x stride 16
+    aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
+    ohem_rois: int = 128
+    test_nms_thresh: float = 0.3
+    detections_per_img: int = 300
+    # Any other HeadConfig field (e.g. RPN pre/post NMS counts) by name.
+    head_extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError naming the bad field."""
+        if self.variant not in VARIANTS:
+            raise ValueError(f"unknown variant {self.variant!r}; choose one of {list(VARIANTS)}")
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"unknown backbone {self.backbone!r}; choose one of {BACKBONES}")
+        if self.norm not in ("gn", "bn"):
+            raise ValueError(f"norm must be 'gn' or 'bn', got {self.norm!r}")
+        if self.offsets_init not in ("uniform", "gaussian"):
+            raise ValueError(f"offsets_init must be 'uniform' or 'gaussian', got {self.offsets_init!r}")
+        if self.key_interval < 1:
+            raise ValueError(f"key_interval must be >= 1, got {self.key_interval}")
+        if self.num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {self.num_classes}")
+        if self.memory_update_ratio is not None and not 0.0 <= self.memory_update_ratio <= 1.0:
+            raise ValueError(f"memory_update_ratio must be in [0, 1] or None, got {self.memory_update_ratio}")
+        for name in ("feat_channels", "embed_channels", "quality_hidden", "quality_mid",
+                     "low2high_hidden", "min_size", "max_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+
+    @property
+    def is_lsts(self) -> bool:
+        return self.variant in LSTS_VARIANTS
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (tuples as lists) ready for YAML/JSON."""
+        out = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        """Build from a dict (e.g. a YAML `model:` section); unknown keys are an error."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(
+                f"unknown ModelConfig key(s) {unknown}; valid keys: {sorted(names)}"
+            )
+        kw = dict(d)
+        for k in ("anchor_sizes", "aspect_ratios", "flownet_channels"):
+            if k in kw and kw[k] is not None:
+                kw[k] = tuple(kw[k])
+        return cls(**kw)
+
+    def replace(self, **changes: Any) -> ModelConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def paper_config(variant: str = "lsts", **overrides: Any) -> ModelConfig:
+    """The paper's setting: ResNet-101, frozen BN, 1024-ch features, 600/1000, 30 VID classes."""
+    return ModelConfig(variant=variant, **overrides)
+
+
+def cpu_small_config(variant: str = "lsts", **overrides: Any) -> ModelConfig:
+    """A from-scratch CPU setting: ResNet-18, GroupNorm, 256-ch features, ~180p frames."""
+    base: dict[str, Any] = dict(
+        variant=variant,
+        backbone="resnet18",
+        pretrained=False,
+        freeze_bn=False,
+        norm="gn",
+        freeze_stem=False,  # frozen random conv1/res2 would never learn
+        feat_channels=256,
+        embed_channels=64,
+        quality_hidden=64,
+        quality_mid=16,
+        low2high_hidden=128,
+        flownet_channels=(16, 32, 64, 64),
+        min_size=180,
+        max_size=320,
+        anchor_sizes=(32, 64, 128),
+        ohem_rois=64,
+        detections_per_img=100,
+    )
+    base.update(overrides)
+    return ModelConfig(**base)
+
+
+def tiny_config(variant: str = "lsts", **overrides: Any) -> ModelConfig:
+    """Smallest setting for unit tests (inputs ~128x224)."""
+    base: dict[str, Any] = dict(
+        feat_channels=64,
+        embed_channels=16,
+        quality_hidden=16,
+        quality_mid=8,
+        low2high_hidden=32,
+        flownet_channels=(8, 16, 16, 16),
+        grid_size=3,
+        grid_range=1.0,
+        num_points=5,
+        min_size=128,
+        max_size=224,
+        anchor_sizes=(32, 64, 128),
+        ohem_rois=32,
+        detections_per_img=50,
+        num_classes=3,
+        key_interval=4,
+    )
+    base.update(overrides)
+    return cpu_small_config(variant, **base)
