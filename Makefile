@@ -29,7 +29,10 @@ test: $(STAMP)
 	$(VENV)/bin/lsts synth --out data/synthvid/smoke --preset smoke --seed 0
 	# One thread per xdist worker: two workers on two cores, no oversubscription.
 	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 tests
-	LSTS_PRESET=smoke $(PY) -m pytest -p no:randomly --nbval --nbval-current-env \
+	# The smoke pipeline (train, detect, evaluate, bench) the notebooks read, then every
+	# notebook under nbval against its committed report-preset outputs.
+	$(VENV)/bin/lsts report --preset smoke --seeds 0 --only data stats train detect bench
+	LSTS_PRESET=smoke $(PY) -m pytest --nbval --nbval-current-env \
 		--nbval-sanitize-with notebooks/nbval_sanitize.cfg notebooks
 
 report: $(STAMP)

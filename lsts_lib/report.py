@@ -148,30 +148,42 @@ class Report:
 
     # 5 ------------------------------------------------------------------------------
     def stage_bench(self) -> None:
+        # The smoke preset (CI) skips the paper-size runs: ResNet-101 at 600x1000 costs
+        # seconds per forward on a CPU. The report preset measures both sizes.
+        smoke = self.preset == "smoke"
         out = self.runs / "bench_cpu.json"
         if self.fresh("bench", out):
-            _lsts("bench", "--config", self.preset, "--device", "cpu", "--json", str(out))
+            _lsts("bench", "--config", self.preset, "--device", "cpu", "--json", str(out),
+                  "--sizes", "preset" if smoke else "preset,paper")
         out = self.runs / "bench_lsts_cpu.json"
         if self.fresh("bench", out):
-            _lsts("bench-lsts", "--json", str(out))
+            _lsts("bench-lsts", "--json", str(out),
+                  *(["--no-keyframe", "--repeats", "1"] if smoke else []))
 
     # 6 ------------------------------------------------------------------------------
     def stage_notebooks(self) -> None:
         import papermill as pm
 
+        # Only the report preset writes the committed notebooks; others go to runs/<preset>/.
+        out_dir = paths.NOTEBOOKS if self.preset == "report" else self.runs / "notebooks"
+        out_dir.mkdir(parents=True, exist_ok=True)
         for nb in sorted(paths.NOTEBOOKS.glob(NOTEBOOK_GLOB)):
-            print(f"executing {nb.name} (PRESET={self.preset})", flush=True)
+            print(f"executing {nb.name} (PRESET={self.preset}) -> {out_dir / nb.name}", flush=True)
             start = time.perf_counter()
-            pm.execute_notebook(str(nb), str(nb), cwd=str(paths.NOTEBOOKS),
-                                parameters={"PRESET": self.preset}, kernel_name="python3",
-                                progress_bar=False)
+            # The preset reaches the parameters cell through LSTS_PRESET, not an injected
+            # papermill cell: an injected `PRESET = "report"` would be committed with the
+            # notebook and override CI's LSTS_PRESET=smoke under nbval.
+            os.environ["LSTS_PRESET"] = self.preset
+            pm.execute_notebook(str(nb), str(out_dir / nb.name), cwd=str(paths.NOTEBOOKS),
+                                kernel_name="python3", progress_bar=False)
             print(f"  done in {time.perf_counter() - start:.0f} s", flush=True)
 
     # 7 ------------------------------------------------------------------------------
     def stage_html(self) -> None:
-        out_dir = paths.REPO / "report"
-        out_dir.mkdir(exist_ok=True)
-        notebooks = sorted(paths.NOTEBOOKS.glob(NOTEBOOK_GLOB))
+        out_dir = paths.REPO / "report" if self.preset == "report" else self.runs / "html"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        src = paths.NOTEBOOKS if self.preset == "report" else self.runs / "notebooks"
+        notebooks = sorted(src.glob(NOTEBOOK_GLOB))
         subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "html",
                         "--output-dir", str(out_dir), *map(str, notebooks)], check=True)
         print(f"HTML edition in {out_dir}")
@@ -179,6 +191,10 @@ class Report:
     # 8 ------------------------------------------------------------------------------
     def stage_readme(self) -> None:
         from lsts_lib.results import update_readme
+
+        if self.preset != "report":
+            print("README table comes from the report preset only; skipped")
+            return
 
         update_readme(paths.REPO / "README.md", self.runs)
 
