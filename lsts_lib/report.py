@@ -122,10 +122,21 @@ class Report:
         return task
 
     def stage_train(self) -> None:
-        _parallel(self.jobs, [self._train("single_frame", s, ["model.variant=single_frame"])
-                              for s in self.seeds])
-        _parallel(self.jobs, [self._train(name, s, ov) for s in self.seeds
-                              for name, ov in TEMPORAL_RUNS.items()])
+        # One queue: every stage-1 run first, then the temporal runs, each of which waits
+        # for its own seed's stage 1 only -- so no core idles while the last seed's
+        # single-frame model trains. Stage-1 runs are queued first, so waiting can't deadlock.
+        with ThreadPoolExecutor(max_workers=max(1, self.jobs)) as pool:
+            stage1 = {s: pool.submit(self._train("single_frame", s, ["model.variant=single_frame"]))
+                      for s in self.seeds}
+
+            def after_stage1(seed: int, task: Callable[[], None]) -> None:
+                stage1[seed].result()
+                task()
+
+            stage2 = [pool.submit(after_stage1, s, self._train(name, s, ov))
+                      for s in self.seeds for name, ov in TEMPORAL_RUNS.items()]
+            for future in [*stage1.values(), *stage2]:
+                future.result()
 
     # 4 ------------------------------------------------------------------------------
     def _detect(self, name: str, seed: int) -> Callable[[], None]:

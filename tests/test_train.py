@@ -238,3 +238,34 @@ def test_presets_resolve_to_model_configs() -> None:
             assert variant
     paper = load_config("paper")
     assert paper["model"]["backbone"] == "resnet101" and paper["train"]["offsets_lr_mult"] == 2.5
+
+
+def test_optimizer_and_lr_schedule_choices() -> None:
+    from lsts_lib.models.config import tiny_config
+    from lsts_lib.models.detector import build_detector
+
+    # Unknown names fail at config time with a message naming the key, not mid-run.
+    with pytest.raises(ValueError, match="train.optimizer='adam' is unknown"):
+        load_config("smoke", ["train.optimizer=adam"])
+    with pytest.raises(ValueError, match="train.stage1.lr_schedule='poly' is unknown"):
+        load_config("smoke", ["train.stage1.lr_schedule=poly"])
+    with pytest.raises(ValueError, match="train.optimizer"):
+        train_mod.build_optimizer(torch.nn.Linear(2, 2), {"train": {"optimizer": "rmsprop"}}, 0.1)
+
+    # AdamW and SGD both keep the LSTS offsets p_n in their own group (lr x mult, no decay).
+    model = build_detector(tiny_config("lsts"))
+    for name, cls in (("adamw", torch.optim.AdamW), ("sgd", torch.optim.SGD)):
+        cfg = load_config("smoke", [f"train.optimizer={name}"])
+        opt = train_mod.build_optimizer(model, cfg, 0.01)
+        assert type(opt) is cls
+        groups = {g["name"]: g for g in opt.param_groups}
+        assert groups["offsets"]["lr"] == pytest.approx(0.01 * cfg["train"]["offsets_lr_mult"])
+        assert groups["offsets"]["weight_decay"] == 0.0
+        assert groups["base"]["weight_decay"] == cfg["train"]["weight_decay"]
+
+    # Cosine: 1 -> 0.5 at half way -> 0 at the end; warm-up still scales the first steps.
+    cos = {"lr_schedule": "cosine", "warmup_steps": 0, "lr_steps": [0.5]}
+    assert [train_mod.lr_factor(s, 100, cos) for s in (0, 50, 100)] == pytest.approx([1, 0.5, 0])
+    assert train_mod.lr_factor(0, 100, dict(cos, warmup_steps=10)) == pytest.approx(0.1)
+    step = {"lr_steps": [0.5], "lr_factor": 0.1}
+    assert [train_mod.lr_factor(s, 100, step) for s in (49, 50)] == pytest.approx([1, 0.1])

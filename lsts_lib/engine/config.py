@@ -22,6 +22,8 @@ from lsts_lib import paths
 SECTIONS = ("data", "model", "train", "eval")
 # Short override names for the keys a user changes most (`lsts train ... seed=1`).
 ALIASES = {"seed": "train.seed", "variant": "model.variant", "steps": "train.steps"}
+OPTIMIZERS = ("sgd", "adamw")  # train.optimizer
+LR_SCHEDULES = ("step", "cosine")  # train.stage<k>.lr_schedule
 
 
 def config_path(name_or_path: str | Path) -> Path:
@@ -148,6 +150,15 @@ def resolve(cfg: dict[str, Any]) -> dict[str, Any]:
             raise ValueError(f"config: train.{stage} must be a mapping of schedule values")
     if train.get("seed") is None or int(train["seed"]) < 0:
         raise ValueError("config: train.seed must be a non-negative integer")
+    opt = train.get("optimizer", "sgd")
+    if opt not in OPTIMIZERS:
+        raise ValueError(f"config: train.optimizer={opt!r} is unknown; choose one of "
+                         f"{', '.join(OPTIMIZERS)}")
+    for stage in ("stage1", "stage2"):
+        kind = train[stage].get("lr_schedule") or "step"
+        if kind not in LR_SCHEDULES:
+            raise ValueError(f"config: train.{stage}.lr_schedule={kind!r} is unknown; choose "
+                             f"one of {', '.join(LR_SCHEDULES)}")
     for name, ov in cfg.get("variants", {}).items():
         if not isinstance(ov, dict):
             raise ValueError(f"config: variants.{name} must map dotted keys to values")
