@@ -111,3 +111,14 @@ def tiny_vid(tmp_path: Path) -> Path:
 def vid_layout(tmp_path: Path) -> VidLayout:
     """An empty layout writer rooted at tmp_path/'ds', for tests that build their own data."""
     return VidLayout(tmp_path / "ds")
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The smoke SynthVID: the repo's copy when `make test` made it, else a fresh one."""
+    root = lsts_lib.paths.synthvid_root("smoke")
+    if (root / "synthvid.json").is_file():
+        return root
+    from lsts_lib.data.synthvid import generate
+
+    return generate(tmp_path_factory.mktemp("synthvid") / "smoke", "smoke", 0, progress=False)

@@ -15,19 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from lsts_lib import paths
 from lsts_lib.engine.checkpoint import load_checkpoint
 from lsts_lib.engine.train import read_log, train
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = paths.synthvid_root("smoke")
-    if (root / "synthvid.json").is_file():
-        return root
-    from lsts_lib.data.synthvid import generate
-
-    return generate(tmp_path_factory.mktemp("synthvid") / "smoke", "smoke", 0, progress=False)
 
 
 def test_two_gloo_processes_stay_identical_and_match_one_process(

@@ -9,23 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lsts_lib import paths
 from lsts_lib.data.vid import VIDDataset
 from lsts_lib.engine.bench import CATEGORIES, bench
 from lsts_lib.engine.detect import detect
 from lsts_lib.engine.train import run_dir, train_variant
 from lsts_lib.eval.detections_io import frame_ids, read_coco_results, read_vid_detections
 from lsts_lib.eval.vid_eval import evaluate_dataset
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = paths.synthvid_root("smoke")
-    if (root / "synthvid.json").is_file():
-        return root
-    from lsts_lib.data.synthvid import generate
-
-    return generate(tmp_path_factory.mktemp("synthvid") / "smoke", "smoke", 0, progress=False)
 
 
 @pytest.fixture(scope="module")

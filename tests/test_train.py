@@ -13,7 +13,6 @@ import pytest
 import torch
 import yaml
 
-from lsts_lib import paths
 from lsts_lib.engine import checkpoint as ckpt_mod
 from lsts_lib.engine import train as train_mod
 from lsts_lib.engine.checkpoint import load_checkpoint, save_atomic, state_hash
@@ -21,21 +20,6 @@ from lsts_lib.engine.config import load_config
 from lsts_lib.engine.train import NonFiniteLossError, read_log, train
 
 STEPS = 4  # with checkpoint_every=2: checkpoints after steps 2 (and the end)
-
-
-def smoke_data(factory: pytest.TempPathFactory) -> Path:
-    """The smoke SynthVID: the repo's copy when `make test` made it, else a fresh one."""
-    root = paths.synthvid_root("smoke")
-    if (root / "synthvid.json").is_file():
-        return root
-    from lsts_lib.data.synthvid import generate
-
-    return generate(factory.mktemp("synthvid") / "smoke", "smoke", 0, progress=False)
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return smoke_data(tmp_path_factory)
 
 
 def overrides(root: Path, **extra: object) -> dict:
@@ -269,3 +253,24 @@ def test_optimizer_and_lr_schedule_choices() -> None:
     assert train_mod.lr_factor(0, 100, dict(cos, warmup_steps=10)) == pytest.approx(0.1)
     step = {"lr_steps": [0.5], "lr_factor": 0.1}
     assert [train_mod.lr_factor(s, 100, step) for s in (49, 50)] == pytest.approx([1, 0.1])
+
+
+def test_stage_lr_mult_freezes_and_scales_modules() -> None:
+    """`train.stage<k>.lr_mult`: 0 freezes a module, another value scales its learning rate."""
+    from lsts_lib.models.config import tiny_config
+    from lsts_lib.models.detector import build_detector
+
+    model = build_detector(tiny_config("lsts"))
+    cfg = load_config("smoke", ["train.optimizer=adamw"])
+    opt = train_mod.build_optimizer(model, cfg, 0.01, {"backbone": 0.0, "head": 0.1})
+    groups = {g["name"]: g for g in opt.param_groups}
+    assert not any(p.requires_grad for p in model.backbone.parameters())
+    assert all(p.requires_grad for p in model.head.parameters())
+    assert groups["head"]["lr"] == pytest.approx(0.001) and groups["base"]["lr"] == 0.01
+    in_opt = {id(p) for g in opt.param_groups for p in g["params"]}
+    assert not any(id(p) in in_opt for p in model.backbone.parameters())
+    # the fresh temporal modules (LSTS embeddings, low2high, quality nets) train at the base lr
+    head_ids = {id(p) for p in model.head.parameters()}
+    assert groups["base"]["params"] and not any(id(p) in head_ids for p in groups["base"]["params"])
+    with pytest.raises(ValueError, match="no module 'neck'"):
+        train_mod.build_optimizer(build_detector(tiny_config("lsts")), cfg, 0.01, {"neck": 0.0})

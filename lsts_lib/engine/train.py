@@ -246,9 +246,29 @@ def init_from_checkpoint(model: nn.Module, ckpt_path: Path) -> dict[str, Any]:
     return ckpt
 
 
-def build_optimizer(model: nn.Module, cfg: Mapping[str, Any], lr: float) -> torch.optim.Optimizer:
+def apply_lr_mult(model: nn.Module, lr_mult: Mapping[str, float] | None) -> dict[str, list]:
+    """Split parameters by `train.stage<k>.lr_mult` ({module prefix: multiplier}).
+
+    A multiplier of 0 freezes the module (requires_grad False, so no backward through it).
+    Returns {prefix: [params]} for the prefixes with a non-zero multiplier.
+    """
+    groups: dict[str, list] = {}
+    for prefix, mult in (lr_mult or {}).items():
+        params = [p for n, p in model.named_parameters() if n.startswith(prefix + ".")]
+        if not params:
+            raise ValueError(f"lr_mult: the model has no module {prefix!r}")
+        if float(mult) == 0.0:
+            for p in params:
+                p.requires_grad_(False)
+        else:
+            groups[prefix] = [p for p in params if p.requires_grad]
+    return groups
+
+
+def build_optimizer(model: nn.Module, cfg: Mapping[str, Any], lr: float,
+                    lr_mult: Mapping[str, float] | None = None) -> torch.optim.Optimizer:
     """`train.optimizer` (sgd | adamw) with the offsets p_n in their own group at
-    `offsets_lr_mult` x lr.
+    `offsets_lr_mult` x lr, and modules named in `lr_mult` at their own multiple of lr.
 
     SGD with momentum is the paper's; AdamW is what the from-scratch CPU presets use (see
     lsts_lib/configs/report.yaml for the measurement behind it). The offsets are positions,
@@ -258,11 +278,15 @@ def build_optimizer(model: nn.Module, cfg: Mapping[str, Any], lr: float) -> torc
     name = train.get("optimizer", "sgd")
     if name not in OPTIMIZERS:
         raise ValueError(f"train.optimizer={name!r}: choose one of {', '.join(OPTIMIZERS)}")
+    scaled = apply_lr_mult(model, lr_mult)
     offset_ids = {id(p) for _, p in offsets_params(model)}
-    base = [p for p in model.parameters() if p.requires_grad and id(p) not in offset_ids]
+    special = offset_ids | {id(p) for ps in scaled.values() for p in ps}
+    base = [p for p in model.parameters() if p.requires_grad and id(p) not in special]
     offsets = [p for _, p in offsets_params(model) if p.requires_grad]
-    groups = [{"params": base, "lr": lr, "weight_decay": float(train["weight_decay"]),
-               "name": "base"}]
+    wd = float(train["weight_decay"])
+    groups = [{"params": base, "lr": lr, "weight_decay": wd, "name": "base"}]
+    groups += [{"params": ps, "lr": lr * float(lr_mult[k]), "weight_decay": wd, "name": k}
+               for k, ps in scaled.items()]
     if offsets:
         groups.append({"params": offsets, "lr": lr * float(train["offsets_lr_mult"]),
                        "weight_decay": 0.0, "name": "offsets"})
@@ -449,7 +473,7 @@ def train(
         offsets_init = {n: p.detach().cpu().clone() for n, p in offsets_params(model)}
     init_path = str(init_path) if init_path else None
 
-    optimizer = build_optimizer(model, cfg, base_lr)
+    optimizer = build_optimizer(model, cfg, base_lr, sched.get("lr_mult"))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, steps, sched))
     if ckpt is not None:
@@ -524,6 +548,10 @@ def train(
                         + ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in losses.items())
                         + f"); stopped; the last good checkpoint is {last_path} "
                         "(lower the learning rate or check the data)")
+                if not loss.requires_grad:
+                    raise ValueError(
+                        f"step {step + 1}: the loss of sample {sample.source} reaches no "
+                        "trainable parameter (train.stage*.lr_mult froze every module it uses)")
                 (loss / batch).backward()
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach()) / batch
