@@ -274,3 +274,15 @@ def test_stage_lr_mult_freezes_and_scales_modules() -> None:
     assert groups["base"]["params"] and not any(id(p) in head_ids for p in groups["base"]["params"])
     with pytest.raises(ValueError, match="no module 'neck'"):
         train_mod.build_optimizer(build_detector(tiny_config("lsts")), cfg, 0.01, {"neck": 0.0})
+
+
+def test_preset_name_not_shadowed_by_a_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`make report` leaves a report/ folder; `--config report` must still find the preset."""
+    from lsts_lib import paths
+    from lsts_lib.engine.config import config_path
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "report").mkdir()
+    assert config_path("report") == paths.CONFIGS / "report.yaml"
+    with pytest.raises(FileNotFoundError, match="missing.yaml: config file not found"):
+        config_path("missing.yaml")

@@ -29,7 +29,9 @@ LR_SCHEDULES = ("step", "cosine")  # train.stage<k>.lr_schedule
 def config_path(name_or_path: str | Path) -> Path:
     """A preset name ('smoke', 'report', 'paper') or a YAML file path -> existing file."""
     p = Path(name_or_path)
-    if p.suffix in {".yaml", ".yml"} or p.exists():
+    # A file wins; a folder of the same name as a preset (e.g. the HTML edition in report/)
+    # must not shadow the preset.
+    if p.suffix in {".yaml", ".yml"} or p.is_file():
         if not p.is_file():
             raise FileNotFoundError(f"{p}: config file not found")
         return p
