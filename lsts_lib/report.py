@@ -115,8 +115,10 @@ class Report:
             args = ["train", "--config", self.preset, "--out", str(out)]
             if name != "single_frame":
                 args += ["--init-from", str(self.run_dir("single_frame", seed) / "model.pt")]
-            resume = (out / "last.pt").exists() and "train" not in self.redo
-            _lsts(*args, *(["--resume"] if resume else []), f"seed={seed}",
+            redo = "train" in self.redo
+            resume = (out / "last.pt").exists() and not redo
+            flags = ["--redo"] if redo else ["--resume"] if resume else []
+            _lsts(*args, *flags, f"seed={seed}",
                   f"data.root={self.data}", *overrides, threads=1)
 
         return task

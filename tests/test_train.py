@@ -286,3 +286,13 @@ def test_preset_name_not_shadowed_by_a_folder(tmp_path: Path, monkeypatch: pytes
     assert config_path("report") == paths.CONFIGS / "report.yaml"
     with pytest.raises(FileNotFoundError, match="missing.yaml: config file not found"):
         config_path("missing.yaml")
+
+
+def test_finished_run_with_another_config_is_refused(data_root: Path, tmp_path: Path) -> None:
+    """A finished RUN_DIR is reused only for the same config; another one needs --redo."""
+    out = tmp_path / "run"
+    ov = overrides(data_root, **{"train.steps": 1})
+    train("smoke", out, ov, progress=False)
+    assert train("smoke", out, ov, progress=False) == out / "model.pt"  # same config: reused
+    with pytest.raises(ValueError, match="finished run made with another config"):
+        train("smoke", out, overrides(data_root, **{"train.steps": 2}), progress=False)

@@ -39,6 +39,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+import yaml
 from torch import nn
 
 from lsts_lib import paths
@@ -422,6 +423,10 @@ def train(
     cfg = load_config(config, overrides)
     d = Dist()
     if is_finished(out) and not redo:
+        done = yaml.safe_load((out / "config.yaml").read_text()) if (out / "config.yaml").is_file() else None
+        if done is not None and _comparable(done) != _comparable(cfg):
+            raise ValueError(f"{out}: holds a finished run made with another config; pass "
+                             "--redo to retrain it with this one")
         if d.main and progress is not False:
             print(f"{out}: finished run found (model.pt); skipping (pass redo to retrain)")
         return out / "model.pt"
