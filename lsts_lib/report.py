@@ -72,6 +72,16 @@ def _parallel(jobs: int, tasks: list[Callable[[], None]]) -> None:
             future.result()
 
 
+def scrub_machine_paths(notebook: Path) -> None:
+    """Make an executed notebook machine-independent: file paths in outputs (e.g. a warning's
+    source line) become repository-relative, and papermill's absolute input/output paths go."""
+    nb = json.loads(notebook.read_text())
+    nb.get("metadata", {}).get("papermill", {}).pop("input_path", None)
+    nb.get("metadata", {}).get("papermill", {}).pop("output_path", None)
+    text = json.dumps(nb, indent=1, ensure_ascii=False).replace(f"{paths.REPO}/", "")
+    notebook.write_text(text + "\n")
+
+
 class Report:
     def __init__(self, preset: str, seeds: list[int], redo: set[str], jobs: int) -> None:
         self.preset = preset
@@ -189,6 +199,7 @@ class Report:
             os.environ["LSTS_PRESET"] = self.preset
             pm.execute_notebook(str(nb), str(out_dir / nb.name), cwd=str(paths.NOTEBOOKS),
                                 kernel_name="python3", progress_bar=False)
+            scrub_machine_paths(out_dir / nb.name)
             print(f"  done in {time.perf_counter() - start:.0f} s", flush=True)
 
     # 7 ------------------------------------------------------------------------------
