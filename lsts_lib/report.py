@@ -75,11 +75,12 @@ def _parallel(jobs: int, tasks: list[Callable[[], None]]) -> None:
 def scrub_machine_paths(notebook: Path) -> None:
     """Make an executed notebook machine-independent: file paths in outputs (e.g. a warning's
     source line) become repository-relative, and papermill's absolute input/output paths go."""
-    nb = json.loads(notebook.read_text())
-    nb.get("metadata", {}).get("papermill", {}).pop("input_path", None)
-    nb.get("metadata", {}).get("papermill", {}).pop("output_path", None)
-    text = json.dumps(nb, indent=1, ensure_ascii=False).replace(f"{paths.REPO}/", "")
-    notebook.write_text(text + "\n")
+    import nbformat
+
+    nb = nbformat.read(notebook, as_version=4)
+    for key in ("input_path", "output_path"):
+        nb.metadata.get("papermill", {}).pop(key, None)
+    notebook.write_text(nbformat.writes(nb).replace(f"{paths.REPO}/", "") + "\n")
 
 
 class Report:
