@@ -1,7 +1,7 @@
 """Models: backbone split, LSTS sampler, fusion, R-FCN head and the video detector."""
 
 from .backbone import ResNetBackbone, build_backbone, low_split_index
-from .config import VARIANTS, ModelConfig, cpu_small_config, paper_config, tiny_config
+from .config import ModelConfig, cpu_small_config, paper_config, tiny_config
 from .detector import (
     KeyState,
     StreamingSession,
@@ -13,9 +13,11 @@ from .flownet import FlowNetSmall, warp
 from .fusion import Low2High, QualityNet
 from .head import HeadConfig, RFCNHead
 from .lsts import LSTSAlign, LSTSOffsets
+from .srfu_dfa import DFA, SRFU
+from .variants import VARIANTS, Variant, get_variant
 
 __all__ = [
-    "VARIANTS", "FlowNetSmall", "HeadConfig", "KeyState", "LSTSAlign", "LSTSOffsets", "Low2High",
+    "DFA", "SRFU", "VARIANTS", "Variant", "get_variant", "FlowNetSmall", "HeadConfig", "KeyState", "LSTSAlign", "LSTSOffsets", "Low2High",
     "ModelConfig", "QualityNet", "RFCNHead", "ResNetBackbone", "StreamingSession",
     "VideoDetector", "build_backbone", "build_detector", "cpu_small_config", "key_frame_indices",
     "low_split_index", "paper_config", "tiny_config", "warp",

@@ -1,4 +1,4 @@
-"""Model configuration: one flat dataclass a reader can follow, plus the variant catalogue.
+"""Model configuration: one flat dataclass a reader can follow (variants: `variants.py`).
 
 `ModelConfig` holds plain values (no nested objects) so a YAML file maps onto it one key per
 line. `paper_config()` is the paper's setting (ResNet-101, 1024-channel features, 600/1000
@@ -23,29 +23,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-# Variant name -> what it means. The detector reads `variant` to pick the temporal path.
-VARIANTS: dict[str, str] = {
-    "single_frame": "R-FCN on every frame: every frame is a key frame, no temporal modules.",
-    "copy_prop": "Non-key frames reuse the key frame's high-level feature as is (no alignment).",
-    "flow_warp": (
-        "DFF-style: a small FlowNet-style network predicts flow from the current frame to the "
-        "key frame (images in, stride-16 flow out) and the key feature is bilinearly warped "
-        "(grid_sample); trained end to end by the detection loss, no flow supervision."
-    ),
-    "lsts_fixed": "LSTS (SRFU + DFA) with the sampling offsets frozen at their initialisation.",
-    "lsts": "Full LSTS: SRFU at key frames + DFA at non-key frames, learnable offsets.",
-    "lsts_no_srfu": (
-        "LSTS without the recursive memory: at a key frame the memory is the new key's "
-        "high-level feature only (no key-to-key alignment or fusion)."
-    ),
-    "lsts_no_dfa": (
-        "LSTS without dense aggregation: a non-key frame's feature is the LSTS-aligned memory "
-        "alone (the current frame's low2high feature only guides the similarity, it is not fused)."
-    ),
-}
-
-# Variants that hold the LSTS offsets / alignments / quality nets.
-LSTS_VARIANTS = ("lsts_fixed", "lsts", "lsts_no_srfu", "lsts_no_dfa")
+from .variants import VARIANTS, architectures
 
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")
 
@@ -55,7 +33,9 @@ class ModelConfig:
     """Everything that defines the detector's architecture (not the training schedule)."""
 
     variant: str = "lsts"
-    num_classes: int = 30  # foreground classes; labels are 1..num_classes, 0 = background
+    # Foreground classes; labels are 1..num_classes, 0 = background. 0 in a run config: the
+    # dataset's class list decides (a detector needs the count).
+    num_classes: int = 30
     # --- backbone ---
     backbone: str = "resnet101"
     pretrained: bool = True  # try torchvision ImageNet weights; fall back to random init
@@ -79,8 +59,6 @@ class ModelConfig:
     memory_update_ratio: float | None = None
     # --- flow_warp baseline ---
     flownet_channels: tuple[int, ...] = (32, 64, 128, 128)
-    # --- inference ---
-    key_interval: int = 10
     # --- input transform (torchvision GeneralizedRCNNTransform) ---
     min_size: int = 600
     max_size: int = 1000
@@ -98,28 +76,26 @@ class ModelConfig:
 
     def validate(self) -> None:
         """Raise ValueError naming the bad field."""
-        if self.variant not in VARIANTS:
-            raise ValueError(f"unknown variant {self.variant!r}; choose one of {list(VARIANTS)}")
+        if self.variant not in architectures():
+            runs = {n: v.base for n, v in VARIANTS.items() if v.base}
+            raise ValueError(f"unknown model variant {self.variant!r}; choose one of "
+                             f"{architectures()} (runs of one of them, {runs}, are chosen "
+                             "with --variant)")
         if self.backbone not in BACKBONES:
             raise ValueError(f"unknown backbone {self.backbone!r}; choose one of {BACKBONES}")
         if self.norm not in ("gn", "bn"):
             raise ValueError(f"norm must be 'gn' or 'bn', got {self.norm!r}")
         if self.offsets_init not in ("uniform", "gaussian"):
             raise ValueError(f"offsets_init must be 'uniform' or 'gaussian', got {self.offsets_init!r}")
-        if self.key_interval < 1:
-            raise ValueError(f"key_interval must be >= 1, got {self.key_interval}")
-        if self.num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {self.num_classes}")
+        if self.num_classes < 0:
+            raise ValueError(f"num_classes must be >= 1 (0: the dataset decides), got "
+                             f"{self.num_classes}")
         if self.memory_update_ratio is not None and not 0.0 <= self.memory_update_ratio <= 1.0:
             raise ValueError(f"memory_update_ratio must be in [0, 1] or None, got {self.memory_update_ratio}")
         for name in ("feat_channels", "embed_channels", "quality_hidden", "quality_mid",
                      "low2high_hidden", "min_size", "max_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-
-    @property
-    def is_lsts(self) -> bool:
-        return self.variant in LSTS_VARIANTS
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (tuples as lists) ready for YAML/JSON."""
@@ -193,7 +169,6 @@ def tiny_config(variant: str = "lsts", **overrides: Any) -> ModelConfig:
         ohem_rois=32,
         detections_per_img=50,
         num_classes=3,
-        key_interval=4,
     )
     base.update(overrides)
     return cpu_small_config(variant, **base)

@@ -3,22 +3,19 @@
 Data flow (one frame):
     GeneralizedRCNNTransform (resize to min_size/max_size, ImageNet mean/std, pad)
     -> backbone.low (up to Conv4_3) [-> backbone.high (rest of res4, dilated res5, feat_conv)]
-    -> temporal path of the variant (see `config.VARIANTS`)
+    -> temporal path of the variant (see `variants.VARIANTS`)
     -> RFCNHead -> boxes scaled back to the original image size.
 
-Temporal paths, with F_k the high-level feature of a key frame and M the memory:
-* key frame (SRFU):  M <- Q_key([LSTS_key2key(M -> F_k), F_k])   (the first key: M <- F_k);
-  the head runs on M.
-* non-key frame (DFA): L = low2high(low(I_t)); the head runs on
-  Q_cur([LSTS_key2cur(M -> L), L]).
-One `LSTSOffsets` (the global (N, 2) sampling locations) is shared by both alignments; each
-alignment has its own f/g embeddings, each fusion its own quality net (official code).
+Temporal paths, with F_k the high-level feature of a key frame and M the memory: a key
+frame goes through `srfu` (when the variant has it; the first key: M <- F_k) and the head runs
+on M; a non-key frame gets its feature as the variant says (`Variant.nonkey`): its own
+backbone, M as is, M warped by flow, or `dfa(M, low(I_t))`. One `LSTSOffsets` (the global
+(N, 2) sampling locations) is shared by SRFU and DFA (see `srfu_dfa`).
 
 Public stages, so a benchmark can time each one (all take/return preprocessed tensors):
     preprocess(frames) -> (x, image_sizes, original_sizes)
     extract_low(x) -> low feature          extract_high(low) -> high feature F
-    align(memory, target, kind)            low_to_high(low) -> L
-    fuse(candidates, kind)                 flow(x_cur, x_key) / warp(feature, flow)
+    srfu / dfa / flownet: their own public forwards (and align/fuse steps)
     run_head(feature, image_sizes)         postprocess(dets, image_sizes, original_sizes)
     key_step(x, state) / nonkey_step(x, state): one whole key / non-key frame.
 """
@@ -26,8 +23,9 @@ Public stages, so a benchmark can time each one (all take/return preprocessed te
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -37,15 +35,17 @@ from tqdm.auto import tqdm
 from .backbone import ResNetBackbone
 from .config import ModelConfig
 from .flownet import FlowNetSmall, warp
-from .fusion import Low2High, QualityNet
 from .head import HeadConfig, RFCNHead
-from .lsts import LSTSAlign, LSTSOffsets
+from .lsts import LSTSOffsets
+from .srfu_dfa import DFA, SRFU
+from .variants import Variant, get_variant
 
 __all__ = ["VideoDetector", "StreamingSession", "KeyState", "build_detector",
-           "key_frame_indices", "IMAGENET_MEAN", "IMAGENET_STD"]
+           "key_frame_indices", "IMAGENET_MEAN", "IMAGENET_STD", "OFFSETS_KEY"]
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
+OFFSETS_KEY = "offsets.p"  # the one global LSTSOffsets parameter in a detector's state dict
 
 
 def key_frame_indices(num_frames: int, key_interval: int, mode: str = "offline") -> list[int]:
@@ -81,6 +81,9 @@ class VideoDetector(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         cfg.validate()
+        if cfg.num_classes < 1:
+            raise ValueError("a detector needs num_classes >= 1 (0 is for run configs: the "
+                             "dataset's class list decides)")
         self.cfg = cfg
         self.variant = cfg.variant
         self.transform = GeneralizedRCNNTransform(cfg.min_size, cfg.max_size,
@@ -98,24 +101,24 @@ class VideoDetector(nn.Module):
             test_nms_thresh=cfg.test_nms_thresh, detections_per_img=cfg.detections_per_img,
             stride=self.stride, **cfg.head_extra))
 
-        v = cfg.variant
-        self.uses_srfu = v in ("lsts", "lsts_fixed", "lsts_no_dfa")
-        self.uses_dfa_fusion = v in ("lsts", "lsts_fixed", "lsts_no_srfu")
-        if cfg.is_lsts:
+        self.spec: Variant = get_variant(cfg.variant)
+        # Built in this order (offsets, SRFU, DFA): the random initialisation of a seed
+        # depends on it.
+        self.offsets: LSTSOffsets | None = None
+        self.srfu: SRFU | None = None
+        self.dfa: DFA | None = None
+        self.flownet: FlowNetSmall | None = None
+        if self.spec.uses_lsts:
             self.offsets = LSTSOffsets(init=cfg.offsets_init, grid_size=cfg.grid_size,
                                        grid_range=cfg.grid_range, num_points=cfg.num_points,
-                                       learnable=v != "lsts_fixed")
-            if self.uses_srfu:
-                self.align_key2key = LSTSAlign(self.offsets, C, cfg.embed_channels,
-                                               impl=cfg.lsts_impl)
-                if cfg.memory_update_ratio is None:
-                    self.quality_key = QualityNet(C, cfg.quality_hidden, cfg.quality_mid)
-            self.align_key2cur = LSTSAlign(self.offsets, C, cfg.embed_channels,
-                                           impl=cfg.lsts_impl)
-            self.low2high = Low2High(self.backbone.low_channels, C, cfg.low2high_hidden)
-            if self.uses_dfa_fusion:
-                self.quality_cur = QualityNet(C, cfg.quality_hidden, cfg.quality_mid)
-        elif v == "flow_warp":
+                                       learnable=self.spec.learnable_offsets)
+            if self.spec.srfu:
+                self.srfu = SRFU(self.offsets, C, cfg.embed_channels, cfg.lsts_impl,
+                                 cfg.quality_hidden, cfg.quality_mid, cfg.memory_update_ratio)
+            self.dfa = DFA(self.offsets, self.backbone.low_channels, C, cfg.embed_channels,
+                           cfg.lsts_impl, cfg.low2high_hidden, cfg.quality_hidden,
+                           cfg.quality_mid, fusion=self.spec.dfa_fusion)
+        elif self.spec.nonkey == "flow":
             self.flownet = FlowNetSmall(tuple(cfg.flownet_channels))
 
     # ------------------------------------------------------------------ input checks
@@ -157,37 +160,6 @@ class VideoDetector(nn.Module):
         """High-level part (rest of res4, res5, feat_conv): key frames only."""
         return self.backbone.high(low)
 
-    def low_to_high(self, low: Tensor) -> Tensor:
-        """low2high: the non-key frame's Conv4_3 feature mapped to the high-level space."""
-        return self.low2high(low)
-
-    def align(self, memory: Tensor, target: Tensor, kind: str) -> Tensor:
-        """LSTS alignment of `memory` to `target`; kind 'key2key' (SRFU) or 'key2cur' (DFA)."""
-        if kind == "key2key":
-            return self.align_key2key(memory, target)
-        if kind == "key2cur":
-            return self.align_key2cur(memory, target)
-        raise ValueError(f"kind must be 'key2key' or 'key2cur', got {kind!r}")
-
-    def fuse(self, candidates: list[Tensor], kind: str) -> Tensor:
-        """Quality-net fusion; kind 'key' (SRFU: [aligned memory, F_k]) or 'cur' (DFA)."""
-        if kind == "key":
-            r = self.cfg.memory_update_ratio
-            if r is not None:
-                return r * candidates[0] + (1.0 - r) * candidates[1]
-            return self.quality_key(candidates)
-        if kind == "cur":
-            return self.quality_cur(candidates)
-        raise ValueError(f"kind must be 'key' or 'cur', got {kind!r}")
-
-    def flow(self, x_cur: Tensor, x_key: Tensor, out_size: tuple[int, int]) -> Tensor:
-        """flow_warp baseline: flow (current -> key) at stride 16, in feature cells."""
-        return self.flownet(x_cur, x_key, out_size)
-
-    @staticmethod
-    def warp(feature: Tensor, flow: Tensor) -> Tensor:
-        return warp(feature, flow)
-
     def run_head(self, feature: Tensor, image_sizes: list[tuple[int, int]],
                  targets: list[dict[str, Tensor]] | None = None
                  ) -> tuple[list[dict[str, Tensor]], dict[str, Tensor]]:
@@ -211,30 +183,23 @@ class VideoDetector(nn.Module):
         if high is None:
             high = self.extract_high(self.extract_low(x) if low is None else low)
         memory = high
-        if self.uses_srfu and state is not None:
-            aligned = self.align(state.memory, high, "key2key")
-            memory = self.fuse([aligned, high], "key")
-        return memory, KeyState(memory=memory, image=x if self.variant == "flow_warp" else None)
+        if self.srfu is not None and state is not None:
+            memory = self.srfu(state.memory, high)
+        return memory, KeyState(memory=memory, image=x if self.flownet is not None else None)
 
     def nonkey_step(self, x: Tensor, state: KeyState) -> Tensor:
         """A non-key frame: its task feature from its own low-level feature and the memory."""
-        v = self.variant
-        if v == "single_frame":
+        nonkey = self.spec.nonkey
+        if nonkey == "key":
             return self.extract_high(self.extract_low(x))
-        if v == "copy_prop":
+        if nonkey == "copy":
             return state.memory
-        if v == "flow_warp":
-            assert state.image is not None
-            fl = self.flow(x, state.image, tuple(state.memory.shape[-2:]))
-            return self.warp(state.memory, fl)
-        low2high = self.low_to_high(self.extract_low(x))
-        if low2high.shape != state.memory.shape:
-            raise ValueError(f"memory {tuple(state.memory.shape)} and current feature "
-                             f"{tuple(low2high.shape)} differ: frames must share one size")
-        aligned = self.align(state.memory, low2high, "key2cur")
-        if not self.uses_dfa_fusion:  # lsts_no_dfa: the aligned memory alone
-            return aligned
-        return self.fuse([aligned, low2high], "cur")
+        if nonkey == "flow":
+            assert self.flownet is not None and state.image is not None
+            flow = self.flownet(x, state.image, tuple(state.memory.shape[-2:]))
+            return warp(state.memory, flow)
+        assert self.dfa is not None
+        return self.dfa(state.memory, self.extract_low(x))
 
     # ------------------------------------------------------------------ training
     def forward(self, frames: Sequence[Tensor], target: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -248,9 +213,10 @@ class VideoDetector(nn.Module):
         self.check_frames(frames, (1, 3))
         if not isinstance(target, dict) or "boxes" not in target or "labels" not in target:
             raise ValueError("target must be a dict with 'boxes' (K, 4) and 'labels' (K,)")
-        single = len(frames) == 1 or self.variant == "single_frame"
+        single = len(frames) == 1 or self.spec.every_frame_key
         # Only the frames the variant reads are preprocessed: [current], [new, current] or all.
-        used = [frames[-1]] if single else list(frames) if self.uses_srfu else list(frames[1:])
+        used = ([frames[-1]] if single else list(frames) if self.srfu is not None
+                else list(frames[1:]))
         x, sizes, orig = self.preprocess(used)
         boxes = target["boxes"]
         if boxes.ndim != 2 or boxes.shape[-1] != 4:
@@ -263,7 +229,7 @@ class VideoDetector(nn.Module):
         else:
             cur_is_key = frames[2] is frames[1] or torch.equal(frames[2], frames[1])
             x_new, x_cur = x[-2:-1], x[-1:]
-            if self.uses_srfu:  # old + new key share one backbone pass
+            if self.srfu is not None:  # old + new key share one backbone pass
                 high = self.extract_high(self.extract_low(x[0:2]))
                 _, state = self.key_step(x[0:1], None, high=high[0:1])
                 feature, state = self.key_step(x_new, state, high=high[1:2])
@@ -277,13 +243,8 @@ class VideoDetector(nn.Module):
         return losses
 
     # ------------------------------------------------------------------ inference
-    def _detect(self, feature: Tensor, size: tuple[int, int], orig: tuple[int, int]
-                ) -> dict[str, Tensor]:
-        dets, _ = self.run_head(feature, [size])
-        return self.postprocess(dets, [size], [orig])[0]
-
     def detect_video(self, frames: Sequence[Tensor] | Iterable[Tensor], mode: str = "offline",
-                     key_interval: int | None = None, progress: bool = False
+                     *, key_interval: int, progress: bool = False
                      ) -> list[dict[str, Tensor]]:
         """Per-frame detections ({"boxes", "scores", "labels"}, original pixels) of a video.
 
@@ -292,13 +253,9 @@ class VideoDetector(nn.Module):
         online: frames in order, keys at 0, k, 2k, ... (same as pushing to `stream`).
         single_frame treats every frame as a key frame. Runs in eval mode, without gradients.
         """
-        k = self.cfg.key_interval if key_interval is None else int(key_interval)
-        if k < 1:
-            raise ValueError(f"key_interval must be >= 1, got {k}")
+        k = self.effective_key_interval(key_interval)
         if mode not in ("offline", "online"):
             raise ValueError(f"mode must be 'offline' or 'online', got {mode!r}")
-        if self.variant == "single_frame":
-            k = 1
         was_training = self.training
         self.eval()
         out: list[dict[str, Tensor]] = []
@@ -328,24 +285,82 @@ class VideoDetector(nn.Module):
                             else:
                                 x, sizes, orig = self.preprocess([f])
                                 feat = self.nonkey_step(x, state)
-                            out.append(self._detect(feat, sizes[0], orig[0]))
+                            out.append(self.detect_features(feat, sizes[0], orig[0]))
                             bar.update(1)
                 bar.close()
         finally:
             self.train(was_training)
         return out
 
-    def stream(self, key_interval: int | None = None) -> StreamingSession:
+    def effective_key_interval(self, requested: int) -> int:
+        """Frames per key frame when `requested` is asked for (1 for a variant whose every
+        frame is a key frame)."""
+        if int(requested) < 1:
+            raise ValueError(f"key_interval must be >= 1, got {requested}")
+        return self.spec.key_interval(int(requested))
+
+    def stream(self, key_interval: int) -> StreamingSession:
         """Online session: push frames one at a time (puts the detector in eval mode)."""
-        k = self.cfg.key_interval if key_interval is None else int(key_interval)
-        return StreamingSession(self, k)
+        return StreamingSession(self, key_interval)
+
+    def detect_features(self, feature: Tensor, size: tuple[int, int], orig: tuple[int, int]
+                        ) -> dict[str, Tensor]:
+        """Head + rescaling of one frame's task feature: its detections in original pixels."""
+        dets, _ = self.run_head(feature, [size])
+        return self.postprocess(dets, [size], [orig])[0]
+
+    # ------------------------------------------------------------------ introspection
+    def sampling_offsets(self) -> Tensor:
+        """The current LSTS sampling locations p_n, (N, 2) as (dx, dy) feature cells."""
+        if self.offsets is None:
+            raise ValueError(f"variant {self.variant!r} has no LSTS sampling locations")
+        return self.offsets.p.detach().clone()
+
+    def dfa_focus(self, key_frame: Tensor, targets: Sequence[Tensor]) -> Tensor:
+        """S_n(p0) of DFA's alignment for each target frame, the key frame's high-level feature
+        being the memory (as at inference): (T, N, h, w)."""
+        if self.dfa is None:
+            raise ValueError(f"variant {self.variant!r} has no LSTS alignment")
+        with torch.no_grad():
+            x, _, _ = self.preprocess([key_frame, *targets])
+            memory = self.extract_high(self.extract_low(x[:1]))
+            return torch.stack([
+                self.dfa.align.weights(memory, self.dfa.low2high(self.extract_low(x[i:i + 1])))[0]
+                for i in range(1, len(x))])
 
     # ------------------------------------------------------------------ parameters / checkpoints
     def offset_parameters(self) -> list[nn.Parameter]:
         """The learnable LSTS offsets (empty when absent or frozen): they train at 2.5x lr."""
-        if not hasattr(self, "offsets"):
+        if self.offsets is None:
             return []
         return [p for p in self.offsets.parameters() if p.requires_grad]
+
+    def param_groups(self, lr: float, weight_decay: float, offsets_lr_mult: float,
+                     lr_mult: Mapping[str, float] | None = None) -> list[dict[str, Any]]:
+        """Optimizer parameter groups: the base group; one per module prefix named in `lr_mult`
+        at its multiple of lr (a multiplier of 0 freezes the module: requires_grad False, no
+        backward through it); the offsets p_n at `offsets_lr_mult` x lr without weight decay
+        (they are positions, not weights: no decay pulls them to the centre)."""
+        scaled: dict[str, list[nn.Parameter]] = {}
+        for prefix, mult in (lr_mult or {}).items():
+            params = [p for n, p in self.named_parameters() if n.startswith(prefix + ".")]
+            if not params:
+                raise ValueError(f"lr_mult: the model has no module {prefix!r}")
+            if float(mult) == 0.0:
+                for p in params:
+                    p.requires_grad_(False)
+            else:
+                scaled[prefix] = [p for p in params if p.requires_grad]
+        offsets = self.offset_parameters()
+        special = {id(p) for p in offsets} | {id(p) for ps in scaled.values() for p in ps}
+        base = [p for p in self.parameters() if p.requires_grad and id(p) not in special]
+        groups = [{"params": base, "lr": lr, "weight_decay": weight_decay, "name": "base"}]
+        groups += [{"params": ps, "lr": lr * float(lr_mult[k]), "weight_decay": weight_decay,
+                    "name": k} for k, ps in scaled.items()]
+        if offsets:
+            groups.append({"params": offsets, "lr": lr * offsets_lr_mult, "weight_decay": 0.0,
+                           "name": "offsets"})
+        return groups
 
     def load_checkpoint_state(self, state_dict: dict[str, Tensor],
                               init_from_single_frame: bool = False) -> list[str]:
@@ -414,10 +429,8 @@ class StreamingSession:
     """
 
     def __init__(self, detector: VideoDetector, key_interval: int) -> None:
-        if key_interval < 1:
-            raise ValueError(f"key_interval must be >= 1, got {key_interval}")
         self.detector = detector
-        self.key_interval = 1 if detector.variant == "single_frame" else key_interval
+        self.key_interval = detector.effective_key_interval(key_interval)
         self.reset()
 
     def reset(self) -> None:
@@ -436,7 +449,7 @@ class StreamingSession:
                              "call reset() for a new video")
         if is_key is None:
             is_key = self.index % self.key_interval == 0
-        if det.variant == "single_frame":
+        if det.spec.every_frame_key:
             is_key = True
         if not is_key and self.state is None:
             raise ValueError("the stream starts with a non-key frame: the first frame after "
@@ -449,12 +462,12 @@ class StreamingSession:
             else:
                 assert self.state is not None
                 feat = det.nonkey_step(x, self.state)
-            out = det._detect(feat, sizes[0], orig[0])
+            out = det.detect_features(feat, sizes[0], orig[0])
         self._shape = tuple(frame.shape)
         self.index += 1
         return out
 
 
 def build_detector(cfg: ModelConfig) -> VideoDetector:
-    """The detector of `cfg` (see `config.VARIANTS` for the variants)."""
+    """The detector of `cfg` (see `variants.VARIANTS` for the variants)."""
     return VideoDetector(cfg)

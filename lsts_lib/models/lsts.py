@@ -47,6 +47,8 @@ __all__ = [
     "uniform_offsets",
     "gaussian_offsets",
     "bilinear_corners",
+    "shift_box",
+    "shift_box_size",
     "bilinear_sample",
     "grid_sample_offsets",
     "lsts_aggregate_naive",
@@ -203,6 +205,20 @@ def bilinear_corners(p: Tensor) -> tuple[Tensor, Tensor]:
 _TAPS = ((0, 0), (1, 0), (0, 1), (1, 1))
 
 
+def shift_box(p: Tensor) -> tuple[tuple[int, int], tuple[int, int]]:
+    """((x_lo, y_lo), (x_hi, y_hi)): the box of integer shifts d that the taps of every
+    offset reach, floor(p_n) .. floor(p_n) + 1; the efficient form mixes D = Dx * Dy shifts."""
+    base, _ = bilinear_corners(p)
+    lo, hi = base.amin(dim=0), base.amax(dim=0) + 1
+    return (int(lo[0]), int(lo[1])), (int(hi[0]), int(hi[1]))
+
+
+def shift_box_size(p: Tensor) -> int:
+    """D = Dx * Dy, the number of integer shifts of `shift_box`."""
+    (x_lo, y_lo), (x_hi, y_hi) = shift_box(p)
+    return (x_hi - x_lo + 1) * (y_hi - y_lo + 1)
+
+
 def bilinear_sample(F_map: Tensor, p: Tensor) -> Tensor:
     """Sample F at p0 + p_n for every pixel p0, bilinearly with zeros outside the map.
 
@@ -291,10 +307,7 @@ class _ShiftBox:
 
     def __init__(self, p: Tensor, H: int, W: int, dtype: torch.dtype, tile: int = 16) -> None:
         base, w = bilinear_corners(p.to(dtype))
-        lo = base.amin(dim=0)
-        hi = base.amax(dim=0) + 1
-        self.x_lo, self.y_lo = int(lo[0]), int(lo[1])
-        x_hi, y_hi = int(hi[0]), int(hi[1])
+        (self.x_lo, self.y_lo), (x_hi, y_hi) = shift_box(p.to(dtype))
         self.Dx = x_hi - self.x_lo + 1
         self.Dy = y_hi - self.y_lo + 1
         N = p.shape[0]
@@ -438,7 +451,8 @@ class LSTSAlign(nn.Module):
             nn.init.normal_(conv.weight, std=0.01)
             nn.init.zeros_(conv.bias)
 
-    def _embed(self, F_ref: Tensor, F_target: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def embed(self, F_ref: Tensor, F_target: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(f(F_ref), g(F_target), p): the embeddings and offsets the aggregation reads."""
         check_features(F_ref, F_target, self.in_channels, name="LSTSAlign")
         p = self.offsets()
         check_offsets_fit(p, *F_ref.shape[-2:])
@@ -450,13 +464,13 @@ class LSTSAlign(nn.Module):
 
     def align_and_weights(self, F_ref: Tensor, F_target: Tensor) -> tuple[Tensor, Tensor]:
         """(F' (B, C, H, W), S (B, N, H, W)) from one pass."""
-        e_ref, e_target, p = self._embed(F_ref, F_target)
+        e_ref, e_target, p = self.embed(F_ref, F_target)
         agg = lsts_aggregate if self.impl == "efficient" else lsts_aggregate_naive
         return agg(F_ref, e_ref, e_target, p)
 
     def weights(self, F_ref: Tensor, F_target: Tensor) -> Tensor:
         """S_n(p0): (B, N, H, W), the softmax weight of each sampling point per pixel."""
-        e_ref, e_target, p = self._embed(F_ref, F_target)
+        e_ref, e_target, p = self.embed(F_ref, F_target)
         if self.impl == "naive":
             return lsts_aggregate_naive(F_ref, e_ref, e_target, p)[1]
         return lsts_weights(e_ref, e_target, p)
