@@ -26,17 +26,13 @@ from typing import Any
 import pandas as pd
 import yaml
 
-# Runs of the report, in the order tables list them, with the names readers see.
-RUN_LABELS: dict[str, str] = {
-    "single_frame": "Single-frame R-FCN",
-    "copy_prop": "Copy-propagation",
-    "flow_warp": "DFF flow warp",
-    "lsts_fixed": "LSTS, frozen offsets",
-    "lsts": "LSTS (uniform, N=81)",
-    "lsts_gaussian": "LSTS (gaussian, N=40)",
-    "lsts_no_srfu": "LSTS without SRFU",
-    "lsts_no_dfa": "LSTS without DFA",
-}
+from lsts_lib import atomic
+from lsts_lib.engine.checkpoint import load_checkpoint
+from lsts_lib.engine.config import RunConfig
+from lsts_lib.engine.detect import load_detector
+from lsts_lib.models.detector import OFFSETS_KEY, VideoDetector
+from lsts_lib.models.variants import VARIANTS, label
+
 # Accuracy columns of the tidy table (percent, 0-100) and their headers.
 METRICS: dict[str, str] = {
     "mAP": "mAP",
@@ -110,17 +106,19 @@ def run_dirs(runs: Path) -> list[tuple[str, int, Path]]:
 
 
 def run_label(run: str, model: Mapping[str, Any] | None = None) -> str:
-    """Reader-facing name of a run; LSTS runs name their offsets as the resolved config has them."""
+    """Reader-facing name of a run (the catalogue's label); a run whose label names its
+    offsets ("LSTS (uniform, N=81)") names them as its resolved config has them."""
+    text = label(run)
     model = model or {}
-    if run in ("lsts", "lsts_gaussian") and "offsets_init" in model:
+    if run in VARIANTS and "N=" in text and "offsets_init" in model:
         init = model["offsets_init"]
         n = model.get("grid_size", 0) ** 2 if init == "uniform" else model.get("num_points")
-        return f"LSTS ({init}, N={n})"
-    return RUN_LABELS.get(run, run)
+        return f"{text.split(' (')[0]} ({init}, N={n})"
+    return text
 
 
 def _run_order(run: str) -> tuple[int, str]:
-    order = list(RUN_LABELS)
+    order = list(VARIANTS)
     return (order.index(run) if run in order else len(order), run)
 
 
@@ -263,7 +261,7 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     """
     out = []
     for run, g in sorted(df.groupby("run", sort=False), key=lambda kv: _run_order(kv[0])):
-        label = g["label"].iloc[0] if "label" in g else RUN_LABELS.get(run, run)
+        label = g["label"].iloc[0] if "label" in g else run_label(run)
         row: dict[str, Any] = {"run": run, "label": label,
                                "variant": g["variant"].iloc[0], "n": len(g),
                                "seeds": ",".join(str(s) for s in sorted(g["seed"]))}
@@ -453,7 +451,7 @@ def paper_numbers() -> pd.DataFrame:
 
 
 def paper_commands(data_root: str = "/path/to/ILSVRC2015", gpus: int = 8,
-                   runs: Sequence[str] = tuple(RUN_LABELS), seed: int = 0) -> list[str]:
+                   runs: Sequence[str] = tuple(VARIANTS), seed: int = 0) -> list[str]:
     """The commands that fill the "ours on ImageNet VID" column on a GPU machine.
 
     Each run trains with the paper preset (`lsts_lib/configs/paper.yaml`) and its named variant
@@ -649,156 +647,46 @@ def update_readme(readme: Path, runs: Path) -> str:
     block = readme_block(runs)
     new = text[: start + len(README_START)] + "\n" + block + "\n" + text[end:]
     if new != text:
-        readme.write_text(new, encoding="utf-8")
+        atomic.write_text(readme, new)
     return block
-
-
-# --------------------------------------------------------------------------------------------
-# Figures
-# --------------------------------------------------------------------------------------------
-def bar_with_errors(summary: pd.DataFrame, runs: Sequence[str], metric: str = "mAP", ax=None,
-                    title: str | None = None):
-    """Bars of a metric's mean per run with the seed std as error bars (and each seed's dot
-    when the tidy rows are attached as `summary.attrs['rows']`)."""
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=(4, 3))
-    runs = [r for r in runs if r in summary.index]
-    means = [summary.loc[r, metric] for r in runs]
-    std_col = f"{metric}_std"
-    errs = [summary.loc[r, std_col] if std_col in summary.columns else 0.0 for r in runs]
-    errs = [0.0 if not math.isfinite(e) else e for e in errs]
-    x = range(len(runs))
-    # The run a claim is about (listed first) in orange, what it is compared with in blue.
-    ax.bar(x, means, yerr=errs if any(errs) else None, capsize=4,
-           color=["tab:orange" if i == 0 else "tab:blue" for i in range(len(runs))])
-    rows = summary.attrs.get("rows")
-    if rows is not None and metric in rows:
-        for i, r in enumerate(runs):
-            ys = rows.loc[rows["run"] == r, metric]
-            ax.plot([i] * len(ys), ys, "k.", ms=4)
-    labels = [summary.loc[r, "label"] if "label" in summary.columns else run_label(r)
-              for r in runs]
-    ax.set_xticks(list(x), [lab.replace(" (", "\n(").replace(", ", ",\n") for lab in labels],
-                  fontsize=7)
-    ax.set_ylabel(METRICS.get(metric, COSTS.get(metric, metric)))
-    if title:
-        ax.set_title(title, fontsize=9)
-    return ax
-
-
-def plot_claim(claim: Claim, summary: pd.DataFrame, axes=None):
-    """One figure per claim: mAP bars with error bars, plus the time bars for cost claims."""
-    import matplotlib.pyplot as plt
-
-    cost = claim.key in ("beats_flow", "per_frame")
-    if axes is None:
-        _, axes = plt.subplots(1, 2 if cost else 1, figsize=(7 if cost else 3.8, 3))
-    axes = list(axes) if isinstance(axes, Sequence) or hasattr(axes, "__len__") else [axes]
-    bar_with_errors(summary, claim.runs, "mAP", axes[0], f"{claim.statement}\n[{claim.verdict}]")
-    if cost and len(axes) > 1:
-        bar_with_errors(summary, claim.runs, "cpu_ms", axes[1], "amortised CPU ms/frame")
-    return axes
 
 
 # --------------------------------------------------------------------------------------------
 # Where it learns to focus: offsets, S(p_n), detection strips
 # --------------------------------------------------------------------------------------------
-OFFSETS_KEY = "offsets.p"  # the one global LSTSOffsets parameter in a VideoDetector state dict
-
-
-def load_checkpoint(run_dir: Path) -> dict[str, Any]:
-    """A run's model.pt (weights_only: tensors and plain containers only)."""
-    import torch
-
-    path = _need(Path(run_dir) / "model.pt", f"lsts train ... --out {run_dir}")
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
 def load_offsets(run_dir: Path) -> tuple[Any, Any]:
     """(initial, learned) sampling offsets p_n of an LSTS run, numpy (N, 2) as (dx, dy) cells."""
-    ck = load_checkpoint(run_dir)
+    path = _need(Path(run_dir) / "model.pt", f"lsts train ... --out {run_dir}")
+    ck = load_checkpoint(path)
     if OFFSETS_KEY not in ck["model"]:
-        raise ValueError(f"{run_dir}/model.pt: no '{OFFSETS_KEY}' (not an LSTS variant)")
+        raise ValueError(f"{path}: no '{OFFSETS_KEY}' (not an LSTS variant)")
     init = ck.get("offsets_init", {}).get(OFFSETS_KEY)
     if init is None:
-        raise ValueError(f"{run_dir}/model.pt: no initial offsets saved under offsets_init")
+        raise ValueError(f"{path}: no initial offsets saved under offsets_init")
     return init.numpy(), ck["model"][OFFSETS_KEY].numpy()
 
 
-def load_detector(run_dir: Path):
-    """The trained VideoDetector of a run, in eval mode (no pretrained-weights download)."""
-    from lsts_lib.models.config import ModelConfig
-    from lsts_lib.models.detector import build_detector
-
-    ck = load_checkpoint(run_dir)
-    cfg = ModelConfig.from_dict({**ck["model_config"], "pretrained": False})
-    model = build_detector(cfg)
-    model.load_checkpoint_state(ck["model"])
-    return model.eval()
+def run_config(run_dir: Path) -> RunConfig:
+    """The resolved config a run was trained with (its config.yaml)."""
+    path = _need(Path(run_dir) / "config.yaml", f"lsts train ... --out {run_dir}")
+    return RunConfig.from_dict(yaml.safe_load(path.read_text(encoding="utf-8")))
 
 
-def focus_weights(model, key_frame, targets) -> dict[str, Any]:
-    """S_n(p0) of the key->current alignment (DFA) for each target frame, as at inference.
+def load_run_detector(run_dir: Path) -> VideoDetector:
+    """The trained VideoDetector of a run, in eval mode."""
+    path = _need(Path(run_dir) / "model.pt", f"lsts train ... --out {run_dir}")
+    return load_detector(path)[0]
 
-    key_frame and targets are (3, H, W) float images of one video. The key frame's high-level
-    feature is the memory; each target's low2high feature is what it is aligned to. Returns
-    the offsets p (N, 2), weights (T, N, h, w) and the image-pixel size of one feature cell.
-    """
-    import torch
 
-    if not getattr(model.cfg, "is_lsts", False):
-        raise ValueError(f"variant {model.variant!r} has no LSTS alignment")
-    with torch.no_grad():
-        x, sizes, orig = model.preprocess([key_frame, *targets])
-        memory = model.extract_high(model.extract_low(x[:1]))
-        S = []
-        for i in range(1, len(x)):
-            target = model.low_to_high(model.extract_low(x[i:i + 1]))
-            S.append(model.align_key2cur.weights(memory, target)[0])
-        p = model.offsets.p.detach().clone()
+def focus_weights(model: VideoDetector, key_frame, targets) -> dict[str, Any]:
+    """S_n(p0) of DFA's alignment for each target frame, as at inference (the key frame's
+    high-level feature is the memory), with the offsets p (N, 2) and the image-pixel size of
+    one feature cell. key_frame and targets are (3, H, W) float images of one video."""
+    S = model.dfa_focus(key_frame, targets)
+    _, sizes, orig = model.preprocess([key_frame])
     # A feature cell is `stride` pixels of the resized image; back to original pixels.
     cell = (model.stride * orig[0][1] / sizes[0][1], model.stride * orig[0][0] / sizes[0][0])
-    return {"p": p.numpy(), "S": torch.stack(S).numpy(), "cell_px": cell}
-
-
-def draw_focus(ax, image, p0_cell: tuple[int, int], p, S_p0, cell_px: tuple[float, float],
-               title: str = "") -> None:
-    """Overlay the sampling points p0 + p_n on an image, each dot sized/coloured by S_n(p0)."""
-    import numpy as np
-
-    from lsts_lib import viz
-
-    ax.imshow(viz.to_hwc(image))
-    cx, cy = (p0_cell[0] + 0.5) * cell_px[0], (p0_cell[1] + 0.5) * cell_px[1]
-    xs, ys = cx + p[:, 0] * cell_px[0], cy + p[:, 1] * cell_px[1]
-    order = np.argsort(S_p0)  # heaviest drawn last, on top
-    # Absolute scale (area proportional to S, colour from 0): near-uniform weights look uniform.
-    ax.scatter(xs[order], ys[order], s=8 + 600 * S_p0[order], c=S_p0[order], cmap="magma",
-               vmin=0.0, vmax=max(float(S_p0.max()), 2.0 / len(S_p0)), edgecolors="white",
-               linewidths=0.4)
-    ax.plot(cx, cy, "c+", ms=10, mew=2)
-    ax.set_title(title, fontsize=8)
-    ax.axis("off")
-
-
-def draw_detections(ax, image, gt_boxes, det_boxes, det_labels, class_names: Sequence[str],
-                    det_scores=None, title: str = "") -> None:
-    """Ground truth as thick lime outlines, detections drawn by `lsts_lib.viz.draw_boxes`
-    (class colour, name and score)."""
-    from matplotlib.patches import Rectangle
-
-    from lsts_lib import viz
-
-    ax.imshow(viz.to_hwc(image))
-    for b in gt_boxes:
-        ax.add_patch(Rectangle((b[0], b[1]), b[2] - b[0], b[3] - b[1], fill=False, ec="lime",
-                               lw=2.5, alpha=0.8))
-    viz.draw_boxes(ax, None, det_boxes, det_labels, class_names, det_scores, linewidth=1.2,
-                   fontsize=6)
-    ax.set_title(title, fontsize=8)
-    ax.axis("off")
+    return {"p": model.sampling_offsets().numpy(), "S": S.numpy(), "cell_px": cell}
 
 
 FAST_MOTION_IOU = 0.7  # FGFA: motion IoU below this is "fast"
@@ -837,16 +725,6 @@ def fast_segment(videos, key_interval: int, n: int = 4, mode: str = "offline"
 # --------------------------------------------------------------------------------------------
 # Complexity formulas (notebook 06)
 # --------------------------------------------------------------------------------------------
-def shift_box(offsets) -> int:
-    """D: integer shifts the efficient LSTS form mixes, (Dx * Dy) over floor(p_n) .. +1."""
-    import numpy as np
-
-    lo = np.floor(np.asarray(offsets, dtype=float)).min(axis=0)
-    hi = np.floor(np.asarray(offsets, dtype=float)).max(axis=0) + 1
-    d = hi - lo + 1
-    return int(d[0] * d[1])
-
-
 def complexity_table(H: int, W: int, C: int, C_e: int, N: int, D: int, C_low: int,
                      quality_hidden: int = 256, quality_mid: int = 16,
                      low2high_hidden: int = 256) -> pd.DataFrame:

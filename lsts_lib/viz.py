@@ -1,17 +1,21 @@
-"""Drawing helpers shared by the notebooks: frames with boxes, strips of consecutive frames."""
+"""Drawing helpers shared by the notebooks: frames with boxes, strips of consecutive frames,
+the results' bar charts, and where LSTS samples (S_n(p0) over an image)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from lsts_lib import results
 from lsts_lib.data.types import FrameAnnotation
 from lsts_lib.data.vid import load_image
 
@@ -121,3 +125,75 @@ def frame_strip(
             ax.set_title(titles[i], fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def bar_with_errors(summary: pd.DataFrame, runs: Sequence[str], metric: str = "mAP", ax=None,
+                    title: str | None = None):
+    """Bars of a metric's mean per run with the seed std as error bars (and each seed's dot
+    when the tidy rows are attached as `summary.attrs['rows']`)."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4, 3))
+    runs = [r for r in runs if r in summary.index]
+    means = [summary.loc[r, metric] for r in runs]
+    std_col = f"{metric}_std"
+    errs = [summary.loc[r, std_col] if std_col in summary.columns else 0.0 for r in runs]
+    errs = [0.0 if not math.isfinite(e) else e for e in errs]
+    x = range(len(runs))
+    # The run a claim is about (listed first) in orange, what it is compared with in blue.
+    ax.bar(x, means, yerr=errs if any(errs) else None, capsize=4,
+           color=["tab:orange" if i == 0 else "tab:blue" for i in range(len(runs))])
+    rows = summary.attrs.get("rows")
+    if rows is not None and metric in rows:
+        for i, r in enumerate(runs):
+            ys = rows.loc[rows["run"] == r, metric]
+            ax.plot([i] * len(ys), ys, "k.", ms=4)
+    labels = [summary.loc[r, "label"] if "label" in summary.columns else results.run_label(r)
+              for r in runs]
+    ax.set_xticks(list(x), [lab.replace(" (", "\n(").replace(", ", ",\n") for lab in labels],
+                  fontsize=7)
+    ax.set_ylabel(results.METRICS.get(metric, results.COSTS.get(metric, metric)))
+    if title:
+        ax.set_title(title, fontsize=9)
+    return ax
+
+
+def plot_claim(claim: results.Claim, summary: pd.DataFrame, axes=None):
+    """One figure per claim: mAP bars with error bars, plus the time bars for cost claims."""
+    cost = claim.key in ("beats_flow", "per_frame")
+    if axes is None:
+        _, axes = plt.subplots(1, 2 if cost else 1, figsize=(7 if cost else 3.8, 3))
+    axes = list(axes) if isinstance(axes, Sequence) or hasattr(axes, "__len__") else [axes]
+    bar_with_errors(summary, claim.runs, "mAP", axes[0], f"{claim.statement}\n[{claim.verdict}]")
+    if cost and len(axes) > 1:
+        bar_with_errors(summary, claim.runs, "cpu_ms", axes[1], "amortised CPU ms/frame")
+    return axes
+
+
+def draw_focus(ax, image, p0_cell: tuple[int, int], p, S_p0, cell_px: tuple[float, float],
+               title: str = "") -> None:
+    """Overlay the sampling points p0 + p_n on an image, each dot sized/coloured by S_n(p0)."""
+    ax.imshow(to_hwc(image))
+    cx, cy = (p0_cell[0] + 0.5) * cell_px[0], (p0_cell[1] + 0.5) * cell_px[1]
+    xs, ys = cx + p[:, 0] * cell_px[0], cy + p[:, 1] * cell_px[1]
+    order = np.argsort(S_p0)  # heaviest drawn last, on top
+    # Absolute scale (area proportional to S, colour from 0): near-uniform weights look uniform.
+    ax.scatter(xs[order], ys[order], s=8 + 600 * S_p0[order], c=S_p0[order], cmap="magma",
+               vmin=0.0, vmax=max(float(S_p0.max()), 2.0 / len(S_p0)), edgecolors="white",
+               linewidths=0.4)
+    ax.plot(cx, cy, "c+", ms=10, mew=2)
+    ax.set_title(title, fontsize=8)
+    ax.axis("off")
+
+
+def draw_detections(ax, image, gt_boxes, det_boxes, det_labels, class_names: Sequence[str],
+                    det_scores=None, title: str = "") -> None:
+    """Ground truth as thick lime outlines, detections drawn by `lsts_lib.draw_boxes`
+    (class colour, name and score)."""
+    ax.imshow(to_hwc(image))
+    for b in gt_boxes:
+        ax.add_patch(Rectangle((b[0], b[1]), b[2] - b[0], b[3] - b[1], fill=False, ec="lime",
+                               lw=2.5, alpha=0.8))
+    draw_boxes(ax, None, det_boxes, det_labels, class_names, det_scores, linewidth=1.2,
+                   fontsize=6)
+    ax.set_title(title, fontsize=8)
+    ax.axis("off")

@@ -8,11 +8,12 @@ Statistics cover every annotated frame of the split's snippets (for train, not o
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 
+from lsts_lib import atomic
+from lsts_lib.argtypes import positive_int
 from lsts_lib.data.motion import motion_category
 from lsts_lib.data.vid import VIDDataset
 
@@ -97,7 +98,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, type=Path, help="dataset root (VID layout)")
     parser.add_argument("--split", choices=("train", "val"), default="val")
     parser.add_argument("--json", type=Path, default=None, help="also write the stats here")
-    parser.add_argument("--max-videos", type=int, default=None, help="only the first N snippets")
+    parser.add_argument("--max-videos", type=positive_int, default=None,
+                        help="only the first N snippets")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -105,7 +107,6 @@ def main(args: argparse.Namespace) -> int:
     stats = dataset_stats(ds)
     print(format_stats(stats))
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(stats, indent=2) + "\n")
+        atomic.write_json(args.json, stats)
         print(f"wrote {args.json}")
     return 0

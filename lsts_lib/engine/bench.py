@@ -29,21 +29,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
-import time
-import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_leaves
-from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 
+from lsts_lib.data.vid import VID_CLASSES
 from lsts_lib.engine.config import load_config
-from lsts_lib.engine.train import cpu_model
+from lsts_lib.engine.env import cpu_model
+from lsts_lib.engine.measure import flops_of, peak_mb, time_ms
+from lsts_lib.models.config import ModelConfig
+from lsts_lib.models.detector import build_detector
+from lsts_lib.models.flownet import warp
+from lsts_lib.models.variants import STAGE1, VARIANTS, get_variant, run_overrides
 
 # Stage -> the category of the issue's table (low-level backbone, high-level backbone, LSTS
 # alignment, fusion, head; everything else is "other").
@@ -57,83 +57,6 @@ CATEGORIES = ("low_backbone", "high_backbone", "lsts_alignment", "fusion", "head
 PAPER_INPUT = (600, 1000)
 
 
-class LiveTensorBytes(TorchDispatchMode):
-    """Peak bytes of tensors created while active and still alive (CPU memory measure)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.live: dict[int, list[int]] = {}
-        self.current = 0
-        self.peak = 0
-
-    def _release(self, ptr: int) -> None:
-        entry = self.live.get(ptr)
-        if entry is None:
-            return
-        entry[1] -= 1
-        if entry[1] == 0:
-            self.current -= entry[0]
-            del self.live[ptr]
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for t in tree_leaves(out):
-            if isinstance(t, torch.Tensor):
-                st = t.untyped_storage()
-                ptr = st.data_ptr()
-                if ptr == 0:
-                    continue
-                if ptr in self.live:
-                    self.live[ptr][1] += 1
-                else:
-                    self.live[ptr] = [st.nbytes(), 1]
-                    self.current += st.nbytes()
-                    self.peak = max(self.peak, self.current)
-                weakref.finalize(t, self._release, ptr)
-        return out
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_ms(fn: Callable[[], Any], repeats: int, device: torch.device, warmup: bool = True
-            ) -> float:
-    """Median wall time of `fn` in ms over `repeats` calls after one warm-up call."""
-    if warmup:
-        fn()
-        _sync(device)
-    times = []
-    for _ in range(max(1, repeats)):
-        t = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(1000 * (time.perf_counter() - t))
-    return statistics.median(times)
-
-
-def flops_of(fn: Callable[[], Any]) -> int:
-    with FlopCounterMode(display=False) as counter:
-        fn()
-    return int(counter.get_total_flops())
-
-
-def peak_mb(fn: Callable[[], Any], device: torch.device) -> float:
-    """Peak memory (MiB) of tensors created by `fn` above what was allocated before."""
-    if device.type == "cuda":
-        _sync(device)
-        base = torch.cuda.memory_allocated(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        fn()
-        _sync(device)
-        return (torch.cuda.max_memory_allocated(device) - base) / 2**20
-    with LiveTensorBytes() as tracker:
-        out = fn()
-        del out
-    return tracker.peak / 2**20
-
-
 def device_info(device: torch.device) -> dict[str, Any]:
     info: dict[str, Any] = {"type": device.type, "cpu": cpu_model(),
                             "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
@@ -142,15 +65,11 @@ def device_info(device: torch.device) -> dict[str, Any]:
     return info
 
 
-def _model_cfg(model_section: dict[str, Any], overrides: dict[str, Any], num_classes: int):
-    from lsts_lib.models.config import ModelConfig
-
+def _model_cfg(model_section: dict[str, Any], variant: str, num_classes: int) -> ModelConfig:
     m = dict(model_section)
-    for k, v in overrides.items():
-        if not k.startswith("model."):
-            raise ValueError(f"bench: variant override {k} is not a model key")
+    for k, v in run_overrides(variant).items():
         m[k.split(".", 1)[1]] = v
-    m["num_classes"] = m.get("num_classes") or num_classes
+    m["num_classes"] = m["num_classes"] or num_classes
     m["pretrained"] = False  # speed does not depend on the weights; never download here
     return ModelConfig.from_dict(m)
 
@@ -165,7 +84,7 @@ class FrameBench:
             self.low = model.extract_low(self.x)
             self.high = model.extract_high(self.low)
             _, self.state = model.key_step(self.x, None, high=self.high)
-            self.l2h = model.low_to_high(self.low) if hasattr(model, "low2high") else None
+            self.l2h = model.dfa.low2high(self.low) if model.dfa is not None else None
         self.image = image
 
     def key_stages(self, shared: bool) -> dict[str, Callable[[], Any]]:
@@ -176,25 +95,27 @@ class FrameBench:
             s["high"] = lambda: m.extract_high(self.low)
             s["head"] = lambda: m.postprocess(m.run_head(self.high, self.sizes)[0], self.sizes,
                                               self.orig)
-        if getattr(m, "uses_srfu", False):
-            aligned = m.align(self.state.memory, self.high, "key2key")
-            s["srfu_align"] = lambda: m.align(self.state.memory, self.high, "key2key")
-            s["srfu_fuse"] = lambda: m.fuse([aligned, self.high], "key")
+        srfu, memory = m.srfu, self.state.memory
+        if srfu is not None:
+            aligned = srfu.align(memory, self.high)
+            s["srfu_align"] = lambda: srfu.align(memory, self.high)
+            s["srfu_fuse"] = lambda: srfu.fuse(aligned, self.high)
         return s
 
     def nonkey_stages(self) -> dict[str, Callable[[], Any]]:
-        m, v, s = self.m, self.m.variant, {}
-        if v == "flow_warp":
-            size = tuple(self.state.memory.shape[-2:])
-            fl = m.flow(self.x, self.state.image, size)
-            s["flow"] = lambda: m.flow(self.x, self.state.image, size)
-            s["warp"] = lambda: m.warp(self.state.memory, fl)
-        elif v not in ("single_frame", "copy_prop"):
-            aligned = m.align(self.state.memory, self.l2h, "key2cur")
-            s["low2high"] = lambda: m.low_to_high(self.low)
-            s["dfa_align"] = lambda: m.align(self.state.memory, self.l2h, "key2cur")
-            if getattr(m, "uses_dfa_fusion", False):
-                s["dfa_fuse"] = lambda: m.fuse([aligned, self.l2h], "cur")
+        m, s = self.m, {}
+        flownet, dfa, memory = m.flownet, m.dfa, self.state.memory
+        if flownet is not None:
+            size = tuple(memory.shape[-2:])
+            fl = flownet(self.x, self.state.image, size)
+            s["flow"] = lambda: flownet(self.x, self.state.image, size)
+            s["warp"] = lambda: warp(memory, fl)
+        elif dfa is not None:
+            aligned = dfa.align(memory, self.l2h)
+            s["low2high"] = lambda: dfa.low2high(self.low)
+            s["dfa_align"] = lambda: dfa.align(memory, self.l2h)
+            if dfa.quality is not None:
+                s["dfa_fuse"] = lambda: dfa.fuse(aligned, self.l2h)
         return s
 
     def whole_key(self) -> Any:
@@ -219,13 +140,11 @@ def _measure(stages: dict[str, Callable[[], Any]], repeats: int, device: torch.d
     return out
 
 
-def bench_size(model_section: dict[str, Any], variants: dict[str, dict[str, Any]],
+def bench_size(model_section: dict[str, Any], variants: list[str],
                hw: tuple[int, int], key_interval: int, repeats: int, device: torch.device,
                num_classes: int, seed: int = 0, progress: bool | None = None
                ) -> dict[str, Any]:
     """Benchmark every variant at one input size; returns {variant: results}."""
-    from lsts_lib.models.detector import build_detector
-
     gen = torch.Generator().manual_seed(seed)
     image = torch.rand(3, *hw, generator=gen).to(device)
     results: dict[str, Any] = {}
@@ -234,7 +153,7 @@ def bench_size(model_section: dict[str, Any], variants: dict[str, dict[str, Any]
     for name in bar:
         bar.set_postfix_str(name)
         torch.manual_seed(seed)
-        mcfg = _model_cfg(model_section, variants[name], num_classes)
+        mcfg = _model_cfg(model_section, name, num_classes)
         model = build_detector(mcfg).to(device).eval()
         with torch.no_grad():
             fb = FrameBench(model, image)
@@ -249,16 +168,18 @@ def bench_size(model_section: dict[str, Any], variants: dict[str, dict[str, Any]
             mem_nonkey = peak_mb(fb.whole_nonkey, device)
         key = {n: shared[n] for n in ("preprocess", "low", "high")} | own_key
         key["head"] = shared["head"]
-        if mcfg.variant == "single_frame":
+        spec = model.spec
+        if spec.every_frame_key:
             nonkey = dict(key)
         else:
             nonkey = {"preprocess": shared["preprocess"]}
-            if mcfg.variant not in ("copy_prop", "flow_warp"):
+            if spec.uses_lsts:
                 nonkey["low"] = shared["low"]
             nonkey |= own_nonkey
             nonkey["head"] = shared["head"]
-        k = 1 if mcfg.variant == "single_frame" else key_interval
-        res: dict[str, Any] = {"variant": mcfg.variant, "offsets": _num_offsets(model)}
+        k = spec.key_interval(key_interval)
+        offsets = None if model.offsets is None else model.offsets.N
+        res: dict[str, Any] = {"variant": mcfg.variant, "offsets": offsets}
         for kind, stages in (("key", key), ("nonkey", nonkey)):
             res[kind] = {
                 "stages": stages,
@@ -280,17 +201,11 @@ def bench_size(model_section: dict[str, Any], variants: dict[str, dict[str, Any]
         res["peak_mb"] = round(max(mem_key, mem_nonkey), 3)
         results[name] = res
         del model, fb
-    base = results.get("single_frame")
+    base = results.get(STAGE1)
     if base:
         for res in results.values():
             res["speedup_vs_single_frame"] = round(base["amortised_ms"] / res["amortised_ms"], 3)
     return results
-
-
-def _num_offsets(model) -> int | None:
-    off = getattr(model, "offsets", None)
-    p = getattr(off, "p", None)
-    return int(p.shape[0]) if isinstance(p, torch.Tensor) else None
 
 
 def bench(
@@ -308,12 +223,9 @@ def bench(
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda but no CUDA device is available")
-    named = cfg["variants"] or {cfg["model"]["variant"]: {}}
-    chosen = list(named) if not variants else variants
-    unknown = [v for v in chosen if v not in named]
-    if unknown:
-        raise ValueError(f"unknown variant(s) {unknown}; the config names {list(named)}")
-    picked = {v: named[v] for v in chosen}
+    picked = list(VARIANTS) if not variants else variants
+    for name in picked:
+        get_variant(name)
     repeats = int(repeats or cfg["eval"].get("bench_repeats", 5))
     k = int(key_interval or cfg["eval"].get("key_interval", 10))
     report: dict[str, Any] = {
@@ -325,11 +237,13 @@ def bench(
         if size == "preset":
             section = cfg["model"]
             hw = (int(section["min_size"]), int(section["max_size"]))
-            num_classes = int(section.get("num_classes") or 30)
+            # No dataset here: a model config that leaves the class count to the dataset
+            # (num_classes 0) is timed with ImageNet VID's.
+            num_classes = int(section["num_classes"] or VID_CLASSES.num_classes)
         elif size == "paper":
             section = load_config("paper")["model"]
             hw = PAPER_INPUT
-            num_classes = 30
+            num_classes = VID_CLASSES.num_classes
         else:
             raise ValueError(f"unknown size {size!r}: use preset or paper")
         report["sizes"][size] = {"input_hw": list(hw), "backbone": section["backbone"],
@@ -337,7 +251,7 @@ def bench(
         report["results"][size] = bench_size(section, picked, hw, k, repeats, dev, num_classes,
                                              progress=progress)
     paper = report["results"].get("paper", {})
-    if "lsts" in paper and "single_frame" in paper:
+    if "lsts" in paper and STAGE1 in paper:
         report["paper_lsts_speedup"] = paper["lsts"]["speedup_vs_single_frame"]
         report["paper_speedup_goal"] = 3.0
     if json_out:

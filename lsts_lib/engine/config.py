@@ -1,8 +1,9 @@
 """Run configuration: YAML presets, dotted `key=value` overrides, resolution, dumping.
 
-A config is a plain nested dict (YAML): sections `data`, `model`, `train`, `eval` and
-`variants` (named override sets, one per compared configuration). Presets live in
-`lsts_lib/configs/<name>.yaml`; `load_config("report")` and `load_config(path)` both work.
+A config is a plain nested dict (YAML): sections `data`, `model`, `train` and `eval`, typed
+and checked by `RunConfig` (the defaults of every key are stated there, once). Presets live
+in `lsts_lib/configs/<name>.yaml`; `load_config("report")` and `load_config(path)` both work.
+The compared variants are not part of a config: see `lsts_lib/models/variants.py`.
 
 Overrides are type-checked against the value already in the config, so a typo in a key or
 `train.lr=fast` fails loudly instead of silently training something else.
@@ -11,19 +12,29 @@ Overrides are type-checked against the value already in the config, so a typo in
 from __future__ import annotations
 
 import copy
+import dataclasses
+import math
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from lsts_lib import paths
+from lsts_lib.models.config import ModelConfig
+from lsts_lib.models.variants import STAGE1, run_overrides
 
 SECTIONS = ("data", "model", "train", "eval")
 # Short override names for the keys a user changes most (`lsts train ... seed=1`).
 ALIASES = {"seed": "train.seed", "variant": "model.variant", "steps": "train.steps"}
 OPTIMIZERS = ("sgd", "adamw")  # train.optimizer
 LR_SCHEDULES = ("step", "cosine")  # train.stage<k>.lr_schedule
+STAGES = ("stage1", "stage2")
+# Config values that are paths (made absolute when the config is loaded).
+PATH_KEYS = ("data.root", "train.stage1.init_from", "train.stage2.init_from")
+DEVICES = ("auto", "cpu", "cuda")
+MODES = ("offline", "online")  # eval.mode: where key frames sit (see key_frame_indices)
 
 
 def config_path(name_or_path: str | Path) -> Path:
@@ -60,12 +71,29 @@ def load_config(
     for section in SECTIONS:
         if not isinstance(cfg.get(section), dict):
             raise ValueError(f"{source}: missing section '{section}:'")
-    cfg.setdefault("variants", {})
     cfg = resolve(cfg)
+    _absolute_paths(cfg, PATH_KEYS, paths.REPO)
     if overrides:
-        apply_overrides(cfg, overrides)
+        items = overrides if isinstance(overrides, Mapping) else parse_overrides(overrides)
+        apply_overrides(cfg, items)
+        _absolute_paths(cfg, [ALIASES.get(k, k) for k in items], Path.cwd())
         cfg = resolve(cfg)
     return cfg
+
+
+def _absolute_paths(cfg: dict[str, Any], keys: Iterable[str], base: Path) -> None:
+    """Make the path values among `keys` absolute: a preset's relative paths are taken from
+    the repository root (where its data lives), a command line's from the current directory."""
+    for key in keys:
+        if key not in PATH_KEYS:
+            continue
+        section, *rest = key.split(".")
+        node = cfg[section]
+        for part in rest[:-1]:
+            node = node[part]
+        value = node[rest[-1]]
+        if value:
+            node[rest[-1]] = str((base / Path(value).expanduser()).resolve())
 
 
 def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
@@ -131,58 +159,225 @@ def apply_overrides(cfg: dict[str, Any], overrides: Iterable[str] | Mapping[str,
         node[leaf] = _check_type(key, node[leaf], value)
 
 
-def _model_defaults() -> dict[str, Any]:
-    """ModelConfig's defaults, so every model field can be overridden by name."""
-    try:
-        from lsts_lib.models.config import ModelConfig
-    except ImportError:  # the model package is optional for config handling
-        return {}
-    return ModelConfig().to_dict()
+# ------------------------------------------------------------------- typed sections
+# Each default is stated here once; the YAML presets override them. Every numeric value is
+# checked where its section is built, so a bad value fails with one line naming the key.
+
+
+def _fail(key: str, value: Any, need: str) -> None:
+    raise ValueError(f"config: {key}={value!r}: {need}")
+
+
+def _int(key: str, value: Any, low: int, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        _fail(key, value, f"must be an integer >= {low}" + (" or null" if optional else ""))
+
+
+def _num(key: str, value: Any, low: float, strict: bool = False, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    ok = (not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
+          and (value > low if strict else value >= low))
+    if not ok:
+        _fail(key, value, f"must be a number {'>' if strict else '>='} {low:g}"
+              + (" or null" if optional else ""))
+
+
+def _choice(key: str, value: Any, choices: Iterable[str]) -> None:
+    if value not in tuple(choices):
+        _fail(key, value, f"choose one of {', '.join(choices)}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    root: str = "data/synthvid/report"  # relative: see `_absolute_paths`
+    preset: str = "report"  # SynthVID preset `lsts synth` generates into `root`
+    synth_seed: int = 0
+    train_split: str = "train"
+    val_split: str = "val"
+    use_det: bool = True  # VID+DET: DET stills are mixed in and train as single frames
+    max_videos: int | None = None  # cap on videos read per split
+
+    def validate(self) -> None:
+        _int("data.synth_seed", self.synth_seed, 0)
+        _int("data.max_videos", self.max_videos, 1, optional=True)
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """The schedule of one training stage (stage1: single-frame, stage2: temporal)."""
+
+    steps: int | None = None
+    epochs: float | None = None  # instead of steps: whole passes over the data
+    lr: float = 0.00025
+    lr_schedule: str = "step"
+    lr_steps: tuple[float, ...] = (0.75,)  # step schedule: fractions of the run
+    lr_factor: float = 0.1
+    warmup_steps: int = 0
+    init_from: str | None = None
+    lr_mult: dict[str, float] = field(default_factory=dict)  # {module prefix: multiplier}
+
+    def validate(self, name: str) -> None:
+        _int(f"train.{name}.steps", self.steps, 1, optional=True)
+        _num(f"train.{name}.epochs", self.epochs, 0, strict=True, optional=True)
+        if self.steps is None and self.epochs is None:
+            _fail(f"train.{name}.steps", None, "the stage needs steps or epochs")
+        _num(f"train.{name}.lr", self.lr, 0, strict=True)
+        _choice(f"train.{name}.lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        for frac in self.lr_steps:
+            _num(f"train.{name}.lr_steps", frac, 0)
+        _num(f"train.{name}.lr_factor", self.lr_factor, 0, strict=True)
+        _int(f"train.{name}.warmup_steps", self.warmup_steps, 0)
+        for module, mult in self.lr_mult.items():
+            _num(f"train.{name}.lr_mult.{module}", mult, 0)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    seed: int = 0
+    stage: str = "auto"  # auto: single_frame -> stage1, other variants -> stage2
+    steps: int | None = None  # overrides the stage's step count when set
+    device: str = "auto"
+    threads: int = 0  # torch threads per process; 0 = $LSTS_THREADS or cores / processes
+    batch_size: int = 1
+    flip: bool = True
+    optimizer: str = "sgd"
+    betas: tuple[float, float] = (0.9, 0.999)
+    momentum: float = 0.9
+    weight_decay: float = 0.0001
+    offsets_lr_mult: float = 2.5  # official lr_mult of the LSTS offsets p_n
+    grad_clip: float | None = None
+    checkpoint_every: int = 50
+    old_key_range: tuple[int, int] = (-10, -5)
+    new_key_range: tuple[int, int] = (-5, 5)
+    stage1: StageConfig = field(default_factory=StageConfig)
+    stage2: StageConfig = field(default_factory=StageConfig)
+
+    def validate(self) -> None:
+        _int("train.seed", self.seed, 0)
+        _choice("train.stage", self.stage, ("auto", *STAGES))
+        _int("train.steps", self.steps, 1, optional=True)
+        _choice("train.device", self.device, DEVICES)
+        _int("train.threads", self.threads, 0)
+        _int("train.batch_size", self.batch_size, 1)
+        _choice("train.optimizer", self.optimizer, OPTIMIZERS)
+        for b in self.betas:
+            _num("train.betas", b, 0)
+        _num("train.momentum", self.momentum, 0)
+        _num("train.weight_decay", self.weight_decay, 0)
+        _num("train.offsets_lr_mult", self.offsets_lr_mult, 0)
+        _num("train.grad_clip", self.grad_clip, 0, strict=True, optional=True)
+        _int("train.checkpoint_every", self.checkpoint_every, 1)
+        for key in ("old_key_range", "new_key_range"):
+            lo, hi = getattr(self, key)
+            if not lo < hi:
+                _fail(f"train.{key}", [lo, hi], "needs low < high")
+        self.stage1.validate("stage1")
+        self.stage2.validate("stage2")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    mode: str = "offline"  # offline: key frame in the middle of each segment (official)
+    key_interval: int = 10  # frames per key frame, at detection and in the benchmark
+    bench_repeats: int = 5  # timed repeats per stage in `lsts bench` (after one warm-up)
+
+    def validate(self) -> None:
+        _choice("eval.mode", self.mode, MODES)
+        _int("eval.key_interval", self.key_interval, 1)
+        _int("eval.bench_repeats", self.bench_repeats, 1)
+
+
+TUPLES = {"lr_steps", "betas", "old_key_range", "new_key_range"}
+
+
+def _section(cls: type, raw: Mapping[str, Any], where: str) -> Any:
+    """A typed section from a mapping: unknown keys and wrong types are errors."""
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(names))
+    if unknown:
+        raise ValueError(f"config: unknown key(s) {', '.join(f'{where}.{k}' for k in unknown)} "
+                         f"(known: {', '.join(names)})")
+    defaults = cls()
+    kw: dict[str, Any] = {}
+    for name, value in raw.items():
+        default = getattr(defaults, name)
+        if dataclasses.is_dataclass(default):
+            if not isinstance(value, Mapping):
+                _fail(f"{where}.{name}", value, "must be a mapping")
+            kw[name] = _section(type(default), value, f"{where}.{name}")
+            continue
+        if default is not None and value is not None:
+            value = _check_type(f"{where}.{name}", list(default) if name in TUPLES else default,
+                                value)
+        kw[name] = tuple(value) if name in TUPLES and value is not None else value
+    return cls(**kw)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A resolved run configuration, typed. `load_config` returns it as the plain dict
+    (`to_dict`) that config.yaml and checkpoints hold."""
+
+    name: str
+    data: DataConfig
+    model: ModelConfig
+    train: TrainConfig
+    eval: EvalConfig
+
+    @classmethod
+    def from_dict(cls, cfg: Mapping[str, Any]) -> RunConfig:
+        run = cls(name=str(cfg.get("name", "")),
+                  data=_section(DataConfig, cfg["data"], "data"),
+                  model=ModelConfig.from_dict(cfg["model"]),
+                  train=_section(TrainConfig, cfg["train"], "train"),
+                  eval=_section(EvalConfig, cfg["eval"], "eval"))
+        for section in (run.data, run.train, run.eval):
+            section.validate()
+        return run
+
+    def to_dict(self) -> dict[str, Any]:
+        def plain(obj: Any) -> Any:
+            if isinstance(obj, dict):
+                return {k: plain(v) for k, v in obj.items()}
+            if isinstance(obj, list | tuple):
+                return [plain(v) for v in obj]
+            return obj
+
+        return {"name": self.name, "data": plain(dataclasses.asdict(self.data)),
+                "model": self.model.to_dict(), "train": plain(dataclasses.asdict(self.train)),
+                "eval": plain(dataclasses.asdict(self.eval))}
+
+    @property
+    def stage(self) -> str:
+        """Which schedule the run uses: 'stage1' for the single-frame detector, else 'stage2'."""
+        if self.train.stage != "auto":
+            return self.train.stage
+        return "stage1" if self.model.variant == STAGE1 else "stage2"
+
+    @property
+    def schedule(self) -> StageConfig:
+        return getattr(self.train, self.stage)
 
 
 def resolve(cfg: dict[str, Any]) -> dict[str, Any]:
-    """Fill defaults and derived values; validate what a run depends on."""
-    cfg = copy.deepcopy(cfg)
-    model = _model_defaults()
-    model.update(cfg["model"])
-    cfg["model"] = model
-    train = cfg["train"]
-    for stage in ("stage1", "stage2"):
-        if not isinstance(train.get(stage), dict):
-            raise ValueError(f"config: train.{stage} must be a mapping of schedule values")
-    if train.get("seed") is None or int(train["seed"]) < 0:
-        raise ValueError("config: train.seed must be a non-negative integer")
-    opt = train.get("optimizer", "sgd")
-    if opt not in OPTIMIZERS:
-        raise ValueError(f"config: train.optimizer={opt!r} is unknown; choose one of "
-                         f"{', '.join(OPTIMIZERS)}")
-    for stage in ("stage1", "stage2"):
-        kind = train[stage].get("lr_schedule") or "step"
-        if kind not in LR_SCHEDULES:
-            raise ValueError(f"config: train.{stage}.lr_schedule={kind!r} is unknown; choose "
-                             f"one of {', '.join(LR_SCHEDULES)}")
-    for name, ov in cfg.get("variants", {}).items():
-        if not isinstance(ov, dict):
-            raise ValueError(f"config: variants.{name} must map dotted keys to values")
-    return cfg
+    """Fill every default, check every value; the resolved plain dict."""
+    if "variants" in cfg:
+        raise ValueError("config: a `variants:` section is no longer read; the compared "
+                         "variants are defined once in lsts_lib/models/variants.py")
+    return RunConfig.from_dict(cfg).to_dict()
 
 
 def stage_of(cfg: Mapping[str, Any]) -> str:
     """Which schedule a run uses: 'stage1' for the single-frame detector, else 'stage2'."""
-    stage = cfg["train"].get("stage", "auto")
-    if stage in ("stage1", "stage2"):
-        return stage
-    if stage != "auto":
-        raise ValueError(f"config: train.stage must be auto, stage1 or stage2, not {stage!r}")
-    return "stage1" if cfg["model"]["variant"] == "single_frame" else "stage2"
+    return RunConfig.from_dict(cfg).stage
 
 
-def variant_overrides(cfg: Mapping[str, Any], variant: str) -> dict[str, Any]:
-    """The override set that turns the preset into one compared configuration."""
-    variants = cfg.get("variants", {})
-    if variant not in variants:
-        raise ValueError(f"config: unknown variant '{variant}' (known: {', '.join(variants)})")
-    return dict(variants[variant] or {})
+def variant_overrides(variant: str) -> dict[str, Any]:
+    """The override set that turns a preset into the run of one catalogue variant."""
+    return run_overrides(variant)
 
 
 def dump_config(cfg: Mapping[str, Any], path: Path) -> None:

@@ -8,14 +8,15 @@ Writes into OUT:
                    (global 1-based frame ids: video start index + frame offset)
   detections.json  the same detections as COCO results
   timing.json      frames, seconds (model only and end to end), frames/s, device, settings
-Both detection files are what `lsts evaluate` reads. A finished OUT for the same checkpoint
-and settings is reused unless `redo`.
+  stamps/detect.json  the inputs (dataset fingerprint, checkpoint hash, split, mode, key
+                   interval) and the outputs' hashes
+Both detection files are what `lsts evaluate` reads. A finished OUT made from the same data
+content, checkpoint content and settings is reused (and says so) unless `redo`.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from collections.abc import Iterator
@@ -26,17 +27,23 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from lsts_lib import atomic
+from lsts_lib.argtypes import positive_int
 from lsts_lib.data.types import ClassList
 from lsts_lib.data.vid import VIDDataset, load_image
+from lsts_lib.engine import rundir
 from lsts_lib.engine.checkpoint import load_checkpoint
+from lsts_lib.engine.config import MODES, RunConfig
 from lsts_lib.eval.detections_io import Detections, write_coco_results, write_vid_detections
+from lsts_lib.models.config import ModelConfig
+from lsts_lib.models.detector import VideoDetector, build_detector
+
+OUTPUTS = ("detections.txt", "detections.json", "timing.json")
 
 
-def load_detector(checkpoint: str | Path, device: str | torch.device = "cpu"):
+def load_detector(checkpoint: str | Path, device: str | torch.device = "cpu"
+                  ) -> tuple[VideoDetector, dict[str, Any]]:
     """(model in eval mode, checkpoint dict) from a `model.pt` written by `lsts train`."""
-    from lsts_lib.models.config import ModelConfig
-    from lsts_lib.models.detector import build_detector
-
     ckpt = load_checkpoint(checkpoint)
     mcfg = ModelConfig.from_dict(dict(ckpt["model_config"], pretrained=False))
     model = build_detector(mcfg)
@@ -66,20 +73,28 @@ def detect(
     redo: bool = False,
     progress: bool | None = None,
 ) -> dict[str, Any]:
-    """Detect every frame of `split`; write OUT/detections.{txt,json} + timing.json; return timing."""
-    checkpoint, data, out = Path(checkpoint), Path(data), Path(out)
+    """Detect every frame of `split`; write OUT/detections.{txt,json} + timing.json; return timing.
+
+    mode and key_interval default to the run's eval settings. Relative paths are taken from
+    the current directory.
+    """
+    checkpoint, data, out = Path(checkpoint).resolve(), Path(data).resolve(), Path(out).resolve()
     model, ckpt = load_detector(checkpoint, device)
-    ev = ckpt.get("config", {}).get("eval", {})
-    mode = mode or ev.get("mode", "offline")
-    k = int(key_interval or ev.get("key_interval") or model.cfg.key_interval)
-    settings = {"checkpoint": str(checkpoint.resolve()), "data": str(data.resolve()),
-                "split": split, "mode": mode, "key_interval": k, "max_videos": max_videos,
-                "checkpoint_mtime_ns": checkpoint.stat().st_mtime_ns}
+    ev = RunConfig.from_dict(ckpt["config"]).eval
+    mode = mode or ev.mode
+    if mode not in MODES:
+        raise ValueError(f"--mode {mode!r}: choose one of {', '.join(MODES)}")
+    k = ev.key_interval if key_interval is None else int(key_interval)
+    if k < 1:
+        raise ValueError(f"--key-interval {k}: must be >= 1")
+    settings = {"checkpoint": str(checkpoint), "checkpoint_sha256": rundir.sha256_file(checkpoint),
+                "data": str(data), "data_sha256": rundir.dataset_fingerprint(data),
+                "split": split, "mode": mode, "key_interval": k, "max_videos": max_videos}
     timing_path = out / "timing.json"
-    if not redo and timing_path.is_file() and (out / "detections.txt").is_file():
-        old = json.loads(timing_path.read_text())
-        if old.get("settings") == settings:
-            return old
+    stamp = rundir.Stamp(out, "detect")
+    if not redo and stamp.done(settings):
+        print(f"{out}: reused (same data, checkpoint and settings)")
+        return atomic.read_json(timing_path)
 
     ds = VIDDataset(data, split=split, max_videos=max_videos)
     _check_classes(ckpt, ds.classes, checkpoint, data)
@@ -122,7 +137,8 @@ def detect(
         "ms_per_frame_model": round(1000 * model_s / max(total, 1), 3),
         "device": str(device), "torch_threads": torch.get_num_threads(), "settings": settings,
     }
-    timing_path.write_text(json.dumps(timing, indent=2))
+    atomic.write_json(timing_path, timing)
+    stamp.mark(settings, OUTPUTS)
     return timing
 
 
@@ -134,10 +150,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", choices=["offline", "online"], default=None,
                         help="offline: key in the middle of each segment (official); "
                              "online: keys 0, k, 2k, ... (default: the run's eval.mode)")
-    parser.add_argument("--key-interval", type=int, default=None,
+    parser.add_argument("--key-interval", type=positive_int, default=None,
                         help="frames per key frame (default: the run's eval.key_interval)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--max-videos", type=int, default=None, help="only the first N videos")
+    parser.add_argument("--max-videos", type=positive_int, default=None,
+                        help="only the first N videos")
     parser.add_argument("--redo", action="store_true", help="recompute even if OUT is up to date")
 
 

@@ -18,15 +18,17 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from lsts_lib import atomic
+from lsts_lib.argtypes import positive_int
+from lsts_lib.engine.measure import peak_mb, time_ms
+from lsts_lib.models.backbone import build_backbone
 from lsts_lib.models.lsts import (
     LSTSAlign,
     LSTSOffsets,
@@ -40,11 +42,12 @@ PAPER = {"batch": 1, "channels": 1024, "embed": 256, "height": 38, "width": 63,
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--repeats", type=int, default=5, help="timed runs per form (median)")
-    parser.add_argument("--keyframe-repeats", type=int, default=3,
+    parser.add_argument("--repeats", type=positive_int, default=5,
+                        help="timed runs per form (median)")
+    parser.add_argument("--keyframe-repeats", type=positive_int, default=3,
                         help="timed runs of the ResNet-101 key frame (median)")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
-    parser.add_argument("--threads", type=int, default=None,
+    parser.add_argument("--threads", type=positive_int, default=None,
                         help="torch intra-op threads (default: torch's choice)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--no-keyframe", action="store_true",
@@ -53,23 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=argparse.SUPPRESS)  # internal: one peak-memory measurement
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _median_ms(fn, repeats: int, device: torch.device, warmup: int = 1) -> float:
+def _median_ms(fn, repeats: int, device: torch.device) -> float:
     with torch.no_grad():
-        for _ in range(warmup):
-            fn()
-        _sync(device)
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            fn()
-            _sync(device)
-            times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+        return time_ms(fn, repeats, device)
 
 
 def build_inputs(device: torch.device, seed: int = 0) -> tuple[LSTSAlign, torch.Tensor,
@@ -89,18 +78,7 @@ def build_inputs(device: torch.device, seed: int = 0) -> tuple[LSTSAlign, torch.
 
 def build_keyframe_net() -> nn.Module:
     """ResNet-101 key-frame feature path, random weights (timing only)."""
-    try:
-        from lsts_lib.models.backbone import build_backbone
-
-        return build_backbone("resnet101", pretrained=False)
-    except ImportError:
-        import torchvision
-        from torchvision.ops import FrozenBatchNorm2d
-
-        net = torchvision.models.resnet101(weights=None, norm_layer=FrozenBatchNorm2d,
-                                           replace_stride_with_dilation=[False, False, True])
-        return nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1,
-                             net.layer2, net.layer3, net.layer4)
+    return build_backbone("resnet101", pretrained=False)
 
 
 def _status_kib(field: str) -> int:
@@ -130,16 +108,9 @@ def peak_memory_mb(impl: str, device: torch.device, threads: int | None) -> floa
     if device.type == "cuda":
         align, F_ref, F_target = build_inputs(device)
         align.impl = impl
-        torch.cuda.synchronize(device)
-        base = torch.cuda.memory_allocated(device)
-        torch.cuda.reset_peak_memory_stats(device)
         with torch.no_grad():
-            out = align(F_ref, F_target)
-        torch.cuda.synchronize(device)
-        peak = torch.cuda.max_memory_allocated(device) - base
-        del out
-        return peak / 2**20
-    cmd = [sys.executable, "-m", "lsts_lib.models.bench_lsts", "--memory-child", impl]
+            return peak_mb(lambda: align(F_ref, F_target), device)
+    cmd = [sys.executable, "-m", "lsts_lib", "bench-lsts", "--memory-child", impl]
     if threads:
         cmd += ["--threads", str(threads)]
     res = subprocess.run(cmd, capture_output=True, text=True, check=True)
@@ -148,7 +119,7 @@ def peak_memory_mb(impl: str, device: torch.device, threads: int | None) -> floa
 
 def _naive_grid_sample(align: LSTSAlign, F_ref: torch.Tensor, F_target: torch.Tensor):
     """The naive form with the library sampler (one grid_sample call for all N copies)."""
-    e_ref, e_target, p = align._embed(F_ref, F_target)
+    e_ref, e_target, p = align.embed(F_ref, F_target)
     return lsts_aggregate_naive(F_ref, e_ref, e_target, p, sampler=grid_sample_offsets)[0]
 
 
@@ -235,13 +206,8 @@ def main(args: argparse.Namespace) -> int:
                  args.keyframe_repeats)
     print(format_table(result))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        atomic.write_json(args.json, result)
         print(f"wrote {args.json}")
     return 0
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="lsts bench-lsts")
-    add_arguments(parser)
-    raise SystemExit(main(parser.parse_args()))

@@ -1,0 +1,187 @@
+"""The run plan and its orchestrator: which runs a comparison needs, in which order, and
+which of their stages are still to do.
+
+A plan is one run per (variant, seed): the stage-1 single-frame model of each seed first,
+then every other variant of the catalogue started from it. The orchestrator trains, detects
+and evaluates the runs of a plan; `lsts report`, notebook 04 and the tests all go through it.
+Whether a stage is done is decided by its stamp alone (`rundir.Stamp`): a run whose inputs
+changed (config, data content, the stage-1 weights it starts from) is redone, and so is
+everything downstream of it, since their stamps name the hashes of what they read.
+
+Two ways to execute the same decisions: in this process (`jobs=None`: notebooks, tests), or
+as `lsts` child processes, `jobs` at a time with one torch thread each (`lsts report`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lsts_lib.engine import rundir
+from lsts_lib.engine.config import load_config
+from lsts_lib.engine.detect import detect
+from lsts_lib.engine.train import train, train_inputs
+from lsts_lib.eval import vid_eval
+from lsts_lib.models.variants import STAGE1, VARIANTS, get_variant, run_overrides
+
+EVAL_SPLIT = "val"  # the devkit evaluates the val split only
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    variant: str
+    seed: int
+    dir: Path
+    init_from: Path | None  # the stage-1 model a temporal variant starts from
+
+    @property
+    def model(self) -> Path:
+        return self.dir / rundir.MODEL
+
+
+def run_plan(runs_root: str | Path, seeds: Iterable[int],
+             variants: Iterable[str] | None = None) -> list[PlannedRun]:
+    """Stage-1 runs of every seed first, then the other variants (catalogue order)."""
+    names = list(VARIANTS) if variants is None else list(variants)
+    for name in names:
+        get_variant(name)
+    temporal = [n for n in names if n != STAGE1]
+    seeds = list(seeds)
+    root = Path(runs_root).resolve()
+    plan = [PlannedRun(STAGE1, s, rundir.run_dir(root, STAGE1, s), None)
+            for s in seeds if STAGE1 in names or temporal]
+    plan += [PlannedRun(n, s, rundir.run_dir(root, n, s),
+                        rundir.run_dir(root, STAGE1, s) / rundir.MODEL)
+             for s in seeds for n in temporal]
+    return plan
+
+
+def lsts_child(*argv: str, threads: int | None = None) -> None:
+    """Run an `lsts` subcommand in a child process, failing loudly; `threads` torch threads
+    (default: the child's own choice)."""
+    env = dict(os.environ)
+    if threads is not None:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
+                   LSTS_THREADS=str(threads))
+    print("$ lsts " + " ".join(argv), flush=True)
+    subprocess.run([sys.executable, "-m", "lsts_lib", *argv], check=True, env=env)
+
+
+class Orchestrator:
+    """Trains, detects and evaluates the runs of a plan; each stage only when not done.
+
+    config: a preset name or YAML path (a dict is accepted in-process only); redo: stages
+    ("train", "detect") to redo even when their stamps say done.
+    """
+
+    def __init__(self, config: str | Path | Mapping[str, Any], data_root: str | Path,
+                 jobs: int | None = None, redo: Iterable[str] = (),
+                 overrides: Mapping[str, Any] | None = None,
+                 progress: bool | None = None) -> None:
+        if jobs is not None and not isinstance(config, str | Path):
+            raise ValueError("child processes need a config preset name or YAML path")
+        if jobs is not None and jobs < 1:
+            raise ValueError(f"jobs must be >= 1, got {jobs}")
+        self.config = config
+        self.data_root = Path(data_root).resolve()
+        self.jobs = jobs
+        self.redo = set(redo)
+        self.overrides = dict(overrides or {})
+        self.progress = progress
+
+    # ------------------------------------------------------------------------- train
+    def run_overrides(self, run: PlannedRun) -> dict[str, Any]:
+        return {**run_overrides(run.variant), "train.seed": run.seed,
+                "data.root": str(self.data_root), **self.overrides}
+
+    def train_one(self, run: PlannedRun) -> None:
+        overrides = self.run_overrides(run)
+        stamp = rundir.Stamp(run.dir, "train")
+        if "train" not in self.redo and rundir.is_finished(run.dir) and stamp.done(
+                train_inputs(load_config(self.config, overrides), run.init_from)):
+            return
+        # A finished run made from other inputs (e.g. a retrained stage-1 model) is redone.
+        redo = "train" in self.redo or rundir.is_finished(run.dir)
+        resume = not redo and (run.dir / rundir.LAST).exists()
+        if self.jobs is None:
+            train(self.config, run.dir, overrides, resume=resume, init_from=run.init_from,
+                  redo=redo, progress=self.progress)
+            return
+        args = ["train", "--config", str(self.config), "--out", str(run.dir)]
+        if run.init_from is not None:
+            args += ["--init-from", str(run.init_from)]
+        args += ["--redo"] if redo else ["--resume"] if resume else []
+        lsts_child(*args, *(f"{k}={v}" for k, v in overrides.items()), threads=1)
+
+    def train(self, plan: list[PlannedRun]) -> list[Path]:
+        """Every run of the plan; a temporal run waits for its own seed's stage 1 only."""
+        stage1 = {r.seed: r for r in plan if r.variant == STAGE1}
+
+        def after_stage1(futures: dict[int, Future], run: PlannedRun) -> None:
+            if run.variant != STAGE1 and run.seed in futures:
+                futures[run.seed].result()
+            self.train_one(run)
+
+        if self.jobs is None:
+            for run in plan:
+                self.train_one(run)
+        else:
+            # Stage-1 runs are queued first, so waiting for them cannot deadlock the pool.
+            with ThreadPoolExecutor(max_workers=self.jobs) as pool:
+                futures: dict[int, Future] = {}
+                for seed, run in stage1.items():
+                    futures[seed] = pool.submit(self.train_one, run)
+                rest = [pool.submit(after_stage1, futures, r) for r in plan
+                        if r.variant != STAGE1]
+                for f in [*futures.values(), *rest]:
+                    f.result()
+        return [r.model for r in plan]
+
+    # ------------------------------------------------------------------ detect + evaluate
+    def detect_one(self, run: PlannedRun) -> Path:
+        """Detections over the val split, then eval.json; returns the eval.json path."""
+        det_dir = run.dir / rundir.DETECTIONS
+        redo = "detect" in self.redo
+        if self.jobs is None:
+            detect(run.model, self.data_root, det_dir, split=EVAL_SPLIT, redo=redo,
+                   progress=self.progress)
+        else:
+            lsts_child("detect", "--checkpoint", str(run.model), "--data", str(self.data_root),
+                       "--split", EVAL_SPLIT, "--out", str(det_dir),
+                       *(["--redo"] if redo else []), threads=1)
+        detections = det_dir / "detections.txt"
+        inputs = {"detections_sha256": rundir.sha256_file(detections),
+                  "data_sha256": rundir.dataset_fingerprint(self.data_root),
+                  "split": EVAL_SPLIT}
+        stamp = rundir.Stamp(run.dir, "evaluate")
+        out = run.dir / rundir.EVAL
+        if redo or not stamp.done(inputs):
+            if self.jobs is None:
+                evaluate(self.data_root, detections, out)
+            else:
+                lsts_child("evaluate", "--data", str(self.data_root), "--split", EVAL_SPLIT,
+                           "--detections", str(detections), "--json", str(out), threads=1)
+            stamp.mark(inputs, [rundir.EVAL])
+        return out
+
+    def detect(self, plan: list[PlannedRun]) -> list[Path]:
+        return self._map(self.detect_one, plan)
+
+    def _map(self, fn: Callable[[PlannedRun], Path], plan: list[PlannedRun]) -> list[Path]:
+        if self.jobs is None:
+            return [fn(r) for r in plan]
+        with ThreadPoolExecutor(max_workers=self.jobs) as pool:
+            return [f.result() for f in [pool.submit(fn, r) for r in plan]]
+
+
+def evaluate(data_root: Path, detections: Path, out: Path) -> None:
+    """`lsts evaluate` in this process: the devkit and COCO metrics of one detections file."""
+    vid_eval.main(argparse.Namespace(data=data_root, split=EVAL_SPLIT, detections=detections,
+                                     json=out, no_coco=False))
