@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from lsts_lib.engine.checkpoint import load_checkpoint
-from lsts_lib.engine.train import read_log, train
+from lsts_lib.engine.train import train
+from lsts_lib.engine.trainlog import read_log
 
 
 def test_two_gloo_processes_stay_identical_and_match_one_process(

@@ -4,15 +4,18 @@ stage, total and key for each variant (tiny smoke size)."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image, ImageOps
 
 from lsts_lib.data.vid import VIDDataset
 from lsts_lib.engine.bench import CATEGORIES, bench
 from lsts_lib.engine.detect import detect
-from lsts_lib.engine.train import run_dir, train_variant
+from lsts_lib.engine.plan import Orchestrator, run_plan
+from lsts_lib.engine.rundir import run_dir
 from lsts_lib.eval.detections_io import frame_ids, read_coco_results, read_vid_detections
 from lsts_lib.eval.vid_eval import evaluate_dataset
 
@@ -20,10 +23,13 @@ from lsts_lib.eval.vid_eval import evaluate_dataset
 @pytest.fixture(scope="module")
 def lsts_model(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     runs = tmp_path_factory.mktemp("runs")
-    model = train_variant("smoke", "lsts", 0, runs, data_root,
-                          extra={"train.steps": 1, "train.threads": 1}, progress=False)
-    # The temporal run was started from the stage-1 run of the same seed.
-    assert (run_dir(runs, "single_frame", 0) / "model.pt").is_file()
+    plan = run_plan(runs, [0], ["lsts"])
+    assert [(r.variant, r.init_from) for r in plan] == [
+        ("single_frame", None), ("lsts", run_dir(runs, "single_frame", 0) / "model.pt")]
+    orchestrator = Orchestrator("smoke", data_root, progress=False,
+                                overrides={"train.steps": 1, "train.threads": 1})
+    stage1, model = orchestrator.train(plan)
+    assert stage1.is_file() and model.is_file()
     return model
 
 
@@ -47,6 +53,41 @@ def test_detect_writes_devkit_and_coco_files_the_evaluator_reads(
     mtime = (out / "detections.txt").stat().st_mtime_ns
     detect(lsts_model, data_root, out, mode="online", key_interval=3, progress=False)
     assert (out / "detections.txt").stat().st_mtime_ns == mtime
+
+
+def test_detect_reuse_is_keyed_on_content(
+    lsts_model: Path, data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Issue 12 item 3: data or weights changed in place are detected again; reuse says so."""
+    data = tmp_path / "data"
+    shutil.copytree(data_root, data)
+    model = tmp_path / "model.pt"
+    shutil.copy2(lsts_model, model)
+    out = tmp_path / "det"
+    first = detect(model, data, out, key_interval=2, progress=False)
+    capsys.readouterr()
+    detect(model, data, out, key_interval=2, progress=False)
+    assert "reused" in capsys.readouterr().out
+    # A frame rewritten in place (same path, size and checkpoint): not reused.
+    jpeg = sorted((data / "Data" / "VID" / "val").rglob("*.JPEG"))[0]
+    image = Image.open(jpeg)
+    ImageOps.invert(image.convert("RGB")).save(jpeg, format="JPEG")
+    again = detect(model, data, out, key_interval=2, progress=False)
+    assert "reused" not in capsys.readouterr().out
+    assert again["settings"]["data_sha256"] != first["settings"]["data_sha256"]
+    # The same weights rewritten in place (new mtime, same content): reused; other weights: not.
+    shutil.copy(lsts_model, model)
+    detect(model, data, out, key_interval=2, progress=False)
+    assert "reused" in capsys.readouterr().out
+    raw = model.read_bytes()
+    model.write_bytes(raw + b"\0")  # other content (torch.load ignores trailing bytes)
+    detect(model, data, out, key_interval=2, progress=False)
+    assert "reused" not in capsys.readouterr().out
+    # A damaged output is never reused.
+    (out / "detections.txt").write_text("")
+    detect(model, data, out, key_interval=2, progress=False)
+    assert "reused" not in capsys.readouterr().out
+    assert (out / "detections.txt").stat().st_size > 0
 
 
 def test_detect_refuses_a_dataset_with_other_classes(

@@ -16,8 +16,11 @@ import yaml
 from lsts_lib.engine import checkpoint as ckpt_mod
 from lsts_lib.engine import train as train_mod
 from lsts_lib.engine.checkpoint import load_checkpoint, save_atomic, state_hash
-from lsts_lib.engine.config import load_config
-from lsts_lib.engine.train import NonFiniteLossError, read_log, train
+from lsts_lib.engine.config import RunConfig, StageConfig, TrainConfig, load_config
+from lsts_lib.engine.optim import build_optimizer, lr_factor
+from lsts_lib.engine.train import NonFiniteLossError, train
+from lsts_lib.engine.trainlog import read_log
+from lsts_lib.models.variants import VARIANTS, run_overrides
 
 STEPS = 4  # with checkpoint_every=2: checkpoints after steps 2 (and the end)
 
@@ -115,16 +118,20 @@ def test_sigkill_then_resume_matches_uninterrupted(
 def test_resume_refuses_another_config(reference: Path, data_root: Path, tmp_path: Path) -> None:
     run = tmp_path / "r"
     run.mkdir()
-    (run / "last.pt").write_bytes((reference / "last.pt").read_bytes())
+    for name in ("last.pt", "config.yaml"):
+        (run / name).write_bytes((reference / name).read_bytes())
     with pytest.raises(ValueError, match="another config"):
         train("smoke", run, overrides(data_root, **{"model.variant": "lsts", "seed": 5}),
               resume=True)
 
 
-def test_finished_run_is_skipped(reference: Path, data_root: Path) -> None:
+def test_finished_run_is_reused(reference: Path, stage1: Path, data_root: Path,
+                                capsys: pytest.CaptureFixture) -> None:
     before = (reference / "model.pt").stat().st_mtime_ns
-    out = train("smoke", reference, overrides(data_root, **{"model.variant": "lsts"}))
+    out = train("smoke", reference, overrides(data_root, **{"model.variant": "lsts"}),
+                init_from=stage1)
     assert out == reference / "model.pt" and out.stat().st_mtime_ns == before
+    assert "finished run reused" in capsys.readouterr().out
 
 
 def test_atomic_save_keeps_old_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -217,9 +224,10 @@ def test_presets_resolve_to_model_configs() -> None:
         cfg = load_config(name)
         m = dict(cfg["model"], num_classes=cfg["model"]["num_classes"] or 30)
         ModelConfig.from_dict(m)  # every model key is a real ModelConfig field
-        for variant, ov in cfg["variants"].items():
-            load_config(name, ov)  # every named variant is a valid override set
-            assert variant
+        for variant, spec in VARIANTS.items():  # every catalogue entry is a valid override set
+            model = load_config(name, run_overrides(variant))["model"]
+            assert model["variant"] == spec.architecture
+            assert all(model[k] == v for k, v in spec.model.items())
     paper = load_config("paper")
     assert paper["model"]["backbone"] == "resnet101" and paper["train"]["offsets_lr_mult"] == 2.5
 
@@ -229,30 +237,31 @@ def test_optimizer_and_lr_schedule_choices() -> None:
     from lsts_lib.models.detector import build_detector
 
     # Unknown names fail at config time with a message naming the key, not mid-run.
-    with pytest.raises(ValueError, match="train.optimizer='adam' is unknown"):
+    with pytest.raises(ValueError, match="train.optimizer='adam': choose one of sgd, adamw"):
         load_config("smoke", ["train.optimizer=adam"])
-    with pytest.raises(ValueError, match="train.stage1.lr_schedule='poly' is unknown"):
+    with pytest.raises(ValueError, match="train.stage1.lr_schedule='poly': choose one of"):
         load_config("smoke", ["train.stage1.lr_schedule=poly"])
-    with pytest.raises(ValueError, match="train.optimizer"):
-        train_mod.build_optimizer(torch.nn.Linear(2, 2), {"train": {"optimizer": "rmsprop"}}, 0.1)
+    with pytest.raises(ValueError, match="train.optimizer='rmsprop'"):
+        TrainConfig(optimizer="rmsprop").validate()
 
     # AdamW and SGD both keep the LSTS offsets p_n in their own group (lr x mult, no decay).
     model = build_detector(tiny_config("lsts"))
     for name, cls in (("adamw", torch.optim.AdamW), ("sgd", torch.optim.SGD)):
-        cfg = load_config("smoke", [f"train.optimizer={name}"])
-        opt = train_mod.build_optimizer(model, cfg, 0.01)
+        run = RunConfig.from_dict(load_config("smoke", [f"train.optimizer={name}"]))
+        opt = build_optimizer(model, run.train, StageConfig(lr=0.01, steps=1))
         assert type(opt) is cls
         groups = {g["name"]: g for g in opt.param_groups}
-        assert groups["offsets"]["lr"] == pytest.approx(0.01 * cfg["train"]["offsets_lr_mult"])
+        assert groups["offsets"]["lr"] == pytest.approx(0.01 * run.train.offsets_lr_mult)
         assert groups["offsets"]["weight_decay"] == 0.0
-        assert groups["base"]["weight_decay"] == cfg["train"]["weight_decay"]
+        assert groups["base"]["weight_decay"] == run.train.weight_decay
 
     # Cosine: 1 -> 0.5 at half way -> 0 at the end; warm-up still scales the first steps.
-    cos = {"lr_schedule": "cosine", "warmup_steps": 0, "lr_steps": [0.5]}
-    assert [train_mod.lr_factor(s, 100, cos) for s in (0, 50, 100)] == pytest.approx([1, 0.5, 0])
-    assert train_mod.lr_factor(0, 100, dict(cos, warmup_steps=10)) == pytest.approx(0.1)
-    step = {"lr_steps": [0.5], "lr_factor": 0.1}
-    assert [train_mod.lr_factor(s, 100, step) for s in (49, 50)] == pytest.approx([1, 0.1])
+    cos = StageConfig(steps=100, lr_schedule="cosine", lr_steps=(0.5,))
+    assert [lr_factor(s, 100, cos) for s in (0, 50, 100)] == pytest.approx([1, 0.5, 0])
+    warm = StageConfig(steps=100, lr_schedule="cosine", warmup_steps=10)
+    assert lr_factor(0, 100, warm) == pytest.approx(0.1)
+    step = StageConfig(steps=100, lr_steps=(0.5,), lr_factor=0.1)
+    assert [lr_factor(s, 100, step) for s in (49, 50)] == pytest.approx([1, 0.1])
 
 
 def test_stage_lr_mult_freezes_and_scales_modules() -> None:
@@ -261,8 +270,9 @@ def test_stage_lr_mult_freezes_and_scales_modules() -> None:
     from lsts_lib.models.detector import build_detector
 
     model = build_detector(tiny_config("lsts"))
-    cfg = load_config("smoke", ["train.optimizer=adamw"])
-    opt = train_mod.build_optimizer(model, cfg, 0.01, {"backbone": 0.0, "head": 0.1})
+    train_cfg = TrainConfig(optimizer="adamw")
+    opt = build_optimizer(model, train_cfg, StageConfig(
+        lr=0.01, steps=1, lr_mult={"backbone": 0.0, "head": 0.1}))
     groups = {g["name"]: g for g in opt.param_groups}
     assert not any(p.requires_grad for p in model.backbone.parameters())
     assert all(p.requires_grad for p in model.head.parameters())
@@ -273,7 +283,8 @@ def test_stage_lr_mult_freezes_and_scales_modules() -> None:
     head_ids = {id(p) for p in model.head.parameters()}
     assert groups["base"]["params"] and not any(id(p) in head_ids for p in groups["base"]["params"])
     with pytest.raises(ValueError, match="no module 'neck'"):
-        train_mod.build_optimizer(build_detector(tiny_config("lsts")), cfg, 0.01, {"neck": 0.0})
+        build_optimizer(build_detector(tiny_config("lsts")), train_cfg,
+                        StageConfig(lr=0.01, steps=1, lr_mult={"neck": 0.0}))
 
 
 def test_preset_name_not_shadowed_by_a_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -294,5 +305,5 @@ def test_finished_run_with_another_config_is_refused(data_root: Path, tmp_path: 
     ov = overrides(data_root, **{"train.steps": 1})
     train("smoke", out, ov, progress=False)
     assert train("smoke", out, ov, progress=False) == out / "model.pt"  # same config: reused
-    with pytest.raises(ValueError, match="finished run made with another config"):
+    with pytest.raises(ValueError, match=r"finished run made from other inputs \(another config\)"):
         train("smoke", out, overrides(data_root, **{"train.steps": 2}), progress=False)

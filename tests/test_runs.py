@@ -1,0 +1,191 @@
+"""Run directories, stamps, the run plan and the run config under careless input and stale
+state (issue 12 items 3, 5, 6, 8, 9): nothing stale is reused, nothing foreign overwritten."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from lsts_lib import atomic
+from lsts_lib.cli import main as cli_main
+from lsts_lib.engine import rundir
+from lsts_lib.engine.bench import bench
+from lsts_lib.engine.config import load_config
+from lsts_lib.engine.plan import Orchestrator, run_plan
+from lsts_lib.engine.train import train
+from lsts_lib.models.variants import VARIANTS
+from lsts_lib.results import load_runs, summary_table
+
+
+def overrides(root: Path, steps: int = 1) -> dict:
+    return {"data.root": str(root), "train.steps": steps, "train.threads": 1}
+
+
+@pytest.fixture(scope="module")
+def stage1(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("stage1") / "single_frame"
+    return train("smoke", out, overrides(data_root), progress=False)
+
+
+# ------------------------------------------------------------------ item 6: numbers
+@pytest.mark.parametrize("override,key", [
+    ("train.steps=-5", "train.steps=-5"), ("train.steps=0", "train.steps=0"),
+    ("train.batch_size=0", "train.batch_size=0"), ("eval.key_interval=0", "eval.key_interval=0"),
+    ("train.stage1.lr=-0.1", "train.stage1.lr=-0.1"), ("train.checkpoint_every=0", "every=0"),
+    ("train.grad_clip=0", "train.grad_clip=0"), ("data.max_videos=0", "data.max_videos=0"),
+    ("train.stage2.warmup_steps=-1", "warmup_steps=-1"), ("eval.bench_repeats=0", "repeats=0"),
+])
+def test_every_numeric_option_is_validated(override: str, key: str) -> None:
+    with pytest.raises(ValueError, match=key) as err:
+        load_config("smoke", [override])
+    assert "\n" not in str(err.value)
+
+
+def test_bad_numbers_on_the_command_line_are_one_line_errors(
+    data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    code = cli_main(["train", "--config", "smoke", "--out", str(tmp_path / "r"),
+                     f"data.root={data_root}", "train.steps=-5"])
+    err = capsys.readouterr().err
+    assert code == 1 and "train.steps=-5" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r" / "model.pt").exists()  # no "finished" untrained model
+    for argv in (["detect", "--checkpoint", "m.pt", "--data", "d", "--out", "o",
+                  "--key-interval", "0"],
+                 ["bench", "--repeats", "0"], ["report", "--jobs", "0"],
+                 ["data-stats", "--data", "d", "--max-videos", "0"]):
+        with pytest.raises(SystemExit) as exc:
+            cli_main(argv)
+        assert exc.value.code == 2
+        assert "must be >= 1, got 0" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ item 5: paths
+def test_relative_paths_are_taken_from_the_current_directory(
+    stage1: Path, data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    work = tmp_path / "work"
+    (work / "models").mkdir(parents=True)
+    shutil.copy(stage1, work / "models" / "stage1.pt")
+    shutil.copytree(data_root, work / "synth")
+    monkeypatch.chdir(work)
+    train("smoke", "out", {**overrides(Path("synth")), "model.variant": "copy_prop"},
+          init_from="models/stage1.pt", progress=False)
+    env = json.loads((work / "out" / "env.json").read_text())
+    assert env["init_from"] == {"path": str(work / "models" / "stage1.pt"),
+                                "sha256": rundir.sha256_file(stage1)}
+    assert env["data"]["root"] == str(work / "synth")
+    assert env["data"]["sha256"] == rundir.dataset_fingerprint(data_root)
+
+
+# ------------------------------------------------------------------ item 9: user's files
+def test_out_folder_of_someone_else_is_refused(data_root: Path, tmp_path: Path) -> None:
+    mine = tmp_path / "thesis"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    with pytest.raises(ValueError, match="not a run of `lsts train`"):
+        train("smoke", mine, overrides(data_root), progress=False)
+    with pytest.raises(ValueError, match="not a run of `lsts train`"):
+        train("smoke", mine, overrides(data_root), redo=True, progress=False)
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+
+
+def test_finished_run_without_config_or_with_other_init_is_refused(
+    stage1: Path, data_root: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    ov = {**overrides(data_root), "model.variant": "copy_prop"}
+    train("smoke", out, ov, init_from=stage1, progress=False)
+    other = tmp_path / "other.pt"
+    other.write_bytes(stage1.read_bytes() + b"\0")  # another file, other content
+    with pytest.raises(ValueError, match=r"other inputs \(another init_from\)"):
+        train("smoke", out, ov, init_from=other, progress=False)
+    (out / "config.yaml").unlink()
+    with pytest.raises(ValueError, match="holds a model.pt but no config.yaml"):
+        train("smoke", out, ov, init_from=stage1, progress=False)
+    with pytest.raises(ValueError, match="holds a model.pt but no config.yaml"):
+        train("smoke", out, {**ov, "model.variant": "flow_warp"}, init_from=stage1,
+              progress=False)
+
+
+# ------------------------------------------------------------------ item 8: artefacts
+def test_atomic_write_leaves_old_file_when_interrupted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "stats.json"
+    atomic.write_json(path, {"a": 1})
+
+    def disk_full(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        atomic.write_json(path, {"a": 2})
+    assert json.loads(path.read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["stats.json"]
+
+
+def test_stamp_rejects_other_inputs_and_damaged_outputs(tmp_path: Path) -> None:
+    out = tmp_path / "data_stats_val.json"
+    atomic.write_json(out, {"frames": 3})
+    stamp = rundir.Stamp(tmp_path, "stats_val")
+    stamp.mark({"data_sha256": "abc"}, [out])
+    assert stamp.done({"data_sha256": "abc"})
+    assert not stamp.done({"data_sha256": "abd"})
+    out.write_text("")  # a full disk's 0-byte JSON
+    assert not stamp.done({"data_sha256": "abc"})
+    atomic.write_json(out, {"frames": 3})
+    assert stamp.done({"data_sha256": "abc"})
+    stamp.path.write_text("")  # a damaged stamp proves nothing
+    assert not stamp.done({"data_sha256": "abc"})
+    with pytest.raises(ValueError, match="not valid JSON"):
+        atomic.read_json(stamp.path)
+
+
+# ------------------------------------------------------------------ the plan
+def test_retraining_stage1_redoes_what_depends_on_it(data_root: Path, tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    plan = run_plan(runs, [0], ["single_frame", "copy_prop"])
+    orch = Orchestrator("smoke", data_root, overrides=overrides(data_root), progress=False)
+    orch.train(plan)
+    evals = orch.detect(plan)
+    stamps = {p: json.loads(p.read_text()) for p in evals}
+    model_mtime = plan[1].model.stat().st_mtime_ns
+    orch.train(plan)
+    orch.detect(plan)
+    assert plan[1].model.stat().st_mtime_ns == model_mtime  # done: nothing redone
+    # Stage 1 retrained with another step count: copy_prop starts from other weights, so it
+    # is retrained, detected and evaluated again without being asked.
+    train("smoke", plan[0].dir, overrides(data_root, steps=2), redo=True, progress=False)
+    orch.train(plan[1:])
+    assert plan[1].model.stat().st_mtime_ns != model_mtime
+    orch.detect(plan)
+    det = rundir.Stamp(plan[1].dir / rundir.DETECTIONS, "detect").recorded_inputs()
+    assert det["checkpoint_sha256"] == rundir.sha256_file(plan[1].model)
+    ev = rundir.Stamp(plan[1].dir, "evaluate").recorded_inputs()
+    assert ev["detections_sha256"] == rundir.sha256_file(
+        plan[1].dir / rundir.DETECTIONS / "detections.txt")
+    assert set(stamps) == set(evals)
+
+
+def test_a_new_catalogue_entry_flows_through_train_detect_bench_and_tables(
+    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dummy = dataclasses.replace(VARIANTS["copy_prop"], name="copy_dummy", label="Dummy copy",
+                                base="copy_prop")
+    monkeypatch.setitem(VARIANTS, "copy_dummy", dummy)
+    runs = tmp_path / "smoke"
+    plan = run_plan(runs, [0], ["single_frame", "copy_dummy"])
+    orch = Orchestrator("smoke", data_root, overrides=overrides(data_root), progress=False)
+    orch.train(plan)
+    orch.detect(plan)
+    rep = bench("smoke", "cpu", ("preset",), ["single_frame", "copy_dummy"], repeats=1,
+                progress=False)
+    assert rep["results"]["preset"]["copy_dummy"]["variant"] == "copy_prop"
+    summary = summary_table(load_runs(runs, rep))
+    assert summary.loc["copy_dummy", "label"] == "Dummy copy"
+    assert list(summary.index) == ["single_frame", "copy_dummy"]
