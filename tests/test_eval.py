@@ -15,6 +15,7 @@ import pytest
 
 from lsts_lib.data.types import ClassList, FrameAnnotation, Video
 from lsts_lib.eval import (
+    COCO_KEYS,
     FGFA_MOTION_RANGES,
     Detections,
     MatchRule,
@@ -397,17 +398,7 @@ def test_coco_metrics_keys_and_perfect_detections():
     for fid, fr in zip(frame_ids(videos), (f for v in videos for f in v.frames), strict=True):
         rows += [(fid, lab, 0.9, *b) for b, lab in zip(fr.boxes, fr.labels, strict=True)]
     m = coco_metrics(CLASSES, videos, dets_of(rows))
-    assert {
-        "AP",
-        "AP50",
-        "AP75",
-        "AP_small",
-        "AP_medium",
-        "AP_large",
-        "AR1",
-        "AR10",
-        "AR100",
-    } <= set(m)
+    assert set(COCO_KEYS) <= set(m)
     assert m["AP"] == pytest.approx(1.0) and m["AR100"] == pytest.approx(1.0)
     assert m["AP_small"] is None  # every box >= 60 px: no small GT, pycocotools' -1
     empty = coco_metrics(CLASSES, videos, Detections.empty())

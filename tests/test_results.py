@@ -9,11 +9,19 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from lsts_lib import results as R
+from lsts_lib import viz
+from lsts_lib.data.types import FrameAnnotation, Video
+from lsts_lib.engine.checkpoint import FORMAT, save_atomic
+from lsts_lib.models import build_detector, tiny_config
+from lsts_lib.models.detector import OFFSETS_KEY
+from lsts_lib.models.lsts import shift_box_size, uniform_offsets
 
 
 def write_run(root: Path, run: str, seed: int, mAP: float, variant: str | None = None,
@@ -222,7 +230,7 @@ def test_bar_with_errors(runs: Path) -> None:
     df = R.load_runs(runs, R.load_bench(runs))
     s = R.summary_table(df)
     s.attrs["rows"] = df
-    ax = R.bar_with_errors(s, ["lsts", "lsts_fixed"], "mAP")
+    ax = viz.bar_with_errors(s, ["lsts", "lsts_fixed"], "mAP")
     heights = [p.get_height() for p in ax.patches]
     assert heights == pytest.approx([50.0, 44.0])
     from matplotlib.container import BarContainer
@@ -230,3 +238,66 @@ def test_bar_with_errors(runs: Path) -> None:
     bars = next(c for c in ax.containers if isinstance(c, BarContainer))
     segments = bars.errorbar.lines[2][0].get_segments()  # one vertical segment per bar
     assert [seg[1][1] - seg[0][1] for seg in segments] == pytest.approx([2.0, 2.0])  # +- std 1
+
+
+# ------------------------------------------------------------------ what only notebooks used
+def _frame(track_iou: dict[int, float]) -> FrameAnnotation:
+    ids = np.array(list(track_iou), dtype=np.int64)
+    return FrameAnnotation(Path("x.JPEG"), 64, 48, np.zeros((len(ids), 4), np.float32),
+                           np.ones(len(ids), np.int64), ids, np.zeros(len(ids), bool),
+                           np.zeros(len(ids), bool),
+                           np.array(list(track_iou.values()), dtype=np.float32))
+
+
+def test_fast_segment_picks_the_fastest_track_within_one_key_segment() -> None:
+    slow = Video("v0", [_frame({0: 0.95}) for _ in range(8)])
+    # track 1 is fast in frames 4..7 only; track 2 is fast everywhere but leaves at frame 6
+    fast = Video("v1", [_frame({1: 0.9 if i < 4 else 0.3, 2: 0.5} if i < 6 else {1: 0.3})
+                        for i in range(8)])
+    # offline, k=4: keys 1 and 5; from key 5 the frames 5, 6 (n=2) share its segment
+    assert R.fast_segment([slow, fast], 4, n=2) == (1, 5, 1)
+    assert R.fast_segment([slow, fast], 4, n=2, mode="online") == (1, 4, 1)
+    with pytest.raises(ValueError, match="no track"):
+        R.fast_segment([slow], 4, n=2)
+
+
+def test_complexity_table_counts() -> None:
+    t = R.complexity_table(H=2, W=3, C=8, C_e=4, N=9, D=16, C_low=8, quality_hidden=4,
+                           quality_mid=2, low2high_hidden=4).set_index("part")
+    hw = 6
+    naive = 2 * 8 * 4 * hw + 9 * 4 * hw + 9 * 8 * hw
+    assert t.loc["LSTS alignment, naive form", "GMACs"] == round(naive / 1e9, 3)
+    # N=81, D=100 at the paper's size: the efficient form's memory does not grow with C.
+    paper = R.complexity_table(H=38, W=63, C=1024, C_e=256, N=81, D=100, C_low=1024)
+    mem = paper.set_index("part")["extra memory (MB)"]
+    assert mem["LSTS alignment, efficient form"] < mem["LSTS alignment, naive form"] / 50
+    assert shift_box_size(uniform_offsets(9, 4.0)) == 100  # floor(p) .. +1 over [-4, 4]
+
+
+def test_offsets_and_focus_weights_of_a_run(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = build_detector(tiny_config("lsts", min_size=64, max_size=112))
+    init = {OFFSETS_KEY: model.sampling_offsets()}
+    with torch.no_grad():
+        model.offsets.p.add_(0.25)
+    run = tmp_path / "lsts" / "seed0"
+    save_atomic({"format": FORMAT, "model": model.state_dict(), "offsets_init": init,
+                 "model_config": model.cfg.to_dict(), "config": {}}, run / "model.pt")
+    p0, p1 = R.load_offsets(run)
+    assert np.allclose(p1 - p0, 0.25)
+    loaded = R.load_run_detector(run)
+    assert torch.equal(loaded.sampling_offsets(), model.offsets.p)
+    g = torch.Generator().manual_seed(0)
+    frames = [torch.rand(3, 48, 80, generator=g) for _ in range(3)]
+    out = R.focus_weights(loaded, frames[0], frames[1:])
+    T, N, h, w = out["S"].shape
+    assert (T, N) == (2, len(p1)) and out["p"].shape == (N, 2)
+    assert np.allclose(out["S"].sum(axis=1), 1.0, atol=1e-5)  # a softmax over the N points
+    assert out["cell_px"] == pytest.approx((16 * 80 / 106, 16 * 48 / 64))  # 48x80 -> 64x106
+    copy = build_detector(tiny_config("copy_prop"))
+    save_atomic({"format": FORMAT, "model": copy.state_dict(), "model_config": copy.cfg.to_dict(),
+                 "config": {}}, tmp_path / "copy" / "model.pt")
+    with pytest.raises(ValueError, match="not an LSTS variant"):
+        R.load_offsets(tmp_path / "copy")
+    with pytest.raises(ValueError, match="no LSTS alignment"):
+        R.focus_weights(copy, frames[0], frames[1:])
