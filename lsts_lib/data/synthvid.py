@@ -46,6 +46,7 @@ from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
 from lsts_lib import paths
+from lsts_lib.argtypes import nonnegative_int, positive_int
 
 GENERATOR_VERSION = "1"
 DATABASE = "SynthVID"
@@ -693,10 +694,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=None,
                         help="output folder (default: data/synthvid/<preset>)")
     parser.add_argument("--preset", default="smoke", help=f"one of {', '.join(PRESETS)}")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=nonnegative_int, default=0)
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a SynthVID dataset of another preset/seed in --out")
-    parser.add_argument("--workers", type=int, default=None,
+    parser.add_argument("--workers", type=positive_int, default=None,
                         help="worker processes (default: the preset's; output is the same)")
 
 

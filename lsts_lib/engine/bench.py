@@ -36,6 +36,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from lsts_lib.argtypes import positive_int
 from lsts_lib.data.vid import VID_CLASSES
 from lsts_lib.engine.config import load_config
 from lsts_lib.engine.env import cpu_model
@@ -226,8 +227,10 @@ def bench(
     picked = list(VARIANTS) if not variants else variants
     for name in picked:
         get_variant(name)
-    repeats = int(repeats or cfg["eval"].get("bench_repeats", 5))
-    k = int(key_interval or cfg["eval"].get("key_interval", 10))
+    repeats = cfg["eval"]["bench_repeats"] if repeats is None else repeats
+    k = cfg["eval"]["key_interval"] if key_interval is None else key_interval
+    if repeats < 1 or k < 1:
+        raise ValueError(f"bench: repeats ({repeats}) and key interval ({k}) must be >= 1")
     report: dict[str, Any] = {
         "schema": "lsts-bench-v1", "config": cfg.get("name", str(config)),
         "device": device_info(dev), "key_interval": k, "repeats": repeats,
@@ -283,9 +286,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated: preset (the config's size), paper (600x1000)")
     parser.add_argument("--variants", nargs="+", default=None,
                         help="named variants of the config (default: all)")
-    parser.add_argument("--repeats", type=int, default=None,
+    parser.add_argument("--repeats", type=positive_int, default=None,
                         help="timed calls per stage (default: eval.bench_repeats)")
-    parser.add_argument("--key-interval", type=int, default=None)
+    parser.add_argument("--key-interval", type=positive_int, default=None,
+                        help="frames per key frame (default: eval.key_interval)")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -9,31 +9,20 @@ process killed at any moment leaves either the old or the new file, never half o
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from lsts_lib import atomic
+
 FORMAT = "lsts-checkpoint-v1"
 
 
 def save_atomic(obj: Mapping[str, Any], path: Path) -> None:
     """torch.save `obj` to `path` so that `path` is always a complete file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(dict(obj), fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        # The target is untouched; drop the partial temporary file.
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    path = atomic.write_via(path, lambda fh: torch.save(dict(obj), fh))
     _fsync_dir(path.parent)
 
 
