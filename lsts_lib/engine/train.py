@@ -51,7 +51,7 @@ from lsts_lib.engine.config import (
     parse_overrides,
     variant_overrides,
 )
-from lsts_lib.engine.data import build_stream, torch_seed
+from lsts_lib.engine.data import TrainStream, build_stream, torch_seed
 from lsts_lib.engine.distributed import Dist, pick_device, set_threads
 from lsts_lib.engine.env import environment
 from lsts_lib.engine.optim import build_optimizer, lr_factor, total_steps
@@ -139,6 +139,86 @@ def _differences(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> str:
     return "another " + ", ".join(parts) if parts else "outputs changed since"
 
 
+def _reusable(out: Path, stamp: rundir.Stamp, inputs: Mapping[str, Any], resume: bool,
+              redo: bool) -> bool:
+    """True for a finished run made from `inputs`; refuses a folder that is not a run, a
+    finished run made from other inputs and an unfinished one, unless told what to do."""
+    rundir.check_owned(out, redo)
+    if rundir.is_finished(out) and not redo:
+        if not stamp.done(inputs):
+            raise ValueError(f"{out}: holds a finished run made from other inputs "
+                             f"({_differences(stamp.recorded_inputs(), inputs)}); pass --redo "
+                             "to retrain it with these")
+        return True
+    if (out / rundir.LAST).exists() and not resume and not redo:
+        raise ValueError(f"{out}: holds an unfinished run (last.pt); pass --resume to continue "
+                         "it or --redo to start over")
+    return False
+
+
+def _start_weights(model: VideoDetector, cfg: Mapping[str, Any], last_path: Path,
+                   resume: bool, init_path: Path | None
+                   ) -> tuple[dict[str, Any] | None, int, dict[str, torch.Tensor]]:
+    """(resume checkpoint or None, first step, initial offsets): the weights a run starts
+    from -- its own last.pt when resuming, else `init_path`'s, else the seed's."""
+    if resume and last_path.exists():
+        ckpt = load_checkpoint(last_path, map_location="cpu")
+        if _comparable(ckpt["config"]) != _comparable(cfg):
+            raise ValueError(f"{last_path}: was written with another config; resume needs the "
+                             "same config and overrides (or pass --redo)")
+        model.load_state_dict(ckpt["model"])
+        return ckpt, int(ckpt["step"]), dict(ckpt.get("offsets_init", {}))
+    if init_path:
+        init_from_checkpoint(model, init_path)
+    return None, 0, {} if model.offsets is None else {OFFSETS_KEY: model.sampling_offsets().cpu()}
+
+
+def _backward(net: nn.Module, stream: TrainStream, step: int, d: Dist, batch: int,
+              device: torch.device, seed: int, sources: list[str], last_path: Path
+              ) -> dict[str, float]:
+    """Forward and backward of this process's `batch` samples of `step`; their mean losses.
+    Gradients are averaged (DDP synchronises them at the last sample)."""
+    sums: dict[str, float] = {}
+    for j, pos in enumerate(stream.positions(step, d.rank, d.world, batch)):
+        sample = stream.sample(step, pos)
+        if len(sources) < 10_000:
+            sources.append(sample.source)
+        frames = [f.to(device) for f in sample.frames]
+        target = {k: v.to(device) for k, v in sample.target.items()}
+        torch.manual_seed(torch_seed(seed, step, pos))
+        sync = net.no_sync() if d.enabled and j < batch - 1 else nullcontext()
+        with sync:
+            losses = net(frames, target)
+            loss = losses["loss"]
+            if d.any(not bool(torch.isfinite(loss.detach()).all()), device):
+                raise NonFiniteLossError(
+                    f"non-finite loss at step {step + 1} (sample {sample.source}: "
+                    + ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in losses.items())
+                    + f"); stopped; the last good checkpoint is {last_path} "
+                    "(lower the learning rate or check the data)")
+            if not loss.requires_grad:
+                raise ValueError(
+                    f"step {step + 1}: the loss of sample {sample.source} reaches no "
+                    "trainable parameter (train.stage*.lr_mult froze every module it uses)")
+            (loss / batch).backward()
+        for k, v in losses.items():
+            sums[k] = sums.get(k, 0.0) + float(v.detach()) / batch
+    return sums
+
+
+def _grad_norm(model: nn.Module, clip: float | None, step: int, last_path: Path) -> float:
+    """The gradient's norm, after clipping it to `clip` when set; a non-finite one stops."""
+    if clip:
+        gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), clip))
+    else:
+        gnorm = float(torch.linalg.vector_norm(torch.stack([
+            p.grad.detach().norm() for p in model.parameters() if p.grad is not None])))
+    if not math.isfinite(gnorm):
+        raise NonFiniteLossError(f"non-finite gradient norm at step {step + 1}; stopped; the "
+                                 f"last good checkpoint is {last_path}")
+    return gnorm
+
+
 # ------------------------------------------------------------------------------- train
 def train(
     config: str | Path | Mapping[str, Any],
@@ -163,20 +243,12 @@ def train(
     init_path = Path(init_path).resolve() if init_path else None
     d = Dist()
     stamp = rundir.Stamp(out, "train")
-    rundir.check_owned(out, redo)
     inputs = train_inputs(cfg, init_path)
-    if rundir.is_finished(out) and not redo:
-        if not stamp.done(inputs):
-            raise ValueError(f"{out}: holds a finished run made from other inputs "
-                             f"({_differences(stamp.recorded_inputs(), inputs)}); pass --redo "
-                             "to retrain it with these")
+    if _reusable(out, stamp, inputs, resume, redo):
         if d.main and progress is not False:
             print(f"{out}: finished run reused (same config, data and init-from)")
         return out / rundir.MODEL
     last_path = out / rundir.LAST
-    if last_path.exists() and not resume and not redo:
-        raise ValueError(f"{out}: holds an unfinished run (last.pt); pass --resume to continue "
-                         "it or --redo to start over")
 
     device = pick_device(run.train.device)
     if device.type == "cuda":
@@ -200,21 +272,7 @@ def train(
 
     torch.manual_seed(seed)  # the model's initial weights depend on the seed only
     model = build_model(mcfg).to(device)
-    start_step = 0
-    if resume and last_path.exists():
-        ckpt = load_checkpoint(last_path, map_location="cpu")
-        if _comparable(ckpt["config"]) != _comparable(cfg):
-            raise ValueError(f"{last_path}: was written with another config; resume needs the "
-                             "same config and overrides (or pass --redo)")
-        model.load_state_dict(ckpt["model"])
-        start_step = int(ckpt["step"])
-        offsets_init = dict(ckpt.get("offsets_init", {}))
-    else:
-        ckpt = None
-        if init_path:
-            init_from_checkpoint(model, init_path)
-        offsets_init = ({} if model.offsets is None
-                        else {OFFSETS_KEY: model.sampling_offsets().cpu()})
+    ckpt, start_step, offsets_init = _start_weights(model, cfg, last_path, resume, init_path)
 
     optimizer = build_optimizer(model, run.train, sched)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -271,39 +329,8 @@ def train(
     for step in range(start_step, steps):
         t0, c0 = time.perf_counter(), time.process_time()
         optimizer.zero_grad(set_to_none=True)
-        sums: dict[str, float] = {}
-        for j, pos in enumerate(stream.positions(step, d.rank, d.world, batch)):
-            sample = stream.sample(step, pos)
-            if len(sources) < 10_000:
-                sources.append(sample.source)
-            frames = [f.to(device) for f in sample.frames]
-            target = {k: v.to(device) for k, v in sample.target.items()}
-            torch.manual_seed(torch_seed(seed, step, pos))
-            sync = net.no_sync() if d.enabled and j < batch - 1 else nullcontext()
-            with sync:
-                losses = net(frames, target)
-                loss = losses["loss"]
-                if d.any(not bool(torch.isfinite(loss.detach()).all()), device):
-                    raise NonFiniteLossError(
-                        f"non-finite loss at step {step + 1} (sample {sample.source}: "
-                        + ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in losses.items())
-                        + f"); stopped; the last good checkpoint is {last_path} "
-                        "(lower the learning rate or check the data)")
-                if not loss.requires_grad:
-                    raise ValueError(
-                        f"step {step + 1}: the loss of sample {sample.source} reaches no "
-                        "trainable parameter (train.stage*.lr_mult froze every module it uses)")
-                (loss / batch).backward()
-            for k, v in losses.items():
-                sums[k] = sums.get(k, 0.0) + float(v.detach()) / batch
-        if clip:
-            gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), clip))
-        else:
-            gnorm = float(torch.linalg.vector_norm(torch.stack([
-                p.grad.detach().norm() for p in model.parameters() if p.grad is not None])))
-        if not math.isfinite(gnorm):
-            raise NonFiniteLossError(f"non-finite gradient norm at step {step + 1}; stopped; the "
-                                     f"last good checkpoint is {last_path}")
+        sums = _backward(net, stream, step, d, batch, device, seed, sources, last_path)
+        gnorm = _grad_norm(model, clip, step, last_path)
         lrs = {g.get("name", str(i)): g["lr"] for i, g in enumerate(optimizer.param_groups)}
         optimizer.step()
         scheduler.step()
