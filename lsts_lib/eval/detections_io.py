@@ -124,11 +124,21 @@ class Detections:
         )
 
     def by_frame(self) -> dict[int, np.ndarray]:
-        """Map frame id -> row indices of that frame, in file order."""
+        """Map frame id -> row indices of that frame, in row order."""
         order = np.argsort(self.frame_ids, kind="stable")
-        fids = self.frame_ids[order]
-        cuts = np.flatnonzero(np.diff(fids)) + 1
-        return {int(fids[g[0]]): g for g in np.split(order, cuts) if len(g)}
+        cuts = np.flatnonzero(np.diff(self.frame_ids[order])) + 1
+        # g holds row indices, so its frame id is read from the unsorted column.
+        return {int(self.frame_ids[g[0]]): g for g in np.split(order, cuts) if len(g)}
+
+    def canonical(self) -> Detections:
+        """The rows sorted by frame id, score (descending), class, then box.
+
+        The devkit rule and pycocotools break score ties by row order; evaluating the
+        canonical order makes every metric a function of the set of rows, whatever the
+        order of the file's lines.
+        """
+        x1, y1, x2, y2 = self.boxes.T
+        return self.select(np.lexsort((y2, x2, y1, x1, self.labels, -self.scores, self.frame_ids)))
 
     def validate(
         self, num_classes: int, valid_frame_ids: Iterable[int] | None = None, source: str = ""

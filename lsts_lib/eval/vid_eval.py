@@ -331,6 +331,7 @@ def evaluate_vid(
     """
     num_classes = classes.num_classes
     dets.validate(num_classes, None, source="detections")
+    dets = dets.canonical()
     m = _match(videos, dets, rule)
     num_gt = np.bincount(m.gt_labels, minlength=num_classes + 1)
     if len(num_gt) > num_classes + 1:
