@@ -199,7 +199,7 @@ def _match(videos: Sequence[Video], dets: Detections, rule: MatchRule) -> _Match
     for fid in sorted(groups, key=frame_pos.__getitem__):
         pos = frame_pos[fid]
         rows = groups[fid]
-        # Stable: equal scores keep file order (the devkit's unstable sort leaves it undefined).
+        # Stable: equal scores keep the canonical row order (the devkit leaves it undefined).
         rows = rows[np.argsort(-dets.scores[rows], kind="stable")]
         g_boxes, g_labels = gt_boxes[pos], gt_labels[pos]
         ious = box_iou(dets.boxes[rows], g_boxes, rule.plus_one)
