@@ -234,3 +234,26 @@ def test_det_missing_annotation(vid_layout):
     vid_layout.write_split("DET_train_30classes.txt", ["train/D/d0 1", "train/D/d9 1"])
     with pytest.raises(DatasetError, match=r"annotation not found: .*d9\.xml"):
         DETDataset(vid_layout.root)
+
+
+def test_image_of_another_size_is_refused_where_it_is_decoded(vid_layout):
+    """Every val image resized x2 after annotation: training and detection decode the frames
+    through `load_frame`, which names the file; without check_images the reader is silent."""
+    from PIL import Image
+
+    from lsts_lib.data import load_frame
+    from lsts_lib.engine.data import TrainStream
+
+    _val_snippet(vid_layout, moving_track(3, 1.0))
+    img = vid_layout.root / "Data" / "VID" / "val" / "v0" / "000001.JPEG"
+    with Image.open(img) as im:
+        im.resize((2 * im.width, 2 * im.height)).save(img, format="JPEG")
+    ds = VIDDataset(vid_layout.root, "val")
+    want = rf"image {re.escape(str(img))} is 128x96 but its annotation says 64x48"
+    assert load_frame(ds.frame(0, 0)).shape == (3, 48, 64)
+    with pytest.raises(DatasetError, match=want):
+        load_frame(ds.frame(0, 1))
+    stream = TrainStream(ds, None, seed=0, temporal=False)
+    with pytest.raises(DatasetError, match=want):
+        for position in range(len(stream)):
+            stream.sample(0, position)

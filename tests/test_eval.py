@@ -252,6 +252,9 @@ def test_motion_ranges_agree_with_the_reader():
 
 
 # --------------------------------------------------------------------------- random data
+RANDOM_SIZE = 650  # square frames that hold every random GT box and (clipped) detection
+
+
 def random_case(seed: int, n_videos=3, n_frames=20, large=True, motion=True):
     """Seeded GT (boxes >= 60 px when large, so the VID threshold is 0.5) and detections."""
     rng = np.random.default_rng(seed)
@@ -266,7 +269,7 @@ def random_case(seed: int, n_videos=3, n_frames=20, large=True, motion=True):
             boxes = np.round(np.concatenate([xy, xy + wh], axis=1))
             labels = rng.integers(1, 3, size=k)  # class 3 never has GT
             mious = rng.uniform(0.4, 1.0, size=k) if motion else None
-            frames.append(frame(boxes, labels, motion=mious))
+            frames.append(frame(boxes, labels, motion=mious, size=(RANDOM_SIZE, RANDOM_SIZE)))
             fid = start + f
             for b, lab in zip(boxes, labels, strict=True):
                 for _ in range(int(rng.integers(0, 3))):  # misses and duplicates
@@ -283,7 +286,9 @@ def random_case(seed: int, n_videos=3, n_frames=20, large=True, motion=True):
                 rows.append((fid, int(rng.integers(1, 4)), rng.random() * 0.7, *xy, *(xy + wh)))
         videos.append(Video(f"val/v{v}", frames, start_index=start))
         start += n_frames
-    return videos, dets_of(rows)
+    d = dets_of(rows)
+    d.boxes = np.clip(d.boxes, 0, RANDOM_SIZE)
+    return videos, d
 
 
 COCO_RULE = MatchRule(plus_one=False, small_object_rule=False, iou_threshold=0.5)

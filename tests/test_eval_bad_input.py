@@ -15,6 +15,7 @@ from lsts_lib.eval import (
     Detections,
     evaluate_vid,
     frame_ids,
+    frame_sizes,
     read_coco_results,
     read_detections,
     read_vid_detections,
@@ -178,3 +179,49 @@ def test_cli_refuses_a_split_without_devkit_frame_ids(tmp_path, capsys):
     args = ["evaluate", "--data", str(tmp_path), "--split", "train", "--detections", str(det)]
     assert main(args) == 1
     assert "val split only" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("box", "ok"),
+    [
+        ((10, 10, 50, 50), True),
+        ((-1, -1, 101, 101), True),  # the image [0, 100] passed by the 1 px tolerance
+        ((-1.5, 10, 50, 50), False),
+        ((10, -2, 50, 50), False),
+        ((10, 10, 101.5, 50), False),
+        ((10, 10, 50, 150), False),
+    ],
+)
+def test_detections_outside_the_annotated_image_are_refused(tmp_path, box, ok):
+    sizes = frame_sizes(VIDEOS)  # every frame 100x100
+    line = "1 1 0.9 " + " ".join(map(str, box))
+    x1, y1, x2, y2 = box
+    entry = {"image_id": 1, "category_id": 1, "bbox": [x1, y1, x2 - x1, y2 - y1], "score": 0.9}
+    (tmp_path / "d.txt").write_text(f"{GOOD}\n{line}\n")
+    (tmp_path / "d.json").write_text(json.dumps([entry]))
+    d = Detections([1], [1], [0.9], [box])
+    checks = [
+        (lambda: read_detections(tmp_path / "d.txt", 2, frame_sizes=sizes), "d.txt:2: "),
+        (lambda: read_detections(tmp_path / "d.json", 2, frame_sizes=sizes), "entry 0: "),
+        (lambda: evaluate_vid(CLASSES, VIDEOS, d), "detection 0: "),
+    ]
+    for run, where in checks:
+        if ok:
+            run()
+        else:
+            with pytest.raises(ValueError, match=f"{where}box .* outside the 100x100 image"):
+                run()
+
+
+def test_cli_refuses_detections_made_on_images_resized_x2(tiny_vid, tmp_path, capsys):
+    from lsts_lib.cli import main
+    from lsts_lib.data.vid import VIDDataset
+
+    ds = VIDDataset(tiny_vid, split="val")
+    fr = ds.frame(0, 0)
+    det = tmp_path / "dets.txt"
+    det.write_text("".join(f"1 {lab} 0.9 " + " ".join(str(2 * c) for c in b) + "\n"
+                           for b, lab in zip(fr.boxes, fr.labels, strict=True)))
+    assert main(["evaluate", "--data", str(tiny_vid), "--detections", str(det)]) == 1
+    assert "dets.txt:1: box (4.0 10.0 44.0 50.0) lies outside the 64x48 image" in (
+        capsys.readouterr().err)

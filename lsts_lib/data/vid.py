@@ -56,6 +56,7 @@ __all__ = [
     "VidTrainLine",
     "DetTrainLine",
     "load_class_list",
+    "load_frame",
     "load_image",
     "parse_annotation",
     "read_split_file",
@@ -316,6 +317,16 @@ def parse_annotation(
 
 
 # ------------------------------------------------------------------------------ images
+def _check_size(path: Path, size: tuple[int, int], expect_wh: tuple[int, int] | None) -> None:
+    """Boxes are in the annotation's pixel grid: an image of another size would silently
+    misplace every box (e.g. a folder of images resized after annotation)."""
+    if expect_wh is not None and tuple(size) != tuple(expect_wh):
+        raise DatasetError(
+            f"image {path} is {size[0]}x{size[1]} but its annotation says "
+            f"{expect_wh[0]}x{expect_wh[1]}"
+        )
+
+
 def _check_image(path: Path, expect_wh: tuple[int, int] | None = None) -> None:
     if not path.is_file():
         raise DatasetError(f"image not found: {path}")
@@ -325,24 +336,27 @@ def _check_image(path: Path, expect_wh: tuple[int, int] | None = None) -> None:
             im.verify()
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise DatasetError(f"corrupt image {path}: {exc}") from exc
-    if expect_wh is not None and size != expect_wh:
-        raise DatasetError(
-            f"image {path} is {size[0]}x{size[1]} but its annotation says "
-            f"{expect_wh[0]}x{expect_wh[1]}"
-        )
+    _check_size(path, size, expect_wh)
 
 
-def load_image(path: str | Path) -> torch.Tensor:
-    """Decode a JPEG to a float32 tensor (3, H, W) in [0, 1]."""
+def load_image(path: str | Path, expect_wh: tuple[int, int] | None = None) -> torch.Tensor:
+    """Decode a JPEG to a float32 tensor (3, H, W) in [0, 1]; with `expect_wh` (width,
+    height) an image of another size raises `DatasetError` naming the file."""
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"image not found: {path}")
     try:
         with Image.open(path) as im:
+            _check_size(path, im.size, expect_wh)
             arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise DatasetError(f"corrupt image {path}: {exc}") from exc
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
+
+
+def load_frame(ann: FrameAnnotation) -> torch.Tensor:
+    """The image of an annotated frame, checked against the annotation's <size>."""
+    return load_image(ann.image, (ann.width, ann.height))
 
 
 # ----------------------------------------------------------------------------- datasets

@@ -27,7 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from lsts_lib.data.types import ClassList
-from lsts_lib.data.vid import VIDDataset, load_image
+from lsts_lib.data.vid import VIDDataset, load_frame
 from lsts_lib.engine.checkpoint import load_checkpoint
 from lsts_lib.eval.detections_io import Detections, write_coco_results, write_vid_detections
 
@@ -92,7 +92,7 @@ def detect(
         nonlocal decode
         for f in video.frames:
             t = time.perf_counter()
-            img = load_image(f.image).to(device)
+            img = load_frame(f).to(device)
             decode += time.perf_counter() - t
             bar.update(1)
             yield img

@@ -7,7 +7,9 @@ Devkit line format (what FGFA/DFF write and the devkit reads), one detection per
 - frame index: the global 1-based frame id of the split, i.e. ``video.start_index + offset``
   where ``start_index`` is the second column of ``VID_val_videos.txt``;
 - class index: 1..C in the dataset's label order (0 is background and is not allowed);
-- box: pixel corners in the coordinates of the annotation XML (xmin ymin xmax ymax).
+- box: pixel corners in the coordinates of the annotation XML (xmin ymin xmax ymax); given
+  the frames' sizes, a box may pass the image [0, W] x [0, H] by at most
+  ``BOUNDS_TOLERANCE_PX`` (further out it was made for another image size).
 
 COCO results JSON: a list of ``{"image_id", "category_id", "bbox": [x, y, w, h], "score"}``
 with ``image_id`` = the same global frame id, ``category_id`` = the same 1..C label and
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +35,7 @@ __all__ = [
     "Detections",
     "frame_ids",
     "frame_locations",
+    "frame_sizes",
     "read_coco_results",
     "read_detections",
     "read_vid_detections",
@@ -40,6 +43,11 @@ __all__ = [
     "write_coco_results",
     "write_vid_detections",
 ]
+
+
+# Detectors clip boxes to [0, W] x [0, H]; rounding when boxes are scaled back to the
+# annotation's size may pass that by a hair, never by a pixel.
+BOUNDS_TOLERANCE_PX = 1.0
 
 
 def frame_ids(videos: Sequence[Video]) -> list[int]:
@@ -60,6 +68,14 @@ def frame_locations(videos: Sequence[Video]) -> dict[int, tuple[int, int]]:
                 )
             out[fid] = (vi, fi)
     return out
+
+
+def frame_sizes(videos: Sequence[Video]) -> dict[int, tuple[int, int]]:
+    """Map global frame id -> (width, height) of its annotation."""
+    return {
+        fid: (videos[vi].frames[fi].width, videos[vi].frames[fi].height)
+        for fid, (vi, fi) in frame_locations(videos).items()
+    }
 
 
 @dataclass
@@ -141,9 +157,17 @@ class Detections:
         return self.select(np.lexsort((y2, x2, y1, x1, self.labels, -self.scores, self.frame_ids)))
 
     def validate(
-        self, num_classes: int, valid_frame_ids: Iterable[int] | None = None, source: str = ""
+        self,
+        num_classes: int,
+        valid_frame_ids: Iterable[int] | None = None,
+        source: str = "",
+        frame_sizes: Mapping[int, tuple[int, int]] | None = None,
     ) -> None:
-        """Raise ValueError on the first row that the evaluator would misread."""
+        """Raise ValueError on the first row that the evaluator would misread.
+
+        With `frame_sizes` ({frame id: (width, height)}) a box outside its frame's image
+        (beyond BOUNDS_TOLERANCE_PX) is refused too.
+        """
         where = f"{source}: " if source else ""
         # Vectorised screen, then the row-wise check of the first suspect for its message.
         suspect = (
@@ -158,6 +182,14 @@ class Detections:
         if valid_frame_ids is not None:
             valid = set(int(f) for f in valid_frame_ids)
             suspect |= ~np.isin(self.frame_ids, np.fromiter(valid, np.int64, len(valid)))
+        if frame_sizes:
+            known = np.array(sorted(frame_sizes), dtype=np.int64)
+            wh = np.array([frame_sizes[int(f)] for f in known], dtype=np.float64)
+            pos = np.minimum(np.searchsorted(known, self.frame_ids), len(known) - 1)
+            w, h, t = wh[pos, 0], wh[pos, 1], BOUNDS_TOLERANCE_PX
+            b = self.boxes
+            outside = (b[:, 0] < -t) | (b[:, 1] < -t) | (b[:, 2] > w + t) | (b[:, 3] > h + t)
+            suspect |= (known[pos] == self.frame_ids) & outside
         for i in np.flatnonzero(suspect)[:1]:
             problem = _row_problem(
                 int(self.frame_ids[i]),
@@ -166,6 +198,7 @@ class Detections:
                 self.boxes[i],
                 num_classes,
                 valid,
+                frame_sizes,
             )
             raise ValueError(f"{where}detection {i}: {problem}")
 
@@ -177,6 +210,7 @@ def _row_problem(
     box: Sequence[float],
     num_classes: int,
     valid: set[int] | None,
+    sizes: Mapping[int, tuple[int, int]] | None = None,
 ) -> str | None:
     """Why one detection is invalid, or None."""
     if valid is not None and fid not in valid:
@@ -190,7 +224,23 @@ def _row_problem(
     x1, y1, x2, y2 = box
     if x2 < x1 or y2 < y1:
         return f"box has x2 < x1 or y2 < y1 ({x1} {y1} {x2} {y2})"
+    if sizes is not None and fid in sizes:
+        w, h = sizes[fid]
+        t = BOUNDS_TOLERANCE_PX
+        if x1 < -t or y1 < -t or x2 > w + t or y2 > h + t:
+            return (
+                f"box ({x1} {y1} {x2} {y2}) lies outside the {w}x{h} image of frame {fid} "
+                f"(tolerance {t:g} px): detections made on images of another size?"
+            )
     return None
+
+
+def _valid_ids(
+    valid_frame_ids: Iterable[int] | None, frame_sizes: Mapping[int, tuple[int, int]] | None
+) -> set[int] | None:
+    if valid_frame_ids is not None:
+        return set(int(f) for f in valid_frame_ids)
+    return None if frame_sizes is None else set(frame_sizes)
 
 
 def _check_writable(dets: Detections, path: str | Path) -> None:
@@ -236,17 +286,22 @@ def write_vid_detections(
 
 
 def read_vid_detections(
-    path: str | Path, num_classes: int, valid_frame_ids: Iterable[int] | None = None
+    path: str | Path,
+    num_classes: int,
+    valid_frame_ids: Iterable[int] | None = None,
+    frame_sizes: Mapping[int, tuple[int, int]] | None = None,
 ) -> Detections:
     """Read and check the devkit line format; errors say `file:line: what is wrong`.
 
     Blank lines are skipped (they carry no detection); every other line must hold exactly
-    7 whitespace-separated fields: two integers then five finite numbers.
+    7 whitespace-separated fields: two integers then five finite numbers. `frame_sizes`
+    ({frame id: (width, height)}, e.g. `frame_sizes(videos)`) also bounds the boxes and,
+    without `valid_frame_ids`, names the valid frames.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"detections file not found: {path}")
-    valid = None if valid_frame_ids is None else set(int(f) for f in valid_frame_ids)
+    valid = _valid_ids(valid_frame_ids, frame_sizes)
     fids: list[int] = []
     labels: list[int] = []
     scores: list[float] = []
@@ -273,7 +328,7 @@ def read_vid_detections(
                 raise ValueError(
                     f"{path}:{lineno}: score and box must be numbers: {line.strip()!r}"
                 ) from None
-            problem = _row_problem(fid, label, score, box, num_classes, valid)
+            problem = _row_problem(fid, label, score, box, num_classes, valid, frame_sizes)
             if problem:
                 raise ValueError(f"{path}:{lineno}: {problem}")
             fids.append(fid)
@@ -313,9 +368,15 @@ def write_coco_results(path: str | Path, dets: Detections) -> Path:
 
 
 def read_coco_results(
-    path: str | Path, num_classes: int, valid_frame_ids: Iterable[int] | None = None
+    path: str | Path,
+    num_classes: int,
+    valid_frame_ids: Iterable[int] | None = None,
+    frame_sizes: Mapping[int, tuple[int, int]] | None = None,
 ) -> Detections:
-    """Read and check a COCO results JSON; errors name the file and the entry index."""
+    """Read and check a COCO results JSON; errors name the file and the entry index.
+
+    `valid_frame_ids` and `frame_sizes` as for `read_vid_detections`.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"detections file not found: {path}")
@@ -325,7 +386,7 @@ def read_coco_results(
         raise ValueError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(entries, list):
         raise ValueError(f"{path}: a COCO results file is a JSON list of detections")
-    valid = None if valid_frame_ids is None else set(int(f) for f in valid_frame_ids)
+    valid = _valid_ids(valid_frame_ids, frame_sizes)
     rows = []
     for i, e in enumerate(entries):
         where = f"{path}: entry {i}"
@@ -343,7 +404,7 @@ def read_coco_results(
             raise ValueError(f"{where}: bbox must be 4 numbers and score a number")
         x, y, w, h = (float(c) for c in bbox)
         box = [x, y, x + w, y + h]
-        problem = _row_problem(fid, label, float(score), box, num_classes, valid)
+        problem = _row_problem(fid, label, float(score), box, num_classes, valid, frame_sizes)
         if problem:
             raise ValueError(f"{where}: {problem}")
         rows.append((fid, label, float(score), box))
@@ -358,9 +419,11 @@ def read_coco_results(
 
 
 def read_detections(
-    path: str | Path, num_classes: int, valid_frame_ids: Iterable[int] | None = None
+    path: str | Path,
+    num_classes: int,
+    valid_frame_ids: Iterable[int] | None = None,
+    frame_sizes: Mapping[int, tuple[int, int]] | None = None,
 ) -> Detections:
     """Read either format: `.json` is COCO results, anything else the devkit line format."""
-    if Path(path).suffix.lower() == ".json":
-        return read_coco_results(path, num_classes, valid_frame_ids)
-    return read_vid_detections(path, num_classes, valid_frame_ids)
+    read = read_coco_results if Path(path).suffix.lower() == ".json" else read_vid_detections
+    return read(path, num_classes, valid_frame_ids, frame_sizes)

@@ -48,7 +48,12 @@ from typing import Any, Literal
 import numpy as np
 
 from lsts_lib.data.types import ClassList, Video
-from lsts_lib.eval.detections_io import Detections, frame_locations, read_detections
+from lsts_lib.eval.detections_io import (
+    Detections,
+    frame_locations,
+    frame_sizes,
+    read_detections,
+)
 
 __all__ = [
     "FGFA_MOTION_RANGES",
@@ -330,7 +335,7 @@ def evaluate_vid(
     ``lsts_lib.eval.coco.coco_metrics``; None unless ``coco=True``), ``protocol``.
     """
     num_classes = classes.num_classes
-    dets.validate(num_classes, None, source="detections")
+    dets.validate(num_classes, None, source="detections", frame_sizes=frame_sizes(videos))
     dets = dets.canonical()
     m = _match(videos, dets, rule)
     num_gt = np.bincount(m.gt_labels, minlength=num_classes + 1)
@@ -453,13 +458,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from lsts_lib.data.vid import VIDDataset
-    from lsts_lib.eval.detections_io import frame_ids
-
     if args.split != "val":
         # Devkit frame ids come from VID_val_videos.txt; train snippets have none.
         raise ValueError(f"--split {args.split}: the devkit evaluates the val split only")
     dataset = VIDDataset(args.data, split=args.split)
-    dets = read_detections(args.detections, dataset.classes.num_classes, frame_ids(dataset.videos))
+    # Iterating the videos parses a lazy dataset's snippets: every frame's size is needed.
+    dets = read_detections(
+        args.detections, dataset.classes.num_classes, frame_sizes=frame_sizes(list(dataset.videos))
+    )
     result = evaluate_dataset(dataset, dets, coco=not args.no_coco)
     result["detections_file"] = str(args.detections)
     result["split"] = args.split
