@@ -257,3 +257,19 @@ def test_image_of_another_size_is_refused_where_it_is_decoded(vid_layout):
     with pytest.raises(DatasetError, match=want):
         for position in range(len(stream)):
             stream.sample(0, position)
+
+
+@pytest.mark.parametrize(
+    "box",
+    [(10, 5, 10, 25), (10, 5, 30, 5), (10, 5, 10, 5), (-2, 5, -1, 25)],
+    ids=["xmin==xmax", "ymin==ymax", "point", "zero-width-after-clipping"],
+)
+def test_zero_area_box_is_refused_naming_the_file(vid_layout, box):
+    frames = moving_track(3, 1.0)
+    frames[1] = [(0, "c1", box)]
+    ann = _val_snippet(vid_layout, frames)
+    want = rf"{re.escape(str(ann / '000001.xml'))}: object 0 .*zero area"
+    with pytest.raises(DatasetError, match=want):
+        VIDDataset(vid_layout.root, "val")
+    with pytest.raises(DatasetError, match=want):  # not even tolerated non-strict
+        VIDDataset(vid_layout.root, "val", strict=False)

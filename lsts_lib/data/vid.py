@@ -20,8 +20,8 @@ Bad input raises `DatasetError` naming the file. Two things the VID devkit and F
 loader tolerate are counted instead (see `VIDDataset.issues`): boxes that pass the image
 border by at most `BOX_TOLERANCE_PX` pixels are clipped to it, and with `strict=False`
 objects of an unknown class id are dropped (FGFA drops them silently; we count them) and
-boxes further out are clipped too. Malformed XML, missing files, empty snippets and boxes
-with xmin > xmax are always errors.
+boxes further out are clipped too. Malformed XML, missing files, empty snippets, boxes
+with xmin > xmax and boxes of zero area (also after clipping) are always errors.
 """
 
 from __future__ import annotations
@@ -265,6 +265,13 @@ def _parse_xml(
             raise DatasetError(
                 f"{xml_path}: object {k} has xmin > xmax or ymin > ymax: {x1, y1, x2, y2}"
             )
+        # A box of zero width or height has no inside to learn (its regression target is
+        # log 0): refused here, where the file can still be named.
+        if x1 == x2 or y1 == y2:
+            raise DatasetError(
+                f"{xml_path}: object {k} has zero area (xmin == xmax or ymin == ymax): "
+                f"{x1, y1, x2, y2}"
+            )
         over = max(-x1, -y1, x2 - (width - 1), y2 - (height - 1))
         if over > 0:
             if over > BOX_TOLERANCE_PX and not clip_any:
@@ -274,6 +281,11 @@ def _parse_xml(
                 )
             x1, x2 = min(max(x1, 0.0), width - 1.0), min(max(x2, 0.0), width - 1.0)
             y1, y2 = min(max(y1, 0.0), height - 1.0), min(max(y2, 0.0), height - 1.0)
+            if x1 == x2 or y1 == y2:
+                raise DatasetError(
+                    f"{xml_path}: object {k} box lies outside the {width}x{height} image: "
+                    f"zero area left after clipping it to the image"
+                )
             n_clipped += 1
         track = obj.find("trackid")
         try:
