@@ -449,6 +449,11 @@ class VIDDataset:
                         f"{ln.num_frames} frames"
                     )
                 self.samples.append((vi, ln.frame))
+            # Train snippets have no devkit frame ids: number their frames consecutively in
+            # split-file order (as val's are), so that a frame id names one frame.
+            start = 1
+            for video, n in zip(videos, counts, strict=True):
+                video.start_index, start = start, start + n
         else:
             for ln in read_split_file(self.split_file, "vid_val"):
                 if max_videos is not None and len(videos) >= max_videos:
