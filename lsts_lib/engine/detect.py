@@ -47,6 +47,17 @@ def load_detector(checkpoint: str | Path, device: str | torch.device = "cpu"):
     return model.to(device).eval(), ckpt
 
 
+def _device(name: str | torch.device) -> torch.device:
+    """`--device` as a torch.device; a device this machine lacks is a one-line error."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device {name}: not a device name (cpu, cuda, cuda:1, ...)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: no CUDA device is available on this machine")
+    return device
+
+
 def _check_classes(ckpt: dict[str, Any], classes: ClassList, checkpoint: Path, root: Path) -> None:
     ids = ckpt.get("classes", {}).get("ids")
     if ids is not None and tuple(ids) != tuple(classes.ids):
@@ -68,6 +79,7 @@ def detect(
 ) -> dict[str, Any]:
     """Detect every frame of `split`; write OUT/detections.{txt,json} + timing.json; return timing."""
     checkpoint, data, out = Path(checkpoint), Path(data), Path(out)
+    device = str(_device(device))
     model, ckpt = load_detector(checkpoint, device)
     ev = ckpt.get("config", {}).get("eval", {})
     mode = mode or ev.get("mode", "offline")
