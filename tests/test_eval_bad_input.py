@@ -225,3 +225,17 @@ def test_cli_refuses_detections_made_on_images_resized_x2(tiny_vid, tmp_path, ca
     assert main(["evaluate", "--data", str(tiny_vid), "--detections", str(det)]) == 1
     assert "dets.txt:1: box (4.0 10.0 44.0 50.0) lies outside the 64x48 image" in (
         capsys.readouterr().err)
+
+
+def test_cli_refuses_json_output_onto_the_detections_file(tiny_vid, tmp_path, capsys):
+    from lsts_lib.cli import main
+
+    det = tmp_path / "dets.json"
+    det.write_text("[]")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "link.json").symlink_to(det)
+    for same in (det, tmp_path / "sub" / ".." / "dets.json", tmp_path / "link.json"):
+        args = ["evaluate", "--data", str(tiny_vid), "--detections", str(det), "--json", str(same)]
+        assert main(args) == 1
+        assert f"--json {same}: is the detections file" in capsys.readouterr().err
+        assert det.read_text() == "[]"

@@ -456,11 +456,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-coco", action="store_true", help="skip the pycocotools metrics")
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file (other spellings, symbolic and hard links included)."""
+    if a.resolve() == b.resolve():
+        return True
+    return a.exists() and b.exists() and a.samefile(b)
+
+
 def main(args: argparse.Namespace) -> int:
     from lsts_lib.data.vid import VIDDataset
     if args.split != "val":
         # Devkit frame ids come from VID_val_videos.txt; train snippets have none.
         raise ValueError(f"--split {args.split}: the devkit evaluates the val split only")
+    if args.json is not None and _same_file(args.json, args.detections):
+        raise ValueError(f"--json {args.json}: is the detections file; the results would "
+                         "overwrite the input")
     dataset = VIDDataset(args.data, split=args.split)
     # Iterating the videos parses a lazy dataset's snippets: every frame's size is needed.
     dets = read_detections(
