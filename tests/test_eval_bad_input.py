@@ -71,6 +71,11 @@ def test_good_file_reads(tmp_path):
         ("1 1 0.9 10 10 nan 50", "non-finite coordinate"),
         ("1 1 0.9 50 10 10 50", "x2 < x1"),
         ("1 1 0.9 10 50 50 10", "y2 < y1"),
+        # int()/float() read these as 1, 10, 10.0 and 0.9: strict ASCII decimal only.
+        ("\u0661 1 0.9 10 10 50 50", "must be integers"),
+        ("1_0 1 0.9 10 10 50 50", "must be integers"),
+        ("1 1 0.9 1_0 10 50 50", "must be numbers"),
+        ("1 1 \u0660.\u0669 10 10 50 50", "must be numbers"),
     ],
 )
 def test_bad_line_names_file_and_line(tmp_path, bad, what):
@@ -94,6 +99,11 @@ def test_missing_file(tmp_path):
         ({"image_id": 1, "category_id": 1, "bbox": [0, 0, -5, 5], "score": 0.5}, "x2 < x1"),
         ({"image_id": 1, "category_id": 1, "bbox": [0, 0, 5], "score": 0.5}, "4 numbers"),
         ({"image_id": "1", "category_id": 1, "bbox": [0, 0, 5, 5], "score": 0.5}, "integers"),
+        # JSON true is a Python bool, which isinstance(.., int) accepts as 1.
+        ({"image_id": True, "category_id": 1, "bbox": [0, 0, 5, 5], "score": 0.5}, "integers"),
+        ({"image_id": 1, "category_id": True, "bbox": [0, 0, 5, 5], "score": 0.5}, "integers"),
+        ({"image_id": 1, "category_id": 1, "bbox": [0, 0, 5, 5], "score": True}, "a number"),
+        ({"image_id": 1, "category_id": 1, "bbox": [0, 0, True, 5], "score": 0.5}, "4 numbers"),
         ({"image_id": 1, "category_id": 1, "bbox": [0, 0, 5, 5]}, "needs image_id"),
     ],
 )
@@ -239,3 +249,28 @@ def test_cli_refuses_json_output_onto_the_detections_file(tiny_vid, tmp_path, ca
         assert main(args) == 1
         assert f"--json {same}: is the detections file" in capsys.readouterr().err
         assert det.read_text() == "[]"
+
+
+def test_deeply_nested_coco_json_is_a_one_line_error(tmp_path):
+    path = tmp_path / "dets.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ValueError, match=r"dets.json: not COCO results \(JSON nested too deeply"):
+        read_detections(path, 2)
+
+
+@pytest.mark.parametrize("suffix", [".txt", ".json"])
+def test_detections_file_that_is_not_utf8_names_the_file(tmp_path, suffix):
+    path = tmp_path / f"dets{suffix}"
+    path.write_bytes(f"{GOOD}\n".encode() + b"1 1 0.9 10 10 50 50 \xff\n")
+    with pytest.raises(ValueError, match=rf"dets\{suffix}(:2)?: not (UTF-8 text|valid JSON)"):
+        read_detections(path, 2)
+
+
+def test_error_quotes_at_most_200_characters_of_a_huge_line(tmp_path):
+    path = tmp_path / "dets.txt"
+    path.write_text(f"{GOOD}\n1 1 0.9 10 10 50 {'5' * 1_000_000}x\n")
+    with pytest.raises(ValueError) as exc:
+        read_vid_detections(path, 2)
+    msg = str(exc.value)
+    assert "dets.txt:2: score and box must be numbers: '1 1 0.9 10 10 50 555" in msg
+    assert len(msg) < len(str(path)) + 300 and "(1,000,018 characters)" in msg

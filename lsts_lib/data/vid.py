@@ -42,6 +42,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from lsts_lib.data.motion import compute_motion_iou
+from lsts_lib.data.text import numbered_lines, parse_float, parse_int, quote
 from lsts_lib.data.types import ClassList, FrameAnnotation, Video
 
 __all__ = [
@@ -101,13 +102,13 @@ def load_class_list(root: str | Path) -> ClassList:
     if not path.exists():
         return VID_CLASSES
     ids, names = [], []
-    for lineno, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for lineno, raw in numbered_lines(path, DatasetError):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
         parts = line.split(maxsplit=1)
         if len(parts) != 2:
-            raise DatasetError(f"{path}:{lineno}: expected '<id> <name>', got {raw!r}")
+            raise DatasetError(f"{path}:{lineno}: expected '<id> <name>', got {quote(raw)}")
         ids.append(parts[0])
         names.append(parts[1].strip())
     if not ids:
@@ -167,36 +168,37 @@ def read_split_file(
         raise DatasetError(f"split file not found: {path}")
     cls, n_fields = _SPLIT_FIELDS[kind]
     out = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, raw in enumerate(fh, 1):
-            parts = raw.split()
-            if not parts:
-                continue  # blank lines (e.g. a trailing one) carry nothing
-            where = f"{path}:{lineno}"
-            if len(parts) != n_fields:
-                raise DatasetError(
-                    f"{where}: expected {n_fields} fields for {kind}, got {len(parts)}: {raw.strip()!r}"
-                )
-            name = parts[0]
-            if not _NAME_RE.match(name) or ".." in name.split("/"):
-                raise DatasetError(f"{where}: bad path field {name!r}")
-            try:
-                nums = [int(p) for p in parts[1:]]
-            except ValueError:
-                raise DatasetError(f"{where}: non-integer field in {raw.strip()!r}") from None
-            if kind == "vid_train":
-                flag, frame, count = nums
-                if count <= 0:
-                    raise DatasetError(f"{where}: empty snippet {name} (0 frames)")
-                if not 0 <= frame < count:
-                    raise DatasetError(f"{where}: frame {frame} outside 0..{count - 1}")
-            elif kind == "vid_val":
-                start, first, count = nums
-                if count <= 0:
-                    raise DatasetError(f"{where}: empty snippet {name} (0 frames)")
-                if start < 1 or first < 0:
-                    raise DatasetError(f"{where}: start index must be >= 1, first frame >= 0")
-            out.append(cls(name, *nums))
+    for lineno, raw in numbered_lines(path, DatasetError):
+        parts = raw.split()
+        if not parts:
+            continue  # blank lines (e.g. a trailing one) carry nothing
+        where = f"{path}:{lineno}"
+        if len(parts) != n_fields:
+            raise DatasetError(
+                f"{where}: expected {n_fields} fields for {kind}, got {len(parts)}: {quote(raw)}"
+            )
+        name = parts[0]
+        folders = name.split("/")
+        # NAME_MAX: a longer component names no file (and the OS error would echo it whole).
+        if not _NAME_RE.match(name) or ".." in folders or max(map(len, folders)) > 255:
+            raise DatasetError(f"{where}: bad path field {quote(name)}")
+        try:
+            nums = [parse_int(p) for p in parts[1:]]
+        except ValueError:
+            raise DatasetError(f"{where}: non-integer field in {quote(raw)}") from None
+        if kind == "vid_train":
+            flag, frame, count = nums
+            if count <= 0:
+                raise DatasetError(f"{where}: empty snippet {name} (0 frames)")
+            if not 0 <= frame < count:
+                raise DatasetError(f"{where}: frame {frame} outside 0..{count - 1}")
+        elif kind == "vid_val":
+            start, first, count = nums
+            if count <= 0:
+                raise DatasetError(f"{where}: empty snippet {name} (0 frames)")
+            if start < 1 or first < 0:
+                raise DatasetError(f"{where}: start index must be >= 1, first frame >= 0")
+        out.append(cls(name, *nums))
     return out
 
 
@@ -211,11 +213,11 @@ def _text(node, tag: str, xml_path: Path) -> str:
 def _number(node, tag: str, xml_path: Path) -> float:
     value = _text(node, tag, xml_path)
     try:
-        out = float(value)
+        out = parse_float(value)
     except ValueError:
-        raise DatasetError(f"{xml_path}: <{tag}> is not a number: {value!r}") from None
+        raise DatasetError(f"{xml_path}: <{tag}> is not a number: {quote(value)}") from None
     if not np.isfinite(out):
-        raise DatasetError(f"{xml_path}: <{tag}> is not finite: {value!r}")
+        raise DatasetError(f"{xml_path}: <{tag}> is not finite: {quote(value)}")
     return out
 
 
@@ -256,7 +258,7 @@ def _parse_xml(
             if unknown == "skip":
                 n_unknown += 1
                 continue
-            raise DatasetError(f"{xml_path}: object {k} has unknown class id {name!r}")
+            raise DatasetError(f"{xml_path}: object {k} has unknown class id {quote(name)}")
         bb = obj.find("bndbox")
         if bb is None:
             raise DatasetError(f"{xml_path}: object {k} has no <bndbox>")
@@ -289,7 +291,7 @@ def _parse_xml(
             n_clipped += 1
         track = obj.find("trackid")
         try:
-            tid = int(track.text) if track is not None and track.text else -1 - k
+            tid = parse_int(track.text) if track is not None and track.text else -1 - k
         except ValueError:
             raise DatasetError(f"{xml_path}: object {k} trackid is not an integer") from None
         boxes.append((x1, y1, x2, y2))

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lsts_lib.data.text import numbered_lines, parse_float, parse_int, quote
 from lsts_lib.data.types import Video
 
 __all__ = [
@@ -306,35 +307,34 @@ def read_vid_detections(
     labels: list[int] = []
     scores: list[float] = []
     boxes: list[list[float]] = []
-    with path.open() as f:
-        for lineno, line in enumerate(f, start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            if len(fields) != 7:
-                raise ValueError(
-                    f"{path}:{lineno}: expected 7 fields '<frame> <class> <score> <x1> <y1> "
-                    f"<x2> <y2>', got {len(fields)}: {line.strip()!r}"
-                )
-            try:
-                fid, label = int(fields[0]), int(fields[1])
-            except ValueError:
-                raise ValueError(
-                    f"{path}:{lineno}: frame and class index must be integers: {line.strip()!r}"
-                ) from None
-            try:
-                score, *box = (float(x) for x in fields[2:])
-            except ValueError:
-                raise ValueError(
-                    f"{path}:{lineno}: score and box must be numbers: {line.strip()!r}"
-                ) from None
-            problem = _row_problem(fid, label, score, box, num_classes, valid, frame_sizes)
-            if problem:
-                raise ValueError(f"{path}:{lineno}: {problem}")
-            fids.append(fid)
-            labels.append(label)
-            scores.append(score)
-            boxes.append(box)
+    for lineno, line in numbered_lines(path):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 7:
+            raise ValueError(
+                f"{path}:{lineno}: expected 7 fields '<frame> <class> <score> <x1> <y1> "
+                f"<x2> <y2>', got {len(fields)}: {quote(line)}"
+            )
+        try:
+            fid, label = parse_int(fields[0]), parse_int(fields[1])
+        except ValueError:
+            raise ValueError(
+                f"{path}:{lineno}: frame and class index must be integers of ASCII digits: {quote(line)}"
+            ) from None
+        try:
+            score, *box = (parse_float(x) for x in fields[2:])
+        except ValueError:
+            raise ValueError(
+                f"{path}:{lineno}: score and box must be numbers: {quote(line)}"
+            ) from None
+        problem = _row_problem(fid, label, score, box, num_classes, valid, frame_sizes)
+        if problem:
+            raise ValueError(f"{path}:{lineno}: {problem}")
+        fids.append(fid)
+        labels.append(label)
+        scores.append(score)
+        boxes.append(box)
     if not fids:
         return Detections.empty()
     return Detections(np.array(fids), np.array(labels), np.array(scores), np.array(boxes))
@@ -367,6 +367,15 @@ def write_coco_results(path: str | Path, dets: Detections) -> Path:
     return path
 
 
+def _is_int(v: object) -> bool:
+    # JSON true/false load as bool, which Python counts as int: not a frame or class id.
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
 def read_coco_results(
     path: str | Path,
     num_classes: int,
@@ -381,9 +390,11 @@ def read_coco_results(
     if not path.is_file():
         raise FileNotFoundError(f"detections file not found: {path}")
     try:
-        entries = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+        entries = json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise ValueError(f"{path}: not COCO results (JSON nested too deeply)") from None
     if not isinstance(entries, list):
         raise ValueError(f"{path}: a COCO results file is a JSON list of detections")
     valid = _valid_ids(valid_frame_ids, frame_sizes)
@@ -393,13 +404,13 @@ def read_coco_results(
         if not isinstance(e, dict) or not {"image_id", "category_id", "bbox", "score"} <= set(e):
             raise ValueError(f"{where}: needs image_id, category_id, bbox and score")
         fid, label, bbox, score = e["image_id"], e["category_id"], e["bbox"], e["score"]
-        if not (isinstance(fid, int) and isinstance(label, int)):
+        if not (_is_int(fid) and _is_int(label)):
             raise ValueError(f"{where}: image_id and category_id must be integers")
         if not (
             isinstance(bbox, list)
             and len(bbox) == 4
-            and all(isinstance(c, int | float) for c in bbox)
-            and isinstance(score, int | float)
+            and all(_is_number(c) for c in bbox)
+            and _is_number(score)
         ):
             raise ValueError(f"{where}: bbox must be 4 numbers and score a number")
         x, y, w, h = (float(c) for c in bbox)
