@@ -710,10 +710,10 @@ OFFSETS_KEY = "offsets.p"  # the one global LSTSOffsets parameter in a VideoDete
 
 def load_checkpoint(run_dir: Path) -> dict[str, Any]:
     """A run's model.pt (weights_only: tensors and plain containers only)."""
-    import torch
+    from lsts_lib.engine.checkpoint import load_checkpoint as load_verified
 
     path = _need(Path(run_dir) / "model.pt", f"lsts train ... --out {run_dir}")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return load_verified(path)
 
 
 def load_offsets(run_dir: Path) -> tuple[Any, Any]:

@@ -43,7 +43,14 @@ import yaml
 from torch import nn
 
 from lsts_lib import paths
-from lsts_lib.engine.checkpoint import FORMAT, load_checkpoint, save_atomic, state_hash
+from lsts_lib.engine.checkpoint import (
+    FORMAT,
+    load_checkpoint,
+    load_model_state,
+    remove_orphaned_temps,
+    save_atomic,
+    state_hash,
+)
 from lsts_lib.engine.config import (
     LR_SCHEDULES,
     OPTIMIZERS,
@@ -422,6 +429,8 @@ def train(
     out = Path(out)
     cfg = load_config(config, overrides)
     d = Dist()
+    if d.main:
+        remove_orphaned_temps(out)  # of checkpoint writes killed in an earlier start
     if is_finished(out) and not redo:
         done = yaml.safe_load((out / "config.yaml").read_text()) if (out / "config.yaml").is_file() else None
         if done is not None and _comparable(done) != _comparable(cfg):
@@ -468,7 +477,7 @@ def train(
         if _comparable(ckpt["config"]) != _comparable(cfg):
             raise ValueError(f"{last_path}: was written with another config; resume needs the "
                              "same config and overrides (or pass --redo)")
-        model.load_state_dict(ckpt["model"])
+        load_model_state(model, ckpt["model"], last_path)
         start_step = int(ckpt["step"])
         offsets_init = dict(ckpt.get("offsets_init", {}))
     else:
