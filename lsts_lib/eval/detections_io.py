@@ -5,7 +5,8 @@ Devkit line format (what FGFA/DFF write and the devkit reads), one detection per
     <frame index> <class index> <score> <x1> <y1> <x2> <y2>
 
 - frame index: the global 1-based frame id of the split, i.e. ``video.start_index + offset``
-  where ``start_index`` is the second column of ``VID_val_videos.txt``;
+  where ``start_index`` is the second column of ``VID_val_videos.txt`` (train frames, which
+  have no devkit ids, are numbered consecutively by the reader);
 - class index: 1..C in the dataset's label order (0 is background and is not allowed);
 - box: pixel corners in the coordinates of the annotation XML (xmin ymin xmax ymax); given
   the frames' sizes, a box may pass the image [0, W] x [0, H] by at most
