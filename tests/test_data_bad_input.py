@@ -302,9 +302,10 @@ def test_file_that_is_not_utf8_is_one_line_naming_it(vid_layout, tmp_path, capsy
         ("split", "val/v0 1 0 " + "2" * 1_000_000),
         ("split", "val/v0 1 0 2 " + "x" * 1_000_000),
         ("split", "val/" + "v" * 1_000_000 + " 1 0 2"),
+        ("split", "val" + "/v" * 500_000 + " 1 0 2"),
         ("classes", "c1" + "x" * 1_000_000),
     ],
-    ids=["huge-number", "extra-field", "huge-path", "classes"],
+    ids=["huge-number", "extra-field", "huge-name", "huge-path", "classes"],
 )
 def test_errors_quote_at_most_200_characters_of_the_line(vid_layout, which, line):
     _val_snippet(vid_layout, moving_track(2, 1.0))

@@ -179,8 +179,10 @@ def read_split_file(
             )
         name = parts[0]
         folders = name.split("/")
-        # NAME_MAX: a longer component names no file (and the OS error would echo it whole).
-        if not _NAME_RE.match(name) or ".." in folders or max(map(len, folders)) > 255:
+        # Longer than NAME_MAX (a component) or 1024 characters (real names have ~60), it
+        # names no file, and the OS error would echo it whole.
+        too_long = len(name) > 1024 or max(map(len, folders)) > 255
+        if not _NAME_RE.match(name) or ".." in folders or too_long:
             raise DatasetError(f"{where}: bad path field {quote(name)}")
         try:
             nums = [parse_int(p) for p in parts[1:]]
