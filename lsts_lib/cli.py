@@ -48,8 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     args = sub_parser.parse_args(argv[1:])
     try:
         return int(module.main(args) or 0)
-    except (FileNotFoundError, ValueError) as exc:
-        # Bad input is reported in one line naming the file; tracebacks are for bugs.
+    except (OSError, ValueError) as exc:
+        # Bad input and a failing disk (full, read-only) are reported in one line naming
+        # the file; tracebacks are for bugs.
         print(f"lsts {name}: error: {exc}", file=sys.stderr)
         return 1
 

@@ -234,3 +234,94 @@ def test_det_missing_annotation(vid_layout):
     vid_layout.write_split("DET_train_30classes.txt", ["train/D/d0 1", "train/D/d9 1"])
     with pytest.raises(DatasetError, match=r"annotation not found: .*d9\.xml"):
         DETDataset(vid_layout.root)
+
+
+def test_image_of_another_size_is_refused_where_it_is_decoded(vid_layout):
+    """Every val image resized x2 after annotation: training and detection decode the frames
+    through `load_frame`, which names the file; without check_images the reader is silent."""
+    from PIL import Image
+
+    from lsts_lib.data import load_frame
+    from lsts_lib.engine.data import TrainStream
+
+    _val_snippet(vid_layout, moving_track(3, 1.0))
+    img = vid_layout.root / "Data" / "VID" / "val" / "v0" / "000001.JPEG"
+    with Image.open(img) as im:
+        im.resize((2 * im.width, 2 * im.height)).save(img, format="JPEG")
+    ds = VIDDataset(vid_layout.root, "val")
+    want = rf"image {re.escape(str(img))} is 128x96 but its annotation says 64x48"
+    assert load_frame(ds.frame(0, 0)).shape == (3, 48, 64)
+    with pytest.raises(DatasetError, match=want):
+        load_frame(ds.frame(0, 1))
+    stream = TrainStream(ds, None, seed=0, temporal=False)
+    with pytest.raises(DatasetError, match=want):
+        for position in range(len(stream)):
+            stream.sample(0, position)
+
+
+@pytest.mark.parametrize(
+    "box",
+    [(10, 5, 10, 25), (10, 5, 30, 5), (10, 5, 10, 5), (-2, 5, -1, 25)],
+    ids=["xmin==xmax", "ymin==ymax", "point", "zero-width-after-clipping"],
+)
+def test_zero_area_box_is_refused_naming_the_file(vid_layout, box):
+    frames = moving_track(3, 1.0)
+    frames[1] = [(0, "c1", box)]
+    ann = _val_snippet(vid_layout, frames)
+    want = rf"{re.escape(str(ann / '000001.xml'))}: object 0 .*zero area"
+    with pytest.raises(DatasetError, match=want):
+        VIDDataset(vid_layout.root, "val")
+    with pytest.raises(DatasetError, match=want):  # not even tolerated non-strict
+        VIDDataset(vid_layout.root, "val", strict=False)
+
+
+@pytest.mark.parametrize("which", ["split", "classes"])
+def test_file_that_is_not_utf8_is_one_line_naming_it(vid_layout, tmp_path, capsys, which):
+    """A Latin-1 file: `lsts data-stats` exits 1 with one line naming the file and line."""
+    from lsts_lib.cli import main
+
+    _val_snippet(vid_layout, moving_track(2, 1.0))
+    if which == "split":
+        path = vid_layout.root / "ImageSets" / "VID_val_videos.txt"
+        path.write_bytes(b"val/v0 1 0 2\n# caf\xe9\n")
+        want = f"{path}:2: not UTF-8 text (byte 0xe9 at column 6)"
+    else:
+        path = vid_layout.root / "classes.txt"
+        path.write_bytes(b"c1 circle\nc2 carr\xe9\n")
+        want = f"{path}:2: not UTF-8 text (byte 0xe9 at column 8)"
+    with pytest.raises(DatasetError, match=re.escape(want)):
+        VIDDataset(vid_layout.root, "val")
+    assert main(["data-stats", "--data", str(vid_layout.root), "--split", "val"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and want in err
+
+
+@pytest.mark.parametrize(
+    ("which", "line"),
+    [
+        ("split", "val/v0 1 0 " + "2" * 1_000_000),
+        ("split", "val/v0 1 0 2 " + "x" * 1_000_000),
+        ("split", "val/" + "v" * 1_000_000 + " 1 0 2"),
+        ("split", "val" + "/v" * 500_000 + " 1 0 2"),
+        ("classes", "c1" + "x" * 1_000_000),
+    ],
+    ids=["huge-number", "extra-field", "huge-name", "huge-path", "classes"],
+)
+def test_errors_quote_at_most_200_characters_of_the_line(vid_layout, which, line):
+    _val_snippet(vid_layout, moving_track(2, 1.0))
+    if which == "split":
+        (vid_layout.root / "ImageSets" / "VID_val_videos.txt").write_text(line + "\n")
+    else:
+        (vid_layout.root / "classes.txt").write_text(f"c0 zero\n{line}\n")
+    with pytest.raises(DatasetError) as exc:
+        VIDDataset(vid_layout.root, "val")
+    msg = str(exc.value)
+    assert len(msg) < len(str(vid_layout.root)) + 400 and "characters)" in msg, msg[:500]
+
+
+def test_xml_number_fields_are_ascii_decimal(vid_layout):
+    ann = _val_snippet(vid_layout, moving_track(2, 1.0))
+    text = (ann / "000001.xml").read_text().replace("<xmin>3</xmin>", "<xmin>\u0663</xmin>")
+    _rewrite(ann / "000001.xml", text)
+    with pytest.raises(DatasetError, match=r"000001\.xml: <xmin> is not a number"):
+        VIDDataset(vid_layout.root, "val")

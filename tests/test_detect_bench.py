@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageOps
 
 from lsts_lib.data.vid import VIDDataset
@@ -124,3 +125,53 @@ def test_bench_reports_every_stage_and_key(tmp_path: Path) -> None:
     assert res["single_frame"]["speedup_vs_single_frame"] == 1.0
     with pytest.raises(ValueError, match="unknown variant"):
         bench("smoke", "cpu", ("preset",), ["nope"], repeats=1, progress=False)
+
+
+def test_detect_on_the_train_split_keeps_every_frame(
+    lsts_model: Path, data_root: Path, tmp_path: Path
+) -> None:
+    """Every train video starts at frame 0: detections are keyed on unique frame ids."""
+    timing = detect(lsts_model, data_root, tmp_path / "d", split="train", max_videos=2,
+                    progress=False)
+    ds = VIDDataset(data_root, "train", max_videos=2)
+    lengths = [len(v.frames) for v in ds.videos]
+    ids = read_vid_detections(tmp_path / "d" / "detections.txt", ds.classes.num_classes,
+                              frame_ids(ds.videos)).frame_ids
+    assert timing["frames"] == sum(lengths) == len(frame_ids(ds.videos))
+    # Frames of the second video carry ids after those of the first.
+    assert ids.max() > lengths[0] and len(set(frame_ids(ds.videos))) == sum(lengths)
+
+
+def test_detect_refuses_images_of_another_size(
+    lsts_model: Path, data_root: Path, tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    from lsts_lib.data.vid import DatasetError
+
+    data = tmp_path / "data"
+    shutil.copytree(data_root, data)
+    ds = VIDDataset(data, "val", max_videos=1)
+    img = ds.frame(0, 2).image
+    with Image.open(img) as im:
+        im.resize((2 * im.width, 2 * im.height)).save(img, format="JPEG")
+    with pytest.raises(DatasetError, match=f"image {img} is .* but its annotation says"):
+        detect(lsts_model, data, tmp_path / "d", max_videos=1, progress=False)
+    assert not (tmp_path / "d" / "detections.txt").exists()
+
+
+@pytest.mark.parametrize(("device", "why"), [("cuda", "no CUDA device"), ("gpu", "not a device")])
+def test_detect_device_this_machine_lacks_is_one_line(
+    lsts_model: Path, data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture, device: str, why: str
+) -> None:
+    from lsts_lib.cli import main
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = tmp_path / "d"
+    args = ["detect", "--checkpoint", str(lsts_model), "--data", str(data_root), "--out",
+            str(out), "--device", device]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--device {device}: {why}" in err
+    assert not out.exists()

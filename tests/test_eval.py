@@ -253,6 +253,9 @@ def test_motion_ranges_agree_with_the_reader():
 
 
 # --------------------------------------------------------------------------- random data
+RANDOM_SIZE = 650  # square frames that hold every random GT box and (clipped) detection
+
+
 def random_case(seed: int, n_videos=3, n_frames=20, large=True, motion=True):
     """Seeded GT (boxes >= 60 px when large, so the VID threshold is 0.5) and detections."""
     rng = np.random.default_rng(seed)
@@ -267,7 +270,7 @@ def random_case(seed: int, n_videos=3, n_frames=20, large=True, motion=True):
             boxes = np.round(np.concatenate([xy, xy + wh], axis=1))
             labels = rng.integers(1, 3, size=k)  # class 3 never has GT
             mious = rng.uniform(0.4, 1.0, size=k) if motion else None
-            frames.append(frame(boxes, labels, motion=mious))
+            frames.append(frame(boxes, labels, motion=mious, size=(RANDOM_SIZE, RANDOM_SIZE)))
             fid = start + f
             for b, lab in zip(boxes, labels, strict=True):
                 for _ in range(int(rng.integers(0, 3))):  # misses and duplicates
@@ -284,7 +287,9 @@ def random_case(seed: int, n_videos=3, n_frames=20, large=True, motion=True):
                 rows.append((fid, int(rng.integers(1, 4)), rng.random() * 0.7, *xy, *(xy + wh)))
         videos.append(Video(f"val/v{v}", frames, start_index=start))
         start += n_frames
-    return videos, dets_of(rows)
+    d = dets_of(rows)
+    d.boxes = np.clip(d.boxes, 0, RANDOM_SIZE)
+    return videos, d
 
 
 COCO_RULE = MatchRule(plus_one=False, small_object_rule=False, iou_threshold=0.5)
@@ -525,3 +530,58 @@ def test_cli_on_a_dataset_read_by_the_vid_reader(tiny_vid, tmp_path, capsys):
         sum(res["motion_num_gt"][k] for k in ("slow", "medium", "fast"))
         >= res["motion_num_gt"]["all"]
     )
+
+
+# --------------------------------------------------------------------------- line order
+def _metric_values(res) -> list[float]:
+    """Every number a result reports as a metric (devkit, motion split, COCO)."""
+    vals = [res["mAP"], res["motion_all"], *res["per_class"].values(), *res["motion"].values()]
+    vals += [ap for per in res["motion_per_class"].values() for ap in per.values()]
+    coco = res["coco"] or {}
+    vals += [v for k, v in coco.items() if k != "per_class_AP50"]
+    vals += list(coco.get("per_class_AP50", {}).values())
+    return [v for v in vals if v is not None]
+
+
+@pytest.mark.parametrize("suffix", [".txt", ".json"])
+def test_ground_truth_in_any_line_order_scores_100_everywhere(tiny_vid, tmp_path, suffix):
+    """`lsts evaluate` on the GT written as detections, lines reversed or shuffled: 100 %."""
+    from lsts_lib.cli import main
+    from lsts_lib.data.vid import VIDDataset
+
+    ds = VIDDataset(tiny_vid, split="val")
+    rows = [
+        (v.start_index + i, int(lab), 0.9, *map(float, b))
+        for v in ds.videos
+        for i, fr in enumerate(v.frames)
+        for b, lab in zip(fr.boxes, fr.labels, strict=True)
+    ]
+    rng = np.random.default_rng(0)
+    for order in (rows[::-1], [rows[i] for i in rng.permutation(len(rows))]):
+        det = tmp_path / f"dets{suffix}"
+        if suffix == ".json":
+            det.write_text(json.dumps(
+                [{"image_id": f, "category_id": c, "score": s, "bbox": [x1, y1, x2 - x1, y2 - y1]}
+                 for f, c, s, x1, y1, x2, y2 in order]))
+        else:
+            det.write_text("".join(" ".join(map(str, r)) + "\n" for r in order))
+        out = tmp_path / "res.json"
+        args = ["evaluate", "--data", str(tiny_vid), "--detections", str(det), "--json", str(out)]
+        assert main(args) == 0
+        res = json.loads(out.read_text())
+        values = _metric_values(res)
+        assert len(values) >= 10 and res["motion_available"]
+        assert values == [pytest.approx(1.0)] * len(values)
+
+
+def test_permuting_the_lines_never_changes_any_metric():
+    """Property: the result is a function of the set of detections (seeded permutations;
+    scores on a coarse grid so that ties, which the rules break by row order, are common)."""
+    for seed in range(4):
+        videos, d = random_case(seed, n_videos=2, n_frames=8, large=seed % 2 == 0)
+        d = Detections(d.frame_ids, d.labels, np.round(d.scores, 1), d.boxes)
+        want = evaluate_vid(CLASSES, videos, d, coco=True)
+        rng = np.random.default_rng(seed)
+        for _ in range(5):
+            got = evaluate_vid(CLASSES, videos, d.select(rng.permutation(len(d))), coco=True)
+            assert got == want

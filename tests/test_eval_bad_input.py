@@ -15,6 +15,7 @@ from lsts_lib.eval import (
     Detections,
     evaluate_vid,
     frame_ids,
+    frame_sizes,
     read_coco_results,
     read_detections,
     read_vid_detections,
@@ -70,6 +71,11 @@ def test_good_file_reads(tmp_path):
         ("1 1 0.9 10 10 nan 50", "non-finite coordinate"),
         ("1 1 0.9 50 10 10 50", "x2 < x1"),
         ("1 1 0.9 10 50 50 10", "y2 < y1"),
+        # int()/float() read these as 1, 10, 10.0 and 0.9: strict ASCII decimal only.
+        ("\u0661 1 0.9 10 10 50 50", "must be integers"),
+        ("1_0 1 0.9 10 10 50 50", "must be integers"),
+        ("1 1 0.9 1_0 10 50 50", "must be numbers"),
+        ("1 1 \u0660.\u0669 10 10 50 50", "must be numbers"),
     ],
 )
 def test_bad_line_names_file_and_line(tmp_path, bad, what):
@@ -93,6 +99,11 @@ def test_missing_file(tmp_path):
         ({"image_id": 1, "category_id": 1, "bbox": [0, 0, -5, 5], "score": 0.5}, "x2 < x1"),
         ({"image_id": 1, "category_id": 1, "bbox": [0, 0, 5], "score": 0.5}, "4 numbers"),
         ({"image_id": "1", "category_id": 1, "bbox": [0, 0, 5, 5], "score": 0.5}, "integers"),
+        # JSON true is a Python bool, which isinstance(.., int) accepts as 1.
+        ({"image_id": True, "category_id": 1, "bbox": [0, 0, 5, 5], "score": 0.5}, "integers"),
+        ({"image_id": 1, "category_id": True, "bbox": [0, 0, 5, 5], "score": 0.5}, "integers"),
+        ({"image_id": 1, "category_id": 1, "bbox": [0, 0, 5, 5], "score": True}, "a number"),
+        ({"image_id": 1, "category_id": 1, "bbox": [0, 0, True, 5], "score": 0.5}, "4 numbers"),
         ({"image_id": 1, "category_id": 1, "bbox": [0, 0, 5, 5]}, "needs image_id"),
     ],
 )
@@ -178,3 +189,88 @@ def test_cli_refuses_a_split_without_devkit_frame_ids(tmp_path, capsys):
     args = ["evaluate", "--data", str(tmp_path), "--split", "train", "--detections", str(det)]
     assert main(args) == 1
     assert "val split only" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("box", "ok"),
+    [
+        ((10, 10, 50, 50), True),
+        ((-1, -1, 101, 101), True),  # the image [0, 100] passed by the 1 px tolerance
+        ((-1.5, 10, 50, 50), False),
+        ((10, -2, 50, 50), False),
+        ((10, 10, 101.5, 50), False),
+        ((10, 10, 50, 150), False),
+    ],
+)
+def test_detections_outside_the_annotated_image_are_refused(tmp_path, box, ok):
+    sizes = frame_sizes(VIDEOS)  # every frame 100x100
+    line = "1 1 0.9 " + " ".join(map(str, box))
+    x1, y1, x2, y2 = box
+    entry = {"image_id": 1, "category_id": 1, "bbox": [x1, y1, x2 - x1, y2 - y1], "score": 0.9}
+    (tmp_path / "d.txt").write_text(f"{GOOD}\n{line}\n")
+    (tmp_path / "d.json").write_text(json.dumps([entry]))
+    d = Detections([1], [1], [0.9], [box])
+    checks = [
+        (lambda: read_detections(tmp_path / "d.txt", 2, frame_sizes=sizes), "d.txt:2: "),
+        (lambda: read_detections(tmp_path / "d.json", 2, frame_sizes=sizes), "entry 0: "),
+        (lambda: evaluate_vid(CLASSES, VIDEOS, d), "detection 0: "),
+    ]
+    for run, where in checks:
+        if ok:
+            run()
+        else:
+            with pytest.raises(ValueError, match=f"{where}box .* outside the 100x100 image"):
+                run()
+
+
+def test_cli_refuses_detections_made_on_images_resized_x2(tiny_vid, tmp_path, capsys):
+    from lsts_lib.cli import main
+    from lsts_lib.data.vid import VIDDataset
+
+    ds = VIDDataset(tiny_vid, split="val")
+    fr = ds.frame(0, 0)
+    det = tmp_path / "dets.txt"
+    det.write_text("".join(f"1 {lab} 0.9 " + " ".join(str(2 * c) for c in b) + "\n"
+                           for b, lab in zip(fr.boxes, fr.labels, strict=True)))
+    assert main(["evaluate", "--data", str(tiny_vid), "--detections", str(det)]) == 1
+    assert "dets.txt:1: box (4.0 10.0 44.0 50.0) lies outside the 64x48 image" in (
+        capsys.readouterr().err)
+
+
+def test_cli_refuses_json_output_onto_the_detections_file(tiny_vid, tmp_path, capsys):
+    from lsts_lib.cli import main
+
+    det = tmp_path / "dets.json"
+    det.write_text("[]")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "link.json").symlink_to(det)
+    for same in (det, tmp_path / "sub" / ".." / "dets.json", tmp_path / "link.json"):
+        args = ["evaluate", "--data", str(tiny_vid), "--detections", str(det), "--json", str(same)]
+        assert main(args) == 1
+        assert f"--json {same}: is the detections file" in capsys.readouterr().err
+        assert det.read_text() == "[]"
+
+
+def test_deeply_nested_coco_json_is_a_one_line_error(tmp_path):
+    path = tmp_path / "dets.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ValueError, match=r"dets.json: not COCO results \(JSON nested too deeply"):
+        read_detections(path, 2)
+
+
+@pytest.mark.parametrize("suffix", [".txt", ".json"])
+def test_detections_file_that_is_not_utf8_names_the_file(tmp_path, suffix):
+    path = tmp_path / f"dets{suffix}"
+    path.write_bytes(f"{GOOD}\n".encode() + b"1 1 0.9 10 10 50 50 \xff\n")
+    with pytest.raises(ValueError, match=rf"dets\{suffix}(:2)?: not (UTF-8 text|valid JSON)"):
+        read_detections(path, 2)
+
+
+def test_error_quotes_at_most_200_characters_of_a_huge_line(tmp_path):
+    path = tmp_path / "dets.txt"
+    path.write_text(f"{GOOD}\n1 1 0.9 10 10 50 {'5' * 1_000_000}x\n")
+    with pytest.raises(ValueError) as exc:
+        read_vid_detections(path, 2)
+    msg = str(exc.value)
+    assert "dets.txt:2: score and box must be numbers: '1 1 0.9 10 10 50 555" in msg
+    assert len(msg) < len(str(path)) + 300 and "(1,000,018 characters)" in msg

@@ -3,6 +3,7 @@ config overrides and weights_only loading -- on a tiny SynthVID smoke dataset.""
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -307,3 +308,98 @@ def test_finished_run_with_another_config_is_refused(data_root: Path, tmp_path: 
     assert train("smoke", out, ov, progress=False) == out / "model.pt"  # same config: reused
     with pytest.raises(ValueError, match=r"finished run made from other inputs \(another config\)"):
         train("smoke", out, overrides(data_root, **{"train.steps": 2}), progress=False)
+
+
+# ------------------------------------------------- stale state and failing disks (issue 12)
+def cli_args(out: Path, root: Path, *extra: str, **over: object) -> list[str]:
+    return ["train", "--config", "smoke", "--out", str(out), *extra,
+            *[f"{k}={v}" for k, v in overrides(root, **over).items()]]
+
+
+def error_lines(err: str) -> list[str]:
+    """The CLI's error lines (tqdm also writes to stderr); never a traceback."""
+    assert "Traceback" not in err, err[-2000:]
+    # A progress bar left open by the error shares its line (tqdm redraws with \r).
+    lines = err.replace("\r", "\n").splitlines()
+    return [line[line.index("lsts train: error:"):] for line in lines if "lsts train: error:" in line]
+
+
+def test_disk_full_during_a_checkpoint_write_is_one_line(
+    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    from lsts_lib.cli import main
+
+    def full(obj, fh, *a, **k):  # the disk fills up halfway through the write
+        fh.write(b"PK\x03\x04 partial checkpoint bytes")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(ckpt_mod.torch, "save", full)
+    run = tmp_path / "full"
+    assert main(cli_args(run, data_root, **{"train.steps": 2, "train.checkpoint_every": 1})) == 1
+    [line] = error_lines(capsys.readouterr().err)
+    assert "No space left on device" in line and str(run / "last.pt") in line
+    assert not [p.name for p in run.iterdir() if p.suffix in (".pt", ".tmp")]
+
+
+def test_orphaned_checkpoint_temps_are_removed_on_the_next_start(
+    reference: Path, data_root: Path
+) -> None:
+    orphans = [reference / ".last.pt.k1ll3d.tmp", reference / ".model.pt.x9x9x9.tmp"]
+    for p in orphans:
+        p.write_bytes(b"PK\x03\x04 what a SIGKILL left")
+    (reference / "notes.tmp").write_text("the user's own file")
+    train("smoke", reference, overrides(data_root, **{"model.variant": "lsts"}))  # finished: skip
+    assert not any(p.exists() for p in orphans)
+    assert (reference / "notes.tmp").read_text() == "the user's own file"
+
+
+def test_a_bit_flip_inside_a_tensor_is_refused(tmp_path: Path) -> None:
+    w = torch.arange(1000, dtype=torch.float32) + 12345.0
+    path = tmp_path / "last.pt"
+    save_atomic({"format": ckpt_mod.FORMAT, "model": {"w": w}, "step": 2}, path)
+    assert torch.equal(load_checkpoint(path)["model"]["w"], w)
+    raw = bytearray(path.read_bytes())
+    at = bytes(raw).find(w.numpy().tobytes()[:64])
+    assert at > 0
+    raw[at + 2000] ^= 0x04  # one bit of w[500]: torch.load itself does not notice
+    path.write_bytes(bytes(raw))
+    assert not torch.equal(torch.load(path, weights_only=True)["model"]["w"], w)
+    with pytest.raises(ValueError, match=f"{path}: content checksum mismatch"):
+        load_checkpoint(path)
+
+
+def test_resume_with_weights_of_another_architecture_is_one_line(
+    reference: Path, stage1: Path, data_root: Path, tmp_path: Path, capsys
+) -> None:
+    from lsts_lib.cli import main
+
+    run = tmp_path / "swapped"
+    ckpt = load_checkpoint(reference / "last.pt")  # the LSTS run's resume point ...
+    ckpt["model"] = load_checkpoint(stage1)["model"]  # ... holding single-frame weights
+    save_atomic(ckpt, run / "last.pt")
+    assert main(cli_args(run, data_root, "--resume", **{"model.variant": "lsts"})) == 1
+    [line] = error_lines(capsys.readouterr().err)
+    assert f"{run / 'last.pt'}: its weights do not fit this model" in line
+
+
+def test_cuda_device_without_cuda_is_one_line(
+    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    from lsts_lib.cli import main
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    run = tmp_path / "gpu"
+    assert main(cli_args(run, data_root, **{"train.device": "cuda"})) == 1
+    [line] = error_lines(capsys.readouterr().err)
+    assert "train.device=cuda but no CUDA device is available" in line
+    assert not run.exists()
+
+
+def test_checkpoint_without_checksum_loads_only_as_the_legacy_format(tmp_path: Path) -> None:
+    path = tmp_path / "old.pt"
+    torch.save({"format": ckpt_mod.LEGACY_FORMATS[0], "model": {"w": torch.ones(2)}}, path)
+    with pytest.warns(UserWarning, match="no content checksum; loaded unverified"):
+        assert torch.equal(load_checkpoint(path)["model"]["w"], torch.ones(2))
+    torch.save({"format": ckpt_mod.FORMAT, "model": {"w": torch.ones(2)}}, path)
+    with pytest.raises(ValueError, match="content checksum mismatch"):
+        load_checkpoint(path)

@@ -302,3 +302,14 @@ def test_real_train_list_loads_lazily(tmp_path):
         ds.frame(0, 10)
     val = VIDDataset(root, "val", max_videos=3, lazy=True)
     assert val.num_frames == len(val.samples) == 3 * 464 and val.samples[464] == (1, 0)
+
+
+def test_train_frames_have_unique_ids(tiny_vid):
+    """Train snippets have no devkit ids: the reader numbers their frames consecutively, so
+    videos do not share ids (lsts detect --split train keys detections on them)."""
+    from lsts_lib.eval.detections_io import frame_ids, frame_locations
+
+    ds = VIDDataset(tiny_vid, "train")
+    assert [v.start_index for v in ds.videos] == [1, 7]
+    assert frame_ids(ds.videos) == list(range(1, 11))
+    assert len(frame_locations(ds.videos)) == 10  # raises on overlapping ids

@@ -55,7 +55,9 @@ class Video:
 
     name: str
     frames: list[FrameAnnotation] = field(default_factory=list)
-    # Global 1-based index of frame 0 in the val list (VID_val_videos.txt); devkit frame ids.
+    # Global 1-based id of frame 0 (frame ids: start_index + offset): for val the second
+    # column of VID_val_videos.txt (the devkit's ids); for train the reader numbers the
+    # snippets' frames consecutively in split-file order.
     start_index: int = 1
 
     def __len__(self) -> int:

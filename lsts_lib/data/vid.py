@@ -20,8 +20,8 @@ Bad input raises `DatasetError` naming the file. Two things the VID devkit and F
 loader tolerate are counted instead (see `VIDDataset.issues`): boxes that pass the image
 border by at most `BOX_TOLERANCE_PX` pixels are clipped to it, and with `strict=False`
 objects of an unknown class id are dropped (FGFA drops them silently; we count them) and
-boxes further out are clipped too. Malformed XML, missing files, empty snippets and boxes
-with xmin > xmax are always errors.
+boxes further out are clipped too. Malformed XML, missing files, empty snippets, boxes
+with xmin > xmax and boxes of zero area (also after clipping) are always errors.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from lsts_lib.data.motion import compute_motion_iou
+from lsts_lib.data.text import numbered_lines, parse_float, parse_int, quote
 from lsts_lib.data.types import ClassList, FrameAnnotation, Video
 
 __all__ = [
@@ -56,6 +57,7 @@ __all__ = [
     "VidTrainLine",
     "DetTrainLine",
     "load_class_list",
+    "load_frame",
     "load_image",
     "parse_annotation",
     "read_split_file",
@@ -100,13 +102,13 @@ def load_class_list(root: str | Path) -> ClassList:
     if not path.exists():
         return VID_CLASSES
     ids, names = [], []
-    for lineno, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for lineno, raw in numbered_lines(path, DatasetError):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
         parts = line.split(maxsplit=1)
         if len(parts) != 2:
-            raise DatasetError(f"{path}:{lineno}: expected '<id> <name>', got {raw!r}")
+            raise DatasetError(f"{path}:{lineno}: expected '<id> <name>', got {quote(raw)}")
         ids.append(parts[0])
         names.append(parts[1].strip())
     if not ids:
@@ -166,36 +168,39 @@ def read_split_file(
         raise DatasetError(f"split file not found: {path}")
     cls, n_fields = _SPLIT_FIELDS[kind]
     out = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, raw in enumerate(fh, 1):
-            parts = raw.split()
-            if not parts:
-                continue  # blank lines (e.g. a trailing one) carry nothing
-            where = f"{path}:{lineno}"
-            if len(parts) != n_fields:
-                raise DatasetError(
-                    f"{where}: expected {n_fields} fields for {kind}, got {len(parts)}: {raw.strip()!r}"
-                )
-            name = parts[0]
-            if not _NAME_RE.match(name) or ".." in name.split("/"):
-                raise DatasetError(f"{where}: bad path field {name!r}")
-            try:
-                nums = [int(p) for p in parts[1:]]
-            except ValueError:
-                raise DatasetError(f"{where}: non-integer field in {raw.strip()!r}") from None
-            if kind == "vid_train":
-                flag, frame, count = nums
-                if count <= 0:
-                    raise DatasetError(f"{where}: empty snippet {name} (0 frames)")
-                if not 0 <= frame < count:
-                    raise DatasetError(f"{where}: frame {frame} outside 0..{count - 1}")
-            elif kind == "vid_val":
-                start, first, count = nums
-                if count <= 0:
-                    raise DatasetError(f"{where}: empty snippet {name} (0 frames)")
-                if start < 1 or first < 0:
-                    raise DatasetError(f"{where}: start index must be >= 1, first frame >= 0")
-            out.append(cls(name, *nums))
+    for lineno, raw in numbered_lines(path, DatasetError):
+        parts = raw.split()
+        if not parts:
+            continue  # blank lines (e.g. a trailing one) carry nothing
+        where = f"{path}:{lineno}"
+        if len(parts) != n_fields:
+            raise DatasetError(
+                f"{where}: expected {n_fields} fields for {kind}, got {len(parts)}: {quote(raw)}"
+            )
+        name = parts[0]
+        folders = name.split("/")
+        # Longer than NAME_MAX (a component) or 1024 characters (real names have ~60), it
+        # names no file, and the OS error would echo it whole.
+        too_long = len(name) > 1024 or max(map(len, folders)) > 255
+        if not _NAME_RE.match(name) or ".." in folders or too_long:
+            raise DatasetError(f"{where}: bad path field {quote(name)}")
+        try:
+            nums = [parse_int(p) for p in parts[1:]]
+        except ValueError:
+            raise DatasetError(f"{where}: non-integer field in {quote(raw)}") from None
+        if kind == "vid_train":
+            flag, frame, count = nums
+            if count <= 0:
+                raise DatasetError(f"{where}: empty snippet {name} (0 frames)")
+            if not 0 <= frame < count:
+                raise DatasetError(f"{where}: frame {frame} outside 0..{count - 1}")
+        elif kind == "vid_val":
+            start, first, count = nums
+            if count <= 0:
+                raise DatasetError(f"{where}: empty snippet {name} (0 frames)")
+            if start < 1 or first < 0:
+                raise DatasetError(f"{where}: start index must be >= 1, first frame >= 0")
+        out.append(cls(name, *nums))
     return out
 
 
@@ -210,11 +215,11 @@ def _text(node, tag: str, xml_path: Path) -> str:
 def _number(node, tag: str, xml_path: Path) -> float:
     value = _text(node, tag, xml_path)
     try:
-        out = float(value)
+        out = parse_float(value)
     except ValueError:
-        raise DatasetError(f"{xml_path}: <{tag}> is not a number: {value!r}") from None
+        raise DatasetError(f"{xml_path}: <{tag}> is not a number: {quote(value)}") from None
     if not np.isfinite(out):
-        raise DatasetError(f"{xml_path}: <{tag}> is not finite: {value!r}")
+        raise DatasetError(f"{xml_path}: <{tag}> is not finite: {quote(value)}")
     return out
 
 
@@ -255,7 +260,7 @@ def _parse_xml(
             if unknown == "skip":
                 n_unknown += 1
                 continue
-            raise DatasetError(f"{xml_path}: object {k} has unknown class id {name!r}")
+            raise DatasetError(f"{xml_path}: object {k} has unknown class id {quote(name)}")
         bb = obj.find("bndbox")
         if bb is None:
             raise DatasetError(f"{xml_path}: object {k} has no <bndbox>")
@@ -263,6 +268,13 @@ def _parse_xml(
         if x1 > x2 or y1 > y2:
             raise DatasetError(
                 f"{xml_path}: object {k} has xmin > xmax or ymin > ymax: {x1, y1, x2, y2}"
+            )
+        # A box of zero width or height has no inside to learn (its regression target is
+        # log 0): refused here, where the file can still be named.
+        if x1 == x2 or y1 == y2:
+            raise DatasetError(
+                f"{xml_path}: object {k} has zero area (xmin == xmax or ymin == ymax): "
+                f"{x1, y1, x2, y2}"
             )
         over = max(-x1, -y1, x2 - (width - 1), y2 - (height - 1))
         if over > 0:
@@ -273,10 +285,15 @@ def _parse_xml(
                 )
             x1, x2 = min(max(x1, 0.0), width - 1.0), min(max(x2, 0.0), width - 1.0)
             y1, y2 = min(max(y1, 0.0), height - 1.0), min(max(y2, 0.0), height - 1.0)
+            if x1 == x2 or y1 == y2:
+                raise DatasetError(
+                    f"{xml_path}: object {k} box lies outside the {width}x{height} image: "
+                    f"zero area left after clipping it to the image"
+                )
             n_clipped += 1
         track = obj.find("trackid")
         try:
-            tid = int(track.text) if track is not None and track.text else -1 - k
+            tid = parse_int(track.text) if track is not None and track.text else -1 - k
         except ValueError:
             raise DatasetError(f"{xml_path}: object {k} trackid is not an integer") from None
         boxes.append((x1, y1, x2, y2))
@@ -316,6 +333,16 @@ def parse_annotation(
 
 
 # ------------------------------------------------------------------------------ images
+def _check_size(path: Path, size: tuple[int, int], expect_wh: tuple[int, int] | None) -> None:
+    """Boxes are in the annotation's pixel grid: an image of another size would silently
+    misplace every box (e.g. a folder of images resized after annotation)."""
+    if expect_wh is not None and tuple(size) != tuple(expect_wh):
+        raise DatasetError(
+            f"image {path} is {size[0]}x{size[1]} but its annotation says "
+            f"{expect_wh[0]}x{expect_wh[1]}"
+        )
+
+
 def _check_image(path: Path, expect_wh: tuple[int, int] | None = None) -> None:
     if not path.is_file():
         raise DatasetError(f"image not found: {path}")
@@ -325,24 +352,27 @@ def _check_image(path: Path, expect_wh: tuple[int, int] | None = None) -> None:
             im.verify()
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise DatasetError(f"corrupt image {path}: {exc}") from exc
-    if expect_wh is not None and size != expect_wh:
-        raise DatasetError(
-            f"image {path} is {size[0]}x{size[1]} but its annotation says "
-            f"{expect_wh[0]}x{expect_wh[1]}"
-        )
+    _check_size(path, size, expect_wh)
 
 
-def load_image(path: str | Path) -> torch.Tensor:
-    """Decode a JPEG to a float32 tensor (3, H, W) in [0, 1]."""
+def load_image(path: str | Path, expect_wh: tuple[int, int] | None = None) -> torch.Tensor:
+    """Decode a JPEG to a float32 tensor (3, H, W) in [0, 1]; with `expect_wh` (width,
+    height) an image of another size raises `DatasetError` naming the file."""
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"image not found: {path}")
     try:
         with Image.open(path) as im:
+            _check_size(path, im.size, expect_wh)
             arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise DatasetError(f"corrupt image {path}: {exc}") from exc
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
+
+
+def load_frame(ann: FrameAnnotation) -> torch.Tensor:
+    """The image of an annotated frame, checked against the annotation's <size>."""
+    return load_image(ann.image, (ann.width, ann.height))
 
 
 # ----------------------------------------------------------------------------- datasets
@@ -423,6 +453,11 @@ class VIDDataset:
                         f"{ln.num_frames} frames"
                     )
                 self.samples.append((vi, ln.frame))
+            # Train snippets have no devkit frame ids: number their frames consecutively in
+            # split-file order (as val's are), so that a frame id names one frame.
+            start = 1
+            for video, n in zip(videos, counts, strict=True):
+                video.start_index, start = start, start + n
         else:
             for ln in read_split_file(self.split_file, "vid_val"):
                 if max_videos is not None and len(videos) >= max_videos:

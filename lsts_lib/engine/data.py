@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from lsts_lib.data.types import ClassList, FrameAnnotation
-from lsts_lib.data.vid import DETDataset, VIDDataset, load_image
+from lsts_lib.data.vid import DETDataset, VIDDataset, load_frame
 
 # numpy SeedSequence spawn keys that separate the uses of (seed, ...) streams.
 _PERMUTATION, _SAMPLE = 0, 1
@@ -159,7 +159,7 @@ class TrainStream:
             frames_ann = [video.frames[i] for i in idx]
             ann = video.frames[b]
             source = f"vid:{video.name}:{b}"
-        frames = [load_image(Path(f.image)) for f in frames_ann]
+        frames = [load_frame(f) for f in frames_ann]
         if flip:
             frames = [f.flip(-1) for f in frames]
         return TrainSample(frames, target_of(ann, flip), source, flip)

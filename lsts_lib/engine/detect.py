@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from lsts_lib import atomic
 from lsts_lib.argtypes import positive_int
 from lsts_lib.data.types import ClassList
-from lsts_lib.data.vid import VIDDataset, load_image
+from lsts_lib.data.vid import VIDDataset, load_frame
 from lsts_lib.engine import rundir
 from lsts_lib.engine.checkpoint import load_checkpoint
 from lsts_lib.engine.config import MODES, RunConfig
@@ -52,6 +52,17 @@ def load_detector(checkpoint: str | Path, device: str | torch.device = "cpu"
     except ValueError as exc:
         raise ValueError(f"{checkpoint}: {exc}") from None
     return model.to(device).eval(), ckpt
+
+
+def _device(name: str | torch.device) -> torch.device:
+    """`--device` as a torch.device; a device this machine lacks is a one-line error."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device {name}: not a device name (cpu, cuda, cuda:1, ...)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: no CUDA device is available on this machine")
+    return device
 
 
 def _check_classes(ckpt: dict[str, Any], classes: ClassList, checkpoint: Path, root: Path) -> None:
@@ -79,6 +90,7 @@ def detect(
     the current directory.
     """
     checkpoint, data, out = Path(checkpoint).resolve(), Path(data).resolve(), Path(out).resolve()
+    device = str(_device(device))
     model, ckpt = load_detector(checkpoint, device)
     ev = RunConfig.from_dict(ckpt["config"]).eval
     mode = mode or ev.mode
@@ -107,7 +119,7 @@ def detect(
         nonlocal decode
         for f in video.frames:
             t = time.perf_counter()
-            img = load_image(f.image).to(device)
+            img = load_frame(f).to(device)
             decode += time.perf_counter() - t
             bar.update(1)
             yield img

@@ -43,7 +43,14 @@ from tqdm.auto import tqdm
 
 from lsts_lib import atomic
 from lsts_lib.engine import rundir
-from lsts_lib.engine.checkpoint import FORMAT, load_checkpoint, save_atomic, state_hash
+from lsts_lib.engine.checkpoint import (
+    FORMAT,
+    load_checkpoint,
+    load_model_state,
+    remove_orphaned_temps,
+    save_atomic,
+    state_hash,
+)
 from lsts_lib.engine.config import (
     RunConfig,
     dump_config,
@@ -166,7 +173,7 @@ def _start_weights(model: VideoDetector, cfg: Mapping[str, Any], last_path: Path
         if _comparable(ckpt["config"]) != _comparable(cfg):
             raise ValueError(f"{last_path}: was written with another config; resume needs the "
                              "same config and overrides (or pass --redo)")
-        model.load_state_dict(ckpt["model"])
+        load_model_state(model, ckpt["model"], last_path)
         return ckpt, int(ckpt["step"]), dict(ckpt.get("offsets_init", {}))
     if init_path:
         init_from_checkpoint(model, init_path)
@@ -242,6 +249,8 @@ def train(
     init_path = init_from or sched.init_from
     init_path = Path(init_path).resolve() if init_path else None
     d = Dist()
+    if d.main:
+        remove_orphaned_temps(out)  # of checkpoint writes killed in an earlier start
     stamp = rundir.Stamp(out, "train")
     inputs = train_inputs(cfg, init_path)
     if _reusable(out, stamp, inputs, resume, redo):

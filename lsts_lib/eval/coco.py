@@ -112,7 +112,7 @@ def coco_eval(
 ) -> COCOeval:
     """Run COCOeval (bbox) and return it evaluated and accumulated (summarize() not called)."""
     gt = coco_gt(classes, videos, verbose)
-    dt = coco_results_object(gt, dets, verbose)
+    dt = coco_results_object(gt, dets.canonical(), verbose)
     ev = COCOeval(gt, dt, iouType="bbox")
     with _quiet(verbose):
         ev.evaluate()

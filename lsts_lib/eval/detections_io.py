@@ -5,9 +5,12 @@ Devkit line format (what FGFA/DFF write and the devkit reads), one detection per
     <frame index> <class index> <score> <x1> <y1> <x2> <y2>
 
 - frame index: the global 1-based frame id of the split, i.e. ``video.start_index + offset``
-  where ``start_index`` is the second column of ``VID_val_videos.txt``;
+  where ``start_index`` is the second column of ``VID_val_videos.txt`` (train frames, which
+  have no devkit ids, are numbered consecutively by the reader);
 - class index: 1..C in the dataset's label order (0 is background and is not allowed);
-- box: pixel corners in the coordinates of the annotation XML (xmin ymin xmax ymax).
+- box: pixel corners in the coordinates of the annotation XML (xmin ymin xmax ymax); given
+  the frames' sizes, a box may pass the image [0, W] x [0, H] by at most
+  ``BOUNDS_TOLERANCE_PX`` (further out it was made for another image size).
 
 COCO results JSON: a list of ``{"image_id", "category_id", "bbox": [x, y, w, h], "score"}``
 with ``image_id`` = the same global frame id, ``category_id`` = the same 1..C label and
@@ -21,18 +24,20 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from lsts_lib.data.text import numbered_lines, parse_float, parse_int, quote
 from lsts_lib.data.types import Video
 
 __all__ = [
     "Detections",
     "frame_ids",
     "frame_locations",
+    "frame_sizes",
     "read_coco_results",
     "read_detections",
     "read_vid_detections",
@@ -40,6 +45,11 @@ __all__ = [
     "write_coco_results",
     "write_vid_detections",
 ]
+
+
+# Detectors clip boxes to [0, W] x [0, H]; rounding when boxes are scaled back to the
+# annotation's size may pass that by a hair, never by a pixel.
+BOUNDS_TOLERANCE_PX = 1.0
 
 
 def frame_ids(videos: Sequence[Video]) -> list[int]:
@@ -60,6 +70,14 @@ def frame_locations(videos: Sequence[Video]) -> dict[int, tuple[int, int]]:
                 )
             out[fid] = (vi, fi)
     return out
+
+
+def frame_sizes(videos: Sequence[Video]) -> dict[int, tuple[int, int]]:
+    """Map global frame id -> (width, height) of its annotation."""
+    return {
+        fid: (videos[vi].frames[fi].width, videos[vi].frames[fi].height)
+        for fid, (vi, fi) in frame_locations(videos).items()
+    }
 
 
 @dataclass
@@ -124,16 +142,34 @@ class Detections:
         )
 
     def by_frame(self) -> dict[int, np.ndarray]:
-        """Map frame id -> row indices of that frame, in file order."""
+        """Map frame id -> row indices of that frame, in row order."""
         order = np.argsort(self.frame_ids, kind="stable")
-        fids = self.frame_ids[order]
-        cuts = np.flatnonzero(np.diff(fids)) + 1
-        return {int(fids[g[0]]): g for g in np.split(order, cuts) if len(g)}
+        cuts = np.flatnonzero(np.diff(self.frame_ids[order])) + 1
+        # g holds row indices, so its frame id is read from the unsorted column.
+        return {int(self.frame_ids[g[0]]): g for g in np.split(order, cuts) if len(g)}
+
+    def canonical(self) -> Detections:
+        """The rows sorted by frame id, score (descending), class, then box.
+
+        The devkit rule and pycocotools break score ties by row order; evaluating the
+        canonical order makes every metric a function of the set of rows, whatever the
+        order of the file's lines.
+        """
+        x1, y1, x2, y2 = self.boxes.T
+        return self.select(np.lexsort((y2, x2, y1, x1, self.labels, -self.scores, self.frame_ids)))
 
     def validate(
-        self, num_classes: int, valid_frame_ids: Iterable[int] | None = None, source: str = ""
+        self,
+        num_classes: int,
+        valid_frame_ids: Iterable[int] | None = None,
+        source: str = "",
+        frame_sizes: Mapping[int, tuple[int, int]] | None = None,
     ) -> None:
-        """Raise ValueError on the first row that the evaluator would misread."""
+        """Raise ValueError on the first row that the evaluator would misread.
+
+        With `frame_sizes` ({frame id: (width, height)}) a box outside its frame's image
+        (beyond BOUNDS_TOLERANCE_PX) is refused too.
+        """
         where = f"{source}: " if source else ""
         # Vectorised screen, then the row-wise check of the first suspect for its message.
         suspect = (
@@ -148,6 +184,14 @@ class Detections:
         if valid_frame_ids is not None:
             valid = set(int(f) for f in valid_frame_ids)
             suspect |= ~np.isin(self.frame_ids, np.fromiter(valid, np.int64, len(valid)))
+        if frame_sizes:
+            known = np.array(sorted(frame_sizes), dtype=np.int64)
+            wh = np.array([frame_sizes[int(f)] for f in known], dtype=np.float64)
+            pos = np.minimum(np.searchsorted(known, self.frame_ids), len(known) - 1)
+            w, h, t = wh[pos, 0], wh[pos, 1], BOUNDS_TOLERANCE_PX
+            b = self.boxes
+            outside = (b[:, 0] < -t) | (b[:, 1] < -t) | (b[:, 2] > w + t) | (b[:, 3] > h + t)
+            suspect |= (known[pos] == self.frame_ids) & outside
         for i in np.flatnonzero(suspect)[:1]:
             problem = _row_problem(
                 int(self.frame_ids[i]),
@@ -156,6 +200,7 @@ class Detections:
                 self.boxes[i],
                 num_classes,
                 valid,
+                frame_sizes,
             )
             raise ValueError(f"{where}detection {i}: {problem}")
 
@@ -167,6 +212,7 @@ def _row_problem(
     box: Sequence[float],
     num_classes: int,
     valid: set[int] | None,
+    sizes: Mapping[int, tuple[int, int]] | None = None,
 ) -> str | None:
     """Why one detection is invalid, or None."""
     if valid is not None and fid not in valid:
@@ -180,7 +226,23 @@ def _row_problem(
     x1, y1, x2, y2 = box
     if x2 < x1 or y2 < y1:
         return f"box has x2 < x1 or y2 < y1 ({x1} {y1} {x2} {y2})"
+    if sizes is not None and fid in sizes:
+        w, h = sizes[fid]
+        t = BOUNDS_TOLERANCE_PX
+        if x1 < -t or y1 < -t or x2 > w + t or y2 > h + t:
+            return (
+                f"box ({x1} {y1} {x2} {y2}) lies outside the {w}x{h} image of frame {fid} "
+                f"(tolerance {t:g} px): detections made on images of another size?"
+            )
     return None
+
+
+def _valid_ids(
+    valid_frame_ids: Iterable[int] | None, frame_sizes: Mapping[int, tuple[int, int]] | None
+) -> set[int] | None:
+    if valid_frame_ids is not None:
+        return set(int(f) for f in valid_frame_ids)
+    return None if frame_sizes is None else set(frame_sizes)
 
 
 def _check_writable(dets: Detections, path: str | Path) -> None:
@@ -226,50 +288,54 @@ def write_vid_detections(
 
 
 def read_vid_detections(
-    path: str | Path, num_classes: int, valid_frame_ids: Iterable[int] | None = None
+    path: str | Path,
+    num_classes: int,
+    valid_frame_ids: Iterable[int] | None = None,
+    frame_sizes: Mapping[int, tuple[int, int]] | None = None,
 ) -> Detections:
     """Read and check the devkit line format; errors say `file:line: what is wrong`.
 
     Blank lines are skipped (they carry no detection); every other line must hold exactly
-    7 whitespace-separated fields: two integers then five finite numbers.
+    7 whitespace-separated fields: two integers then five finite numbers. `frame_sizes`
+    ({frame id: (width, height)}, e.g. `frame_sizes(videos)`) also bounds the boxes and,
+    without `valid_frame_ids`, names the valid frames.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"detections file not found: {path}")
-    valid = None if valid_frame_ids is None else set(int(f) for f in valid_frame_ids)
+    valid = _valid_ids(valid_frame_ids, frame_sizes)
     fids: list[int] = []
     labels: list[int] = []
     scores: list[float] = []
     boxes: list[list[float]] = []
-    with path.open() as f:
-        for lineno, line in enumerate(f, start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            if len(fields) != 7:
-                raise ValueError(
-                    f"{path}:{lineno}: expected 7 fields '<frame> <class> <score> <x1> <y1> "
-                    f"<x2> <y2>', got {len(fields)}: {line.strip()!r}"
-                )
-            try:
-                fid, label = int(fields[0]), int(fields[1])
-            except ValueError:
-                raise ValueError(
-                    f"{path}:{lineno}: frame and class index must be integers: {line.strip()!r}"
-                ) from None
-            try:
-                score, *box = (float(x) for x in fields[2:])
-            except ValueError:
-                raise ValueError(
-                    f"{path}:{lineno}: score and box must be numbers: {line.strip()!r}"
-                ) from None
-            problem = _row_problem(fid, label, score, box, num_classes, valid)
-            if problem:
-                raise ValueError(f"{path}:{lineno}: {problem}")
-            fids.append(fid)
-            labels.append(label)
-            scores.append(score)
-            boxes.append(box)
+    for lineno, line in numbered_lines(path):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 7:
+            raise ValueError(
+                f"{path}:{lineno}: expected 7 fields '<frame> <class> <score> <x1> <y1> "
+                f"<x2> <y2>', got {len(fields)}: {quote(line)}"
+            )
+        try:
+            fid, label = parse_int(fields[0]), parse_int(fields[1])
+        except ValueError:
+            raise ValueError(
+                f"{path}:{lineno}: frame and class index must be integers of ASCII digits: {quote(line)}"
+            ) from None
+        try:
+            score, *box = (parse_float(x) for x in fields[2:])
+        except ValueError:
+            raise ValueError(
+                f"{path}:{lineno}: score and box must be numbers: {quote(line)}"
+            ) from None
+        problem = _row_problem(fid, label, score, box, num_classes, valid, frame_sizes)
+        if problem:
+            raise ValueError(f"{path}:{lineno}: {problem}")
+        fids.append(fid)
+        labels.append(label)
+        scores.append(score)
+        boxes.append(box)
     if not fids:
         return Detections.empty()
     return Detections(np.array(fids), np.array(labels), np.array(scores), np.array(boxes))
@@ -302,38 +368,55 @@ def write_coco_results(path: str | Path, dets: Detections) -> Path:
     return path
 
 
+def _is_int(v: object) -> bool:
+    # JSON true/false load as bool, which Python counts as int: not a frame or class id.
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
 def read_coco_results(
-    path: str | Path, num_classes: int, valid_frame_ids: Iterable[int] | None = None
+    path: str | Path,
+    num_classes: int,
+    valid_frame_ids: Iterable[int] | None = None,
+    frame_sizes: Mapping[int, tuple[int, int]] | None = None,
 ) -> Detections:
-    """Read and check a COCO results JSON; errors name the file and the entry index."""
+    """Read and check a COCO results JSON; errors name the file and the entry index.
+
+    `valid_frame_ids` and `frame_sizes` as for `read_vid_detections`.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"detections file not found: {path}")
     try:
-        entries = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+        entries = json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise ValueError(f"{path}: not COCO results (JSON nested too deeply)") from None
     if not isinstance(entries, list):
         raise ValueError(f"{path}: a COCO results file is a JSON list of detections")
-    valid = None if valid_frame_ids is None else set(int(f) for f in valid_frame_ids)
+    valid = _valid_ids(valid_frame_ids, frame_sizes)
     rows = []
     for i, e in enumerate(entries):
         where = f"{path}: entry {i}"
         if not isinstance(e, dict) or not {"image_id", "category_id", "bbox", "score"} <= set(e):
             raise ValueError(f"{where}: needs image_id, category_id, bbox and score")
         fid, label, bbox, score = e["image_id"], e["category_id"], e["bbox"], e["score"]
-        if not (isinstance(fid, int) and isinstance(label, int)):
+        if not (_is_int(fid) and _is_int(label)):
             raise ValueError(f"{where}: image_id and category_id must be integers")
         if not (
             isinstance(bbox, list)
             and len(bbox) == 4
-            and all(isinstance(c, int | float) for c in bbox)
-            and isinstance(score, int | float)
+            and all(_is_number(c) for c in bbox)
+            and _is_number(score)
         ):
             raise ValueError(f"{where}: bbox must be 4 numbers and score a number")
         x, y, w, h = (float(c) for c in bbox)
         box = [x, y, x + w, y + h]
-        problem = _row_problem(fid, label, float(score), box, num_classes, valid)
+        problem = _row_problem(fid, label, float(score), box, num_classes, valid, frame_sizes)
         if problem:
             raise ValueError(f"{where}: {problem}")
         rows.append((fid, label, float(score), box))
@@ -348,9 +431,11 @@ def read_coco_results(
 
 
 def read_detections(
-    path: str | Path, num_classes: int, valid_frame_ids: Iterable[int] | None = None
+    path: str | Path,
+    num_classes: int,
+    valid_frame_ids: Iterable[int] | None = None,
+    frame_sizes: Mapping[int, tuple[int, int]] | None = None,
 ) -> Detections:
     """Read either format: `.json` is COCO results, anything else the devkit line format."""
-    if Path(path).suffix.lower() == ".json":
-        return read_coco_results(path, num_classes, valid_frame_ids)
-    return read_vid_detections(path, num_classes, valid_frame_ids)
+    read = read_coco_results if Path(path).suffix.lower() == ".json" else read_vid_detections
+    return read(path, num_classes, valid_frame_ids, frame_sizes)

@@ -48,7 +48,12 @@ from typing import Any, Literal
 import numpy as np
 
 from lsts_lib.data.types import ClassList, Video
-from lsts_lib.eval.detections_io import Detections, frame_locations, read_detections
+from lsts_lib.eval.detections_io import (
+    Detections,
+    frame_locations,
+    frame_sizes,
+    read_detections,
+)
 
 __all__ = [
     "FGFA_MOTION_RANGES",
@@ -199,7 +204,7 @@ def _match(videos: Sequence[Video], dets: Detections, rule: MatchRule) -> _Match
     for fid in sorted(groups, key=frame_pos.__getitem__):
         pos = frame_pos[fid]
         rows = groups[fid]
-        # Stable: equal scores keep file order (the devkit's unstable sort leaves it undefined).
+        # Stable: equal scores keep the canonical row order (the devkit leaves it undefined).
         rows = rows[np.argsort(-dets.scores[rows], kind="stable")]
         g_boxes, g_labels = gt_boxes[pos], gt_labels[pos]
         ious = box_iou(dets.boxes[rows], g_boxes, rule.plus_one)
@@ -330,7 +335,8 @@ def evaluate_vid(
     ``lsts_lib.eval.coco.coco_metrics``; None unless ``coco=True``), ``protocol``.
     """
     num_classes = classes.num_classes
-    dets.validate(num_classes, None, source="detections")
+    dets.validate(num_classes, None, source="detections", frame_sizes=frame_sizes(videos))
+    dets = dets.canonical()
     m = _match(videos, dets, rule)
     num_gt = np.bincount(m.gt_labels, minlength=num_classes + 1)
     if len(num_gt) > num_classes + 1:
@@ -450,15 +456,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-coco", action="store_true", help="skip the pycocotools metrics")
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file (other spellings, symbolic and hard links included)."""
+    if a.resolve() == b.resolve():
+        return True
+    return a.exists() and b.exists() and a.samefile(b)
+
+
 def main(args: argparse.Namespace) -> int:
     from lsts_lib.data.vid import VIDDataset
-    from lsts_lib.eval.detections_io import frame_ids
-
     if args.split != "val":
         # Devkit frame ids come from VID_val_videos.txt; train snippets have none.
         raise ValueError(f"--split {args.split}: the devkit evaluates the val split only")
+    if args.json is not None and _same_file(args.json, args.detections):
+        raise ValueError(f"--json {args.json}: is the detections file; the results would "
+                         "overwrite the input")
     dataset = VIDDataset(args.data, split=args.split)
-    dets = read_detections(args.detections, dataset.classes.num_classes, frame_ids(dataset.videos))
+    # Iterating the videos parses a lazy dataset's snippets: every frame's size is needed.
+    dets = read_detections(
+        args.detections, dataset.classes.num_classes, frame_sizes=frame_sizes(list(dataset.videos))
+    )
     result = evaluate_dataset(dataset, dets, coco=not args.no_coco)
     result["detections_file"] = str(args.detections)
     result["split"] = args.split
