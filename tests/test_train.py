@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -342,13 +343,14 @@ def test_disk_full_during_a_checkpoint_write_is_one_line(
 
 
 def test_orphaned_checkpoint_temps_are_removed_on_the_next_start(
-    reference: Path, data_root: Path
+    reference: Path, stage1: Path, data_root: Path
 ) -> None:
     orphans = [reference / ".last.pt.k1ll3d.tmp", reference / ".model.pt.x9x9x9.tmp"]
     for p in orphans:
         p.write_bytes(b"PK\x03\x04 what a SIGKILL left")
     (reference / "notes.tmp").write_text("the user's own file")
-    train("smoke", reference, overrides(data_root, **{"model.variant": "lsts"}))  # finished: skip
+    train("smoke", reference, overrides(data_root, **{"model.variant": "lsts"}),
+          init_from=stage1)  # the same inputs as the finished run: reused
     assert not any(p.exists() for p in orphans)
     assert (reference / "notes.tmp").read_text() == "the user's own file"
 
@@ -377,6 +379,7 @@ def test_resume_with_weights_of_another_architecture_is_one_line(
     ckpt = load_checkpoint(reference / "last.pt")  # the LSTS run's resume point ...
     ckpt["model"] = load_checkpoint(stage1)["model"]  # ... holding single-frame weights
     save_atomic(ckpt, run / "last.pt")
+    shutil.copy(reference / "config.yaml", run / "config.yaml")  # an unfinished run of ours
     assert main(cli_args(run, data_root, "--resume", **{"model.variant": "lsts"})) == 1
     [line] = error_lines(capsys.readouterr().err)
     assert f"{run / 'last.pt'}: its weights do not fit this model" in line
