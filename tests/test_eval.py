@@ -585,3 +585,26 @@ def test_permuting_the_lines_never_changes_any_metric():
         for _ in range(5):
             got = evaluate_vid(CLASSES, videos, d.select(rng.permutation(len(d))), coco=True)
             assert got == want
+
+
+# --------------------------------------------------------------------------- video resampling
+def test_video_weighted_map_equals_evaluating_the_resampled_split():
+    from lsts_lib.eval import video_weighted_map
+
+    videos, d = random_case(5, n_videos=3, n_frames=8)
+    score = video_weighted_map(CLASSES, videos, d)
+    assert score(np.ones(3)) == pytest.approx(evaluate_vid(CLASSES, videos, d)["mAP"], abs=1e-12)
+    # counts (2, 0, 1): video 0 twice (a copy with its own frame ids), video 1 left out.
+    n = 8
+    shift = 3 * n
+    copy0 = Video("val/v0copy", videos[0].frames, start_index=1 + shift)
+    rows = np.concatenate([d.frame_ids[:, None], d.labels[:, None], d.scores[:, None], d.boxes], 1)
+    v0 = rows[rows[:, 0] <= n]
+    v2 = rows[rows[:, 0] > 2 * n]
+    v0c = v0.copy()
+    v0c[:, 0] += shift
+    resampled = evaluate_vid(CLASSES, [videos[0], videos[2], copy0],
+                             dets_of(np.concatenate([v0, v2, v0c])))
+    assert score(np.array([2, 0, 1])) == pytest.approx(resampled["mAP"], abs=1e-12)
+    with pytest.raises(ValueError, match="one entry per video"):
+        score(np.ones(2))

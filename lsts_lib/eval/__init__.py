@@ -22,6 +22,7 @@ from lsts_lib.eval.vid_eval import (
     evaluate_vid,
     format_results,
     gt_thresholds,
+    video_weighted_map,
 )
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "read_detections",
     "read_vid_detections",
     "to_coco_results",
+    "video_weighted_map",
     "write_coco_results",
     "write_vid_detections",
 ]

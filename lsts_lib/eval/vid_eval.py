@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -64,6 +64,7 @@ __all__ = [
     "evaluate_vid",
     "format_results",
     "gt_thresholds",
+    "video_weighted_map",
 ]
 
 # The ranges FGFA evaluates (motion IoU: mean IoU with the same track within +-10 frames).
@@ -401,6 +402,41 @@ def evaluate_dataset(dataset: Any, dets: Detections, **kwargs: Any) -> dict[str,
     if hasattr(dataset, "load_all"):  # lazy datasets parse their snippets on demand
         dataset.load_all()
     return evaluate_vid(dataset.classes, list(dataset.videos), dets, **kwargs)
+
+
+def video_weighted_map(
+    classes: ClassList,
+    videos: Sequence[Video],
+    dets: Detections,
+    *,
+    rule: MatchRule = DEVKIT,
+    interpolation: Interpolation = "continuous",
+) -> Callable[[np.ndarray], float | None]:
+    """mAP as a function of how often each video counts (all ones = ``evaluate_vid``'s mAP).
+
+    Matching is per frame, so it is done once; a resample of the test videos (the bootstrap
+    in ``lsts_lib.eval.stats``) only reweights each video's detections and ground truth, which
+    is the same as evaluating a split that holds that video ``counts[i]`` times.
+    """
+    num_classes = classes.num_classes
+    dets.validate(num_classes, None, source="detections")
+    m = _match(videos, dets, rule)
+    frame_video = np.repeat(np.arange(len(videos)), [len(v.frames) for v in videos])
+    det_video = frame_video[m.det_frame]
+    gt_video = np.repeat(frame_video, np.diff(m.gt_frame_start))
+    tp = (m.matched_gt >= 0).astype(np.float64)
+    fp = 1.0 - tp
+
+    def score(counts: np.ndarray) -> float | None:
+        counts = np.asarray(counts, dtype=np.float64)
+        if counts.shape != (len(videos),):
+            raise ValueError(f"counts must have one entry per video ({len(videos)}), "
+                             f"got shape {counts.shape}")
+        w = counts[det_video]
+        num_gt = np.bincount(m.gt_labels, weights=counts[gt_video], minlength=num_classes + 1)
+        return _mean(_class_aps(m, dets, tp * w, fp * w, num_gt, num_classes, interpolation))
+
+    return score
 
 
 def _fmt(x: float | None, scale: float = 100.0) -> str:
