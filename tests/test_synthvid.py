@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 import defusedxml.ElementTree as ET
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -241,3 +242,53 @@ def test_occlusion_marks_the_covered_object() -> None:
     # Reversed z-order: now track 1 is behind.
     _, boxes = sv._render_frame(rng, p, 0, tracks, [1, 0], canvas, np.zeros(2), np.zeros(2), 0.0)
     assert [(b.track_id, b.occluded) for b in boxes] == [(0, 0), (1, 1)]
+
+
+# --------------------------------------------------------------------------- true motion
+def test_true_motion_moves_boxes_where_the_annotations_put_them(smoke: Path) -> None:
+    """displacement() at a box centre = the annotated box's shift, for objects in full view."""
+    from lsts_lib.data.motion_truth import displacement, load_motion
+
+    checked, errors = 0, []
+    videos = [v for split in ("train", "val") for v in VIDDataset(smoke, split=split).videos]
+    for video in videos:
+        motion = load_motion(smoke, video.name)
+        assert len(motion) == len(video.frames)
+        for t in range(len(video.frames) - 3):
+            a, b = video.frames[t], video.frames[t + 3]
+            for k, tid in enumerate(a.track_ids):
+                (j,) = np.flatnonzero(b.track_ids == tid) if tid in b.track_ids else (None,)
+                if j is None or a.occluded[k] or b.occluded[j]:
+                    continue
+                ba, bb = a.boxes[k], b.boxes[j]
+                lo, hi = np.array([1, 1]), np.array([a.width - 2, a.height - 2])
+                if not all((x[:2] > lo).all() and (x[2:] < hi).all() for x in (ba, bb)):
+                    continue
+                ca, cb = (ba[:2] + ba[2:]) / 2, (bb[:2] + bb[2:]) / 2
+                shift, track = displacement(motion, t, t + 3, ca[None])
+                assert track[0] == tid
+                errors.append(float(np.abs(shift[0] - (cb - ca)).max()))
+                checked += 1
+    assert checked > 40
+    # Box corners are whole pixels of a resampled mask: a pixel or two of slack.
+    assert np.median(errors) < 1.0 and max(errors) < 3.0, (np.median(errors), max(errors))
+
+
+def test_true_motion_of_the_background_is_the_camera_pan(smoke: Path) -> None:
+    from lsts_lib.data.motion_truth import cell_centres, displacement, load_motion
+
+    video = VIDDataset(smoke, split="val").videos[0]
+    motion = load_motion(smoke, video.name)
+    pts = cell_centres(motion.height, motion.width)
+    shift, track = displacement(motion, 2, 7, pts)
+    bg = track < 0
+    assert bg.any()
+    assert np.allclose(shift[bg], -5 * motion.pan)
+    assert pts.shape == (9 * 16, 2) and pts[1, 0] - pts[0, 0] == 16
+
+
+def test_true_motion_is_missing_for_datasets_without_it(tmp_path: Path) -> None:
+    from lsts_lib.data.motion_truth import load_motion
+
+    with pytest.raises(FileNotFoundError, match="regenerate"):
+        load_motion(tmp_path, "val/ILSVRC2015_val_00000000")

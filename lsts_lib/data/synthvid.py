@@ -8,6 +8,8 @@ file for file like the real thing so the same reader, trainer and evaluator run 
     DIR/Data/DET/train/ILSVRC2014_train_0000/ILSVRC2014_train_%08d.JPEG
     DIR/Annotations/{VID,DET}/...  one XML per image (same schema as ILSVRC2015 VID)
     DIR/ImageSets/VID_train_15frames.txt, VID_val_videos.txt, DET_train_30classes.txt
+    DIR/Motion/VID/<snippet>.json  the true motion no real dataset has: camera pan and every
+                         object's centre and size per frame (read by lsts_lib.data.motion_truth)
     DIR/classes.txt      `<id> <name>` per class, in label order (replaces VID's 30 synsets)
     DIR/synthvid.json    preset, seed, generator version, parameters, counts
 
@@ -48,7 +50,7 @@ from tqdm.auto import tqdm
 from lsts_lib import paths
 from lsts_lib.argtypes import nonnegative_int, positive_int
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"  # 2: Motion/ (true object and camera motion per video)
 DATABASE = "SynthVID"
 META_FILE = "synthvid.json"
 CLASSES_FILE = "classes.txt"
@@ -517,6 +519,8 @@ def _generate_one(job: _Job, write: bool = True) -> dict:
     rel = _snippet(split, index)
     kind = "DET" if still else "VID"
     frames: list[list[tuple]] = []
+    if write and not still:
+        _write_motion(out / "Motion" / kind / f"{rel}.json", p, tracks, z_order, pan, n_frames)
     for t in range(n_frames):
         img, boxes = _render_frame(rng, p, t, tracks, z_order, canvas, pan, start, sigma)
         if still:
@@ -536,6 +540,25 @@ def _generate_one(job: _Job, write: bool = True) -> dict:
         frames.append([(b.track_id, b.label, *b.box, b.occluded) for b in boxes])
     return {"split": split, "index": index, "name": rel, "frames": frames,
             "tiers": [tr.tier for tr in tracks]}
+
+
+def _write_motion(path: Path, p: SynthPreset, tracks: list[_Track], z_order: list[int],
+                  pan: np.ndarray, n_frames: int) -> None:
+    """The video's true motion: camera pan (background moves by -pan px a frame) and, per
+    frame, the centre and size of every live object, back-to-front order included."""
+    max_size = p.max_size_frac * p.height * 1.6  # as _render_frame
+    states: list[dict[str, list[float]]] = []
+    for t in range(n_frames):
+        live = {}
+        for tr in tracks:
+            if tr.t_start <= t < tr.t_end:
+                c, w, h = tr.state(t, p.min_size, max_size)
+                live[str(tr.track_id)] = [round(float(v), 3) for v in (c[0], c[1], w, h)]
+        states.append(live)
+    motion = {"width": p.width, "height": p.height, "pan": [float(v) for v in pan],
+              "z_order": [tracks[k].track_id for k in z_order], "frames": states}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(motion, separators=(",", ":")), encoding="utf-8")
 
 
 # --------------------------------------------------------------------------- dataset
@@ -573,7 +596,7 @@ def _jobs(out: Path, preset: str, seed: int) -> list[_Job]:
     return jobs
 
 
-_OWNED = ("Data", "Annotations", "ImageSets", CLASSES_FILE, META_FILE)
+_OWNED = ("Data", "Annotations", "Motion", "ImageSets", CLASSES_FILE, META_FILE)
 
 
 def _read_meta(out: Path) -> dict | None:
