@@ -608,3 +608,16 @@ def test_video_weighted_map_equals_evaluating_the_resampled_split():
     assert score(np.array([2, 0, 1])) == pytest.approx(resampled["mAP"], abs=1e-12)
     with pytest.raises(ValueError, match="one entry per video"):
         score(np.ones(2))
+
+
+def test_video_weighted_map_breaks_ties_as_evaluate_vid():
+    from lsts_lib.eval import video_weighted_map
+
+    videos, d = random_case(6, n_videos=3, n_frames=8)
+    d = Detections(d.frame_ids, d.labels, np.round(d.scores, 1), d.boxes)  # many equal scores
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        p = rng.permutation(len(d))
+        shuffled = Detections(d.frame_ids[p], d.labels[p], d.scores[p], d.boxes[p])
+        score = video_weighted_map(CLASSES, videos, shuffled)
+        assert score(np.ones(3)) == pytest.approx(evaluate_vid(CLASSES, videos, d)["mAP"], abs=1e-12)

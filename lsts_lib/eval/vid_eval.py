@@ -419,7 +419,8 @@ def video_weighted_map(
     is the same as evaluating a split that holds that video ``counts[i]`` times.
     """
     num_classes = classes.num_classes
-    dets.validate(num_classes, None, source="detections")
+    dets.validate(num_classes, None, source="detections", frame_sizes=frame_sizes(videos))
+    dets = dets.canonical()  # the same tie order as evaluate_vid
     m = _match(videos, dets, rule)
     frame_video = np.repeat(np.arange(len(videos)), [len(v.frames) for v in videos])
     det_video = frame_video[m.det_frame]
