@@ -189,3 +189,61 @@ def test_a_new_catalogue_entry_flows_through_train_detect_bench_and_tables(
     summary = summary_table(load_runs(runs, rep))
     assert summary.loc["copy_dummy", "label"] == "Dummy copy"
     assert list(summary.index) == ["single_frame", "copy_dummy"]
+
+
+# ------------------------------------------------------------------ resume: same inputs only
+def _unfinished(run: Path) -> None:
+    """Turn a finished run into an unfinished one: last.pt (of its last step) stays."""
+    (run / rundir.MODEL).unlink()
+    rundir.Stamp(run, "train").clear()
+
+
+def test_resume_needs_the_data_and_init_from_its_last_pt_was_made_from(
+    stage1: Path, data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    data = tmp_path / "synth"
+    shutil.copytree(data_root, data)
+    run = tmp_path / "run"
+    ov = {**overrides(data), "model.variant": "copy_prop"}
+    train("smoke", run, ov, init_from=stage1, progress=False)
+    _unfinished(run)
+    other = tmp_path / "other.pt"
+    other.write_bytes(stage1.read_bytes() + b"\0")  # other starting weights
+    with pytest.raises(ValueError, match=r"other inputs \(another init_from\).*--redo") as err:
+        train("smoke", run, ov, init_from=other, resume=True, progress=False)
+    assert "\n" not in str(err.value)
+    (data / "extra.txt").write_text("the dataset changed in place")
+    with pytest.raises(ValueError, match=r"other inputs \(another data\).*--redo"):
+        train("smoke", run, ov, init_from=stage1, resume=True, progress=False)
+    assert not (run / rundir.MODEL).exists()
+    # From the command line: one line, exit status 1.
+    code = cli_main(["train", "--config", "smoke", "--out", str(run), "--resume",
+                     "--init-from", str(other), "model.variant=copy_prop",
+                     *(f"{k}={v}" for k, v in ov.items() if k != "model.variant")])
+    err_text = capsys.readouterr().err
+    assert code == 1 and "another data, init_from" in err_text
+    assert len(err_text.strip().splitlines()) == 1
+
+
+def test_orchestrator_resumes_only_a_last_pt_of_the_same_inputs(
+    data_root: Path, tmp_path: Path
+) -> None:
+    runs = tmp_path / "runs"
+    plan = run_plan(runs, [0], ["single_frame", "copy_prop"])
+    orch = Orchestrator("smoke", data_root, overrides=overrides(data_root), progress=False)
+    orch.train(plan)
+    summary = plan[1].dir / rundir.SUMMARY
+    # Same inputs: the unfinished run is resumed (at its last checkpoint).
+    _unfinished(plan[1].dir)
+    orch.train(plan[1:])
+    assert json.loads(summary.read_text())["resumed_at"] == 1
+    # Stage 1 retrained: copy_prop's last.pt starts from the old stage-1 weights, so the run is
+    # trained again from the new ones, not resumed (which would mix the two).
+    _unfinished(plan[1].dir)
+    train("smoke", plan[0].dir, overrides(data_root, steps=2), redo=True, progress=False)
+    orch.train(plan[1:])
+    assert json.loads(summary.read_text())["resumed_at"] == 0
+    env = json.loads((plan[1].dir / rundir.ENV).read_text())
+    assert env["init_from"]["sha256"] == rundir.sha256_file(plan[0].model)
+    assert rundir.Stamp(plan[1].dir, "train").recorded_inputs()["init_from"]["sha256"] \
+        == rundir.sha256_file(plan[0].model)

@@ -380,7 +380,8 @@ def test_resume_with_weights_of_another_architecture_is_one_line(
     ckpt["model"] = load_checkpoint(stage1)["model"]  # ... holding single-frame weights
     save_atomic(ckpt, run / "last.pt")
     shutil.copy(reference / "config.yaml", run / "config.yaml")  # an unfinished run of ours
-    assert main(cli_args(run, data_root, "--resume", **{"model.variant": "lsts"})) == 1
+    assert main(cli_args(run, data_root, "--resume", "--init-from", str(stage1),
+                         **{"model.variant": "lsts"})) == 1
     [line] = error_lines(capsys.readouterr().err)
     assert f"{run / 'last.pt'}: its weights do not fit this model" in line
 

@@ -27,7 +27,7 @@ from typing import Any
 from lsts_lib.engine import rundir
 from lsts_lib.engine.config import load_config
 from lsts_lib.engine.detect import detect
-from lsts_lib.engine.train import train, train_inputs
+from lsts_lib.engine.train import resumable, train, train_inputs
 from lsts_lib.eval import vid_eval
 from lsts_lib.models.variants import STAGE1, VARIANTS, get_variant, run_overrides
 
@@ -104,12 +104,16 @@ class Orchestrator:
     def train_one(self, run: PlannedRun) -> None:
         overrides = self.run_overrides(run)
         stamp = rundir.Stamp(run.dir, "train")
-        if "train" not in self.redo and rundir.is_finished(run.dir) and stamp.done(
-                train_inputs(load_config(self.config, overrides), run.init_from)):
+        inputs = train_inputs(load_config(self.config, overrides), run.init_from)
+        if "train" not in self.redo and rundir.is_finished(run.dir) and stamp.done(inputs):
             return
-        # A finished run made from other inputs (e.g. a retrained stage-1 model) is redone.
-        redo = "train" in self.redo or rundir.is_finished(run.dir)
-        resume = not redo and (run.dir / rundir.LAST).exists()
+        # An unfinished run is resumed only when its last.pt was made from exactly these
+        # inputs; a finished or unfinished run made from other inputs (e.g. a retrained
+        # stage-1 model, a regenerated dataset) is redone.
+        resume = ("train" not in self.redo and not rundir.is_finished(run.dir)
+                  and resumable(run.dir / rundir.LAST, inputs))
+        redo = not resume and ("train" in self.redo or rundir.is_finished(run.dir)
+                               or (run.dir / rundir.LAST).exists())
         if self.jobs is None:
             train(self.config, run.dir, overrides, resume=resume, init_from=run.init_from,
                   redo=redo, progress=self.progress)

@@ -10,7 +10,8 @@ What a run writes into RUN_DIR (rank 0 only; see `rundir` for the names):
   env.json      seeds, library versions, hardware, git commit, world size, and the absolute
                 paths and content hashes of the data and of the --init-from model
   log.csv       one row per step: every loss term, learning rates, step time, offset shift
-  last.pt       atomic checkpoint every `train.checkpoint_every` steps (resume point)
+  last.pt       atomic checkpoint every `train.checkpoint_every` steps (resume point); it
+                records the run's inputs, and --resume continues it only for exactly these
   model.pt      the final weights (+ model config, classes); its presence marks a finished run
   summary.json  final losses and the weights' hash
   stamps/train.json  the inputs the run was made from and its outputs' hashes: a finished
@@ -163,16 +164,41 @@ def _reusable(out: Path, stamp: rundir.Stamp, inputs: Mapping[str, Any], resume:
     return False
 
 
-def _start_weights(model: VideoDetector, cfg: Mapping[str, Any], last_path: Path,
+def resume_inputs(last_path: Path) -> dict[str, Any] | None:
+    """The inputs (`train_inputs`) a resume checkpoint was made from; None for one that does
+    not record them (written before they were recorded)."""
+    return load_checkpoint(last_path, map_location="cpu").get("inputs")
+
+
+def resumable(last_path: Path, inputs: Mapping[str, Any]) -> bool:
+    """True when `last_path` exists and was made from exactly `inputs` (config, data
+    content, starting weights' content): resuming it continues the same run."""
+    if not last_path.exists():
+        return False
+    try:
+        recorded = resume_inputs(last_path)
+    except ValueError:
+        return False  # a damaged resume point proves nothing: the run is redone
+    return recorded is not None and _same(recorded, inputs)
+
+
+def _same(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
+
+
+def _start_weights(model: VideoDetector, inputs: Mapping[str, Any], last_path: Path,
                    resume: bool, init_path: Path | None
                    ) -> tuple[dict[str, Any] | None, int, dict[str, torch.Tensor]]:
     """(resume checkpoint or None, first step, initial offsets): the weights a run starts
-    from -- its own last.pt when resuming, else `init_path`'s, else the seed's."""
+    from -- its own last.pt when resuming (only when made from exactly `inputs`), else
+    `init_path`'s, else the seed's."""
     if resume and last_path.exists():
         ckpt = load_checkpoint(last_path, map_location="cpu")
-        if _comparable(ckpt["config"]) != _comparable(cfg):
-            raise ValueError(f"{last_path}: was written with another config; resume needs the "
-                             "same config and overrides (or pass --redo)")
+        recorded = ckpt.get("inputs")
+        if recorded is None or not _same(recorded, inputs):
+            raise ValueError(f"{last_path}: was made from other inputs "
+                             f"({_differences(recorded, inputs)}); resume needs the same "
+                             "config, data and --init-from weights (or pass --redo)")
         load_model_state(model, ckpt["model"], last_path)
         return ckpt, int(ckpt["step"]), dict(ckpt.get("offsets_init", {}))
     if init_path:
@@ -281,7 +307,8 @@ def train(
 
     torch.manual_seed(seed)  # the model's initial weights depend on the seed only
     model = build_model(mcfg).to(device)
-    ckpt, start_step, offsets_init = _start_weights(model, cfg, last_path, resume, init_path)
+    ckpt, start_step, offsets_init = _start_weights(model, inputs, last_path, resume,
+                                                      init_path)
 
     optimizer = build_optimizer(model, run.train, sched)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -322,7 +349,7 @@ def train(
             "format": FORMAT, "kind": "resume", "step": step, "config": _plain(cfg),
             "model_config": _plain(mcfg.to_dict()), "model": model.state_dict(),
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "rng": rng, "offsets_init": offsets_init,
+            "rng": rng, "offsets_init": offsets_init, "inputs": _plain(inputs),
         }, last_path)
 
     kill_at = int(os.environ.get(KILL_ENV, "0") or 0)
