@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -15,6 +17,7 @@ from lsts_lib.models import (
     tiny_config,
     warp,
 )
+from lsts_lib.models.variants import check_entry, get_variant
 
 H, W = 64, 112
 K = 3  # key interval of the detection tests
@@ -49,6 +52,24 @@ def test_config_roundtrip_and_unknown_keys():
     # A run of another architecture is chosen by name in the catalogue, not as a model.
     with pytest.raises(ValueError, match="lsts_gaussian"):
         ModelConfig(variant="lsts_gaussian")
+
+
+@pytest.mark.parametrize("flag,value", [("nonkey", "copy"), ("srfu", False),
+                                        ("dfa_fusion", False), ("learnable_offsets", False)])
+def test_a_run_of_a_base_architecture_keeps_its_flags(flag, value, monkeypatch):
+    # The detector builds an entry with `base` as the base: a flag of its own would be ignored.
+    bad = dataclasses.replace(VARIANTS["lsts_gaussian"], name="lsts_bad", **{flag: value})
+    with pytest.raises(ValueError, match=rf"'lsts_bad'.*base 'lsts'.*{flag}={value!r}"):
+        check_entry(bad, VARIANTS)
+    monkeypatch.setitem(VARIANTS, "lsts_bad", bad)  # added after import: checked when used
+    with pytest.raises(ValueError, match=rf"'lsts_bad'.*{flag}"):
+        get_variant("lsts_bad")
+    with pytest.raises(ValueError, match="is not an architecture"):
+        check_entry(dataclasses.replace(VARIANTS["lsts"], name="x", base="lsts_gaussian"),
+                    VARIANTS)
+    for v in VARIANTS.values():
+        if v.name != "lsts_bad":
+            check_entry(v, VARIANTS)  # the catalogue itself passes
 
 
 # ------------------------------------------------------------------ each variant

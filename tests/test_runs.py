@@ -3,7 +3,6 @@ state (issue 12 items 3, 5, 6, 8, 9): nothing stale is reused, nothing foreign o
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
@@ -15,10 +14,11 @@ from lsts_lib import atomic
 from lsts_lib.cli import main as cli_main
 from lsts_lib.engine import rundir
 from lsts_lib.engine.bench import bench
+from lsts_lib.engine.checkpoint import load_checkpoint
 from lsts_lib.engine.config import load_config
 from lsts_lib.engine.plan import Orchestrator, run_plan
 from lsts_lib.engine.train import train
-from lsts_lib.models.variants import VARIANTS
+from lsts_lib.models.variants import VARIANTS, Variant
 from lsts_lib.results import load_runs, summary_table
 
 
@@ -175,20 +175,30 @@ def test_retraining_stage1_redoes_what_depends_on_it(data_root: Path, tmp_path: 
 def test_a_new_catalogue_entry_flows_through_train_detect_bench_and_tables(
     data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    dummy = dataclasses.replace(VARIANTS["copy_prop"], name="copy_dummy", label="Dummy copy",
-                                base="copy_prop")
-    monkeypatch.setitem(VARIANTS, "copy_dummy", dummy)
+    # A new architecture (no `base`): LSTS alignment at non-key frames without SRFU and
+    # without DFA fusion, a combination no other entry has. The detector, the training
+    # stream, the benchmark and the tables read it from its flags alone.
+    dummy = Variant("lsts_bare", "Dummy bare LSTS", "LSTS-aligned memory only.",
+                    nonkey="lsts", srfu=False, dfa_fusion=False)
+    monkeypatch.setitem(VARIANTS, "lsts_bare", dummy)
     runs = tmp_path / "smoke"
-    plan = run_plan(runs, [0], ["single_frame", "copy_dummy"])
+    plan = run_plan(runs, [0], ["single_frame", "lsts_bare"])
     orch = Orchestrator("smoke", data_root, overrides=overrides(data_root), progress=False)
     orch.train(plan)
     orch.detect(plan)
-    rep = bench("smoke", "cpu", ("preset",), ["single_frame", "copy_dummy"], repeats=1,
+    model = load_checkpoint(plan[1].model)
+    assert model["model_config"]["variant"] == "lsts_bare"
+    assert any(k.startswith("dfa.") for k in model["model"])
+    assert not any(k.startswith(("srfu.", "dfa.quality.")) for k in model["model"])
+    rep = bench("smoke", "cpu", ("preset",), ["single_frame", "lsts_bare"], repeats=1,
                 progress=False)
-    assert rep["results"]["preset"]["copy_dummy"]["variant"] == "copy_prop"
+    res = rep["results"]["preset"]["lsts_bare"]
+    assert res["variant"] == "lsts_bare"
+    assert "srfu_align" not in res["key"]["stages"]
+    assert "dfa_align" in res["nonkey"]["stages"] and "dfa_fuse" not in res["nonkey"]["stages"]
     summary = summary_table(load_runs(runs, rep))
-    assert summary.loc["copy_dummy", "label"] == "Dummy copy"
-    assert list(summary.index) == ["single_frame", "copy_dummy"]
+    assert summary.loc["lsts_bare", "label"] == "Dummy bare LSTS"
+    assert list(summary.index) == ["single_frame", "lsts_bare"]
 
 
 # ------------------------------------------------------------------ resume: same inputs only

@@ -21,10 +21,13 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from .config import ModelConfig
 
-__all__ = ["Variant", "VARIANTS", "STAGE1", "architectures", "get_variant", "run_overrides",
-           "label"]
+__all__ = ["Variant", "VARIANTS", "STAGE1", "architectures", "check_entry", "get_variant",
+           "run_overrides", "label"]
 
 NonKey = Literal["key", "copy", "flow", "lsts"]
+# The fields the detector builds from: an entry with a `base` is built as its base, so these
+# must equal the base's (see `check_entry`).
+ARCHITECTURE_FLAGS = ("nonkey", "srfu", "dfa_fusion", "learnable_offsets")
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,29 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
 STAGE1 = "single_frame"
 
 
+def check_entry(v: Variant, catalogue: Mapping[str, Variant]) -> None:
+    """Raise ValueError when an entry with a `base` is not a run of that architecture: the
+    base must be a catalogue entry of its own architecture, and every architecture flag
+    equal to the base's (the detector builds the base's entry, so another flag would be
+    silently ignored)."""
+    if v.base is None:
+        return
+    base = catalogue.get(v.base)
+    if base is None or base.base is not None:
+        raise ValueError(f"variant {v.name!r}: base {v.base!r} is not an architecture of the "
+                         f"catalogue (one of {[n for n, b in catalogue.items() if b.base is None]})")
+    differ = [f"{f}={getattr(v, f)!r} (base: {getattr(base, f)!r})"
+              for f in ARCHITECTURE_FLAGS if getattr(v, f) != getattr(base, f)]
+    if differ:
+        raise ValueError(f"variant {v.name!r}: the detector builds its base {v.base!r}, so "
+                         f"its own {', '.join(differ)} would be ignored; give it the base's "
+                         "flags, or make it an architecture of its own (no base)")
+
+
+for _v in VARIANTS.values():
+    check_entry(_v, VARIANTS)
+
+
 def architectures() -> list[str]:
     """The names `model.variant` accepts: the entries that are their own architecture."""
     return [n for n, v in VARIANTS.items() if v.base is None]
@@ -111,6 +137,7 @@ def architectures() -> list[str]:
 def get_variant(name: str) -> Variant:
     if name not in VARIANTS:
         raise ValueError(f"unknown variant {name!r}; choose one of {list(VARIANTS)}")
+    check_entry(VARIANTS[name], VARIANTS)  # also an entry added after import
     return VARIANTS[name]
 
 
