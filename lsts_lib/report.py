@@ -29,6 +29,7 @@ from pathlib import Path
 from lsts_lib import atomic, paths
 from lsts_lib.argtypes import nonnegative_int, positive_int
 from lsts_lib.engine import rundir
+from lsts_lib.engine.bench import bench_inputs
 from lsts_lib.engine.plan import Orchestrator, lsts_child, run_plan
 
 STAGES = ("data", "stats", "train", "detect", "bench", "notebooks", "html", "readme")
@@ -107,9 +108,13 @@ class Report:
         # seconds per forward on a CPU. The report preset measures both sizes.
         smoke = self.preset == "smoke"
         out = self.runs / "bench_cpu.json"
+        sizes = ("preset",) if smoke else ("preset", "paper")
         args = ["bench", "--config", self.preset, "--device", "cpu", "--json", str(out),
-                "--sizes", "preset" if smoke else "preset,paper"]
-        self._stamped("bench", "bench", {"argv": args}, [out], lambda: lsts_child(*args))
+                "--sizes", ",".join(sizes)]
+        # The resolved models and eval settings it times: a changed preset (this one's, or
+        # paper.yaml's model) makes the old timings stale.
+        inputs = {"argv": args, "configs": bench_inputs(self.preset, sizes)}
+        self._stamped("bench", "bench", inputs, [out], lambda: lsts_child(*args))
         out_lsts = self.runs / "bench_lsts_cpu.json"
         args_lsts = ["bench-lsts", "--json", str(out_lsts),
                      *(["--no-keyframe", "--repeats", "1"] if smoke else [])]

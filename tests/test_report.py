@@ -1,11 +1,16 @@
 """`lsts report` helpers that do not need a whole run."""
 
+import json
+import shutil
 from pathlib import Path
 
 import nbformat
+import pytest
+import yaml
 
 from lsts_lib import paths
-from lsts_lib.report import scrub_machine_paths
+from lsts_lib import report as report_mod
+from lsts_lib.report import Report, scrub_machine_paths
 
 
 def test_scrub_machine_paths_removes_absolute_paths(tmp_path: Path) -> None:
@@ -24,3 +29,47 @@ def test_scrub_machine_paths_removes_absolute_paths(tmp_path: Path) -> None:
     out = nbformat.read(path, as_version=4)
     assert out.cells[0].outputs[0]["text"].startswith("lsts_lib/models/backbone.py:88")
     assert out.metadata["papermill"] == {"duration": 1.0}
+
+
+@pytest.fixture
+def presets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the presets the report reads, and a scratch runs/ folder."""
+    configs = tmp_path / "configs"
+    shutil.copytree(paths.CONFIGS, configs)
+    monkeypatch.setattr(paths, "CONFIGS", configs)
+    monkeypatch.setattr(paths, "RUNS", tmp_path / "runs")
+    return configs
+
+
+def edit_preset(path: Path, section: str, **values: object) -> None:
+    cfg = yaml.safe_load(path.read_text())
+    cfg[section].update(values)
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+
+def test_a_changed_preset_makes_the_benchmark_stale(
+    presets: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+
+    def fake_child(*argv: str, threads: int | None = None) -> None:
+        calls.append(argv[0])
+        out = Path(argv[list(argv).index("--json") + 1])
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"call": len(calls)}))
+
+    monkeypatch.setattr(report_mod, "lsts_child", fake_child)
+    rep = Report("smoke", [0], set(), 1)
+    rep.stage_bench()
+    assert calls == ["bench", "bench-lsts"]
+    rep.stage_bench()  # nothing changed: both reused
+    assert calls == ["bench", "bench-lsts"]
+    edit_preset(presets / "smoke.yaml", "model", feat_channels=32)  # another model to time
+    rep.stage_bench()
+    assert calls == ["bench", "bench-lsts", "bench"]
+    edit_preset(presets / "smoke.yaml", "eval", bench_repeats=3)  # another default repeat count
+    rep.stage_bench()
+    assert calls == ["bench", "bench-lsts", "bench", "bench"]
+    edit_preset(presets / "smoke.yaml", "train", seed=4)  # nothing the benchmark reads
+    rep.stage_bench()
+    assert calls == ["bench", "bench-lsts", "bench", "bench"]

@@ -223,13 +223,16 @@ def test_presets_resolve_to_model_configs() -> None:
     from lsts_lib.models.config import ModelConfig
 
     for name in ("smoke", "report", "paper"):
-        cfg = load_config(name)
-        m = dict(cfg["model"], num_classes=cfg["model"]["num_classes"] or 30)
-        ModelConfig.from_dict(m)  # every model key is a real ModelConfig field
+        run = RunConfig.from_dict(load_config(name))
+        assert run.model.with_classes(30).num_classes == 30  # 0: the dataset's count
         for variant, spec in VARIANTS.items():  # every catalogue entry is a valid override set
             model = load_config(name, run_overrides(variant))["model"]
             assert model["variant"] == spec.architecture
             assert all(model[k] == v for k, v in spec.model.items())
+            # The overrides and `configure` apply a variant the same way.
+            assert ModelConfig.from_dict(model) == spec.configure(run.model)
+    with pytest.raises(ValueError, match="model.num_classes=30 but the dataset lists 3"):
+        RunConfig.from_dict(load_config("paper")).model.with_classes(3)
     paper = load_config("paper")
     assert paper["model"]["backbone"] == "resnet101" and paper["train"]["offsets_lr_mult"] == 2.5
 

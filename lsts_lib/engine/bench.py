@@ -29,7 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +38,13 @@ from tqdm.auto import tqdm
 
 from lsts_lib.argtypes import positive_int
 from lsts_lib.data.vid import VID_CLASSES
-from lsts_lib.engine.config import load_config
+from lsts_lib.engine.config import RunConfig, load_config
 from lsts_lib.engine.env import cpu_model
 from lsts_lib.engine.measure import flops_of, peak_mb, time_ms
 from lsts_lib.models.config import ModelConfig
 from lsts_lib.models.detector import build_detector
 from lsts_lib.models.flownet import warp
-from lsts_lib.models.variants import STAGE1, VARIANTS, get_variant, run_overrides
+from lsts_lib.models.variants import STAGE1, VARIANTS, get_variant
 
 # Stage -> the category of the issue's table (low-level backbone, high-level backbone, LSTS
 # alignment, fusion, head; everything else is "other").
@@ -66,13 +66,30 @@ def device_info(device: torch.device) -> dict[str, Any]:
     return info
 
 
-def _model_cfg(model_section: dict[str, Any], variant: str, num_classes: int) -> ModelConfig:
-    m = dict(model_section)
-    for k, v in run_overrides(variant).items():
-        m[k.split(".", 1)[1]] = v
-    m["num_classes"] = m["num_classes"] or num_classes
-    m["pretrained"] = False  # speed does not depend on the weights; never download here
-    return ModelConfig.from_dict(m)
+def size_model(run: RunConfig, size: str) -> tuple[ModelConfig, tuple[int, int]]:
+    """The model (before a variant is applied) and input (height, width) a size benchmarks:
+    "preset" the run config's model at its min_size x max_size, "paper" the paper preset's
+    model at 600x1000. No dataset here: the class count is ImageNet VID's."""
+    if size == "preset":
+        model = run.model
+        hw = (model.min_size, model.max_size)
+    elif size == "paper":
+        model = RunConfig.from_dict(load_config("paper")).model
+        hw = PAPER_INPUT
+    else:
+        raise ValueError(f"unknown size {size!r}: use preset or paper")
+    # Speed does not depend on the weights: never download them here.
+    return model.with_classes(VID_CLASSES.num_classes).replace(pretrained=False), hw
+
+
+def bench_inputs(config: str | Path | Mapping[str, Any], sizes: Iterable[str]
+                 ) -> dict[str, Any]:
+    """What a benchmark of `config` at `sizes` reads besides its arguments (a stamp's
+    inputs): the eval settings it defaults to and the resolved model of each size."""
+    run = RunConfig.from_dict(load_config(config))
+    return {"eval": {"key_interval": run.eval.key_interval,
+                     "bench_repeats": run.eval.bench_repeats},
+            "models": {size: size_model(run, size)[0].to_dict() for size in sizes}}
 
 
 class FrameBench:
@@ -141,11 +158,10 @@ def _measure(stages: dict[str, Callable[[], Any]], repeats: int, device: torch.d
     return out
 
 
-def bench_size(model_section: dict[str, Any], variants: list[str],
+def bench_size(model_cfg: ModelConfig, variants: list[str],
                hw: tuple[int, int], key_interval: int, repeats: int, device: torch.device,
-               num_classes: int, seed: int = 0, progress: bool | None = None
-               ) -> dict[str, Any]:
-    """Benchmark every variant at one input size; returns {variant: results}."""
+               seed: int = 0, progress: bool | None = None) -> dict[str, Any]:
+    """Benchmark every variant of `model_cfg` at one input size; returns {variant: results}."""
     gen = torch.Generator().manual_seed(seed)
     image = torch.rand(3, *hw, generator=gen).to(device)
     results: dict[str, Any] = {}
@@ -154,7 +170,7 @@ def bench_size(model_section: dict[str, Any], variants: list[str],
     for name in bar:
         bar.set_postfix_str(name)
         torch.manual_seed(seed)
-        mcfg = _model_cfg(model_section, name, num_classes)
+        mcfg = get_variant(name).configure(model_cfg)
         model = build_detector(mcfg).to(device).eval()
         with torch.no_grad():
             fb = FrameBench(model, image)
@@ -221,37 +237,27 @@ def bench(
 ) -> dict[str, Any]:
     """Run the benchmark; return (and optionally write) its JSON-ready dict."""
     cfg = load_config(config)
+    run = RunConfig.from_dict(cfg)
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda but no CUDA device is available")
     picked = list(VARIANTS) if not variants else variants
     for name in picked:
         get_variant(name)
-    repeats = cfg["eval"]["bench_repeats"] if repeats is None else repeats
-    k = cfg["eval"]["key_interval"] if key_interval is None else key_interval
+    repeats = run.eval.bench_repeats if repeats is None else repeats
+    k = run.eval.key_interval if key_interval is None else key_interval
     if repeats < 1 or k < 1:
         raise ValueError(f"bench: repeats ({repeats}) and key interval ({k}) must be >= 1")
     report: dict[str, Any] = {
-        "schema": "lsts-bench-v1", "config": cfg.get("name", str(config)),
+        "schema": "lsts-bench-v1", "config": run.name,
         "device": device_info(dev), "key_interval": k, "repeats": repeats,
         "warmup": 1, "statistic": "median", "sizes": {}, "results": {},
     }
     for size in sizes:
-        if size == "preset":
-            section = cfg["model"]
-            hw = (int(section["min_size"]), int(section["max_size"]))
-            # No dataset here: a model config that leaves the class count to the dataset
-            # (num_classes 0) is timed with ImageNet VID's.
-            num_classes = int(section["num_classes"] or VID_CLASSES.num_classes)
-        elif size == "paper":
-            section = load_config("paper")["model"]
-            hw = PAPER_INPUT
-            num_classes = VID_CLASSES.num_classes
-        else:
-            raise ValueError(f"unknown size {size!r}: use preset or paper")
-        report["sizes"][size] = {"input_hw": list(hw), "backbone": section["backbone"],
-                                 "feat_channels": section["feat_channels"]}
-        report["results"][size] = bench_size(section, picked, hw, k, repeats, dev, num_classes,
+        model_cfg, hw = size_model(run, size)
+        report["sizes"][size] = {"input_hw": list(hw), "backbone": model_cfg.backbone,
+                                 "feat_channels": model_cfg.feat_channels}
+        report["results"][size] = bench_size(model_cfg, picked, hw, k, repeats, dev,
                                              progress=progress)
     paper = report["results"].get("paper", {})
     if "lsts" in paper and STAGE1 in paper:

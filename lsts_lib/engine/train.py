@@ -78,14 +78,6 @@ class NonFiniteLossError(FloatingPointError):
 
 
 # ------------------------------------------------------------------------------- model
-def model_config_of(cfg: RunConfig, num_classes: int) -> ModelConfig:
-    """The ModelConfig a run config describes (num_classes 0 -> the dataset's)."""
-    if cfg.model.num_classes and cfg.model.num_classes != num_classes:
-        raise ValueError(f"config model.num_classes={cfg.model.num_classes} but the dataset "
-                         f"lists {num_classes} classes")
-    return cfg.model.replace(num_classes=num_classes)
-
-
 def build_model(mcfg: ModelConfig) -> VideoDetector:
     return build_detector(mcfg)
 
@@ -301,7 +293,7 @@ def train(
     torch.manual_seed(seed)
 
     stream = build_stream(cfg, Path(run.data.root), temporal=run.model.variant != STAGE1)
-    mcfg = model_config_of(run, stream.classes.num_classes)
+    mcfg = run.model.with_classes(stream.classes.num_classes)
     steps = total_steps(run.train, sched, len(stream), d.world)
     batch = run.train.batch_size
 

@@ -120,6 +120,15 @@ class ModelConfig:
     def replace(self, **changes: Any) -> ModelConfig:
         return dataclasses.replace(self, **changes)
 
+    def with_classes(self, dataset_classes: int) -> ModelConfig:
+        """This config for a dataset of `dataset_classes` classes: num_classes 0 (a run
+        config's "the dataset decides") takes the dataset's count; another count than the
+        dataset's is an error."""
+        if self.num_classes and self.num_classes != dataset_classes:
+            raise ValueError(f"config model.num_classes={self.num_classes} but the dataset "
+                             f"lists {dataset_classes} classes")
+        return self.replace(num_classes=dataset_classes)
+
 
 def paper_config(variant: str = "lsts", **overrides: Any) -> ModelConfig:
     """The paper's setting: ResNet-101, frozen BN, 1024-ch features, 600/1000, 30 VID classes."""

@@ -61,9 +61,13 @@ class Variant:
         """The key interval this variant runs at when `k` is asked for."""
         return 1 if self.every_frame_key else k
 
+    def model_values(self) -> dict[str, Any]:
+        """The ModelConfig values this variant sets: its architecture and its own settings."""
+        return {"variant": self.architecture, **self.model}
+
     def configure(self, model: ModelConfig) -> ModelConfig:
         """`model` (any size) as this variant's model configuration."""
-        return model.replace(variant=self.architecture, **self.model)
+        return model.replace(**self.model_values())
 
 
 _LSTS = Variant(
@@ -143,8 +147,7 @@ def get_variant(name: str) -> Variant:
 
 def run_overrides(name: str) -> dict[str, Any]:
     """The dotted config overrides that turn a preset into the run of variant `name`."""
-    v = get_variant(name)
-    return {"model.variant": v.architecture, **{f"model.{k}": x for k, x in v.model.items()}}
+    return {f"model.{k}": x for k, x in get_variant(name).model_values().items()}
 
 
 def label(name: str) -> str:
