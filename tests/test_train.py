@@ -410,3 +410,28 @@ def test_checkpoint_without_checksum_loads_only_as_the_legacy_format(tmp_path: P
     torch.save({"format": ckpt_mod.FORMAT, "model": {"w": torch.ones(2)}}, path)
     with pytest.raises(ValueError, match="content checksum mismatch"):
         load_checkpoint(path)
+
+
+def test_the_stream_reads_each_default_from_the_typed_config(data_root: Path) -> None:
+    from lsts_lib.engine.config import DataConfig
+    from lsts_lib.engine.data import TrainStream, build_stream
+
+    raw = load_config("smoke", {"data.root": str(data_root)})
+    for key in ("use_det", "max_videos", "train_split"):  # left to DataConfig's defaults
+        del raw["data"][key]
+    for key in ("flip", "old_key_range", "new_key_range"):  # left to TrainConfig's
+        del raw["train"][key]
+    stream = build_stream(RunConfig.from_dict(raw))
+    assert (stream.det is not None) == DataConfig.use_det
+    assert stream.flip == TrainConfig.flip
+    assert (stream.old_range, stream.new_range) == (TrainConfig.old_key_range,
+                                                    TrainConfig.new_key_range)
+    assert not stream.temporal  # single_frame: every frame is a key frame
+    # TrainStream's own defaults are TrainConfig's.
+    bare = TrainStream(stream.vid, None, seed=0, temporal=True)
+    assert (bare.flip, bare.old_range, bare.new_range) == (
+        TrainConfig.flip, TrainConfig.old_key_range, TrainConfig.new_key_range)
+    other = load_config("smoke", {"data.root": str(data_root), "data.use_det": False,
+                                  "model.variant": "copy_prop", "train.new_key_range": [-3, 2]})
+    stream = build_stream(RunConfig.from_dict(other))
+    assert stream.det is None and stream.temporal and stream.new_range == (-3, 2)

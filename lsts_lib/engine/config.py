@@ -23,7 +23,7 @@ import yaml
 
 from lsts_lib import paths
 from lsts_lib.models.config import ModelConfig
-from lsts_lib.models.variants import STAGE1, run_overrides
+from lsts_lib.models.variants import get_variant
 
 SECTIONS = ("data", "model", "train", "eval")
 # Short override names for the keys a user changes most (`lsts train ... seed=1`).
@@ -193,10 +193,11 @@ def _choice(key: str, value: Any, choices: Iterable[str]) -> None:
 @dataclass(frozen=True)
 class DataConfig:
     root: str = "data/synthvid/report"  # relative: see `_absolute_paths`
-    preset: str = "report"  # SynthVID preset `lsts synth` generates into `root`
+    # SynthVID preset and seed `lsts report` generates into `root` (null: not SynthVID)
+    preset: str | None = "report"
     synth_seed: int = 0
-    train_split: str = "train"
-    val_split: str = "val"
+    train_split: str = "train"  # what `lsts train` reads
+    val_split: str = "val"  # what the run plan detects and evaluates (the devkit's: val)
     use_det: bool = True  # VID+DET: DET stills are mixed in and train as single frames
     max_videos: int | None = None  # cap on videos read per split
 
@@ -352,10 +353,11 @@ class RunConfig:
 
     @property
     def stage(self) -> str:
-        """Which schedule the run uses: 'stage1' for the single-frame detector, else 'stage2'."""
+        """Which schedule the run uses: 'stage1' for a single-frame detector (the variant's
+        every frame is a key frame), else 'stage2'."""
         if self.train.stage != "auto":
             return self.train.stage
-        return "stage1" if self.model.variant == STAGE1 else "stage2"
+        return "stage1" if get_variant(self.model.variant).every_frame_key else "stage2"
 
     @property
     def schedule(self) -> StageConfig:
@@ -368,16 +370,6 @@ def resolve(cfg: dict[str, Any]) -> dict[str, Any]:
         raise ValueError("config: a `variants:` section is no longer read; the compared "
                          "variants are defined once in lsts_lib/models/variants.py")
     return RunConfig.from_dict(cfg).to_dict()
-
-
-def stage_of(cfg: Mapping[str, Any]) -> str:
-    """Which schedule a run uses: 'stage1' for the single-frame detector, else 'stage2'."""
-    return RunConfig.from_dict(cfg).stage
-
-
-def variant_overrides(variant: str) -> dict[str, Any]:
-    """The override set that turns a preset into the run of one catalogue variant."""
-    return run_overrides(variant)
 
 
 def dump_config(cfg: Mapping[str, Any], path: Path) -> None:

@@ -27,6 +27,8 @@ import torch
 
 from lsts_lib.data.types import ClassList, FrameAnnotation
 from lsts_lib.data.vid import DETDataset, VIDDataset, load_frame
+from lsts_lib.engine.config import RunConfig, TrainConfig
+from lsts_lib.models.variants import get_variant
 
 # numpy SeedSequence spawn keys that separate the uses of (seed, ...) streams.
 _PERMUTATION, _SAMPLE = 0, 1
@@ -60,8 +62,8 @@ def draw_triplet(
     t: int,
     length: int,
     rng: np.random.Generator,
-    old_range: tuple[int, int] = (-10, -5),
-    new_range: tuple[int, int] = (-5, 5),
+    old_range: tuple[int, int] = TrainConfig.old_key_range,
+    new_range: tuple[int, int] = TrainConfig.new_key_range,
 ) -> tuple[int, int, int]:
     """(old key, new key, current) frame indices for current frame t (see module doc)."""
     old = clip_index(t + int(rng.integers(old_range[0], old_range[1])), length)
@@ -96,9 +98,9 @@ class TrainStream:
         det: DETDataset | None,
         seed: int,
         temporal: bool,
-        flip: bool = True,
-        old_range: tuple[int, int] = (-10, -5),
-        new_range: tuple[int, int] = (-5, 5),
+        flip: bool = TrainConfig.flip,
+        old_range: tuple[int, int] = TrainConfig.old_key_range,
+        new_range: tuple[int, int] = TrainConfig.new_key_range,
     ) -> None:
         self.vid = vid
         self.det = det
@@ -165,12 +167,14 @@ class TrainStream:
         return TrainSample(frames, target_of(ann, flip), source, flip)
 
 
-def build_stream(cfg: dict, root: Path, temporal: bool) -> TrainStream:
-    """The training stream a resolved config describes."""
-    data, train = cfg["data"], cfg["train"]
-    vid = VIDDataset(root, split=data.get("train_split", "train"), max_videos=data.get("max_videos"))
+def build_stream(run: RunConfig) -> TrainStream:
+    """The training stream of a run: the data section says what is read, the train section
+    how it is drawn; frame triplets unless the variant's every frame is a key frame."""
+    data, train = run.data, run.train
+    root = Path(data.root)
+    vid = VIDDataset(root, split=data.train_split, max_videos=data.max_videos)
     det = None
-    if data.get("use_det", False):
+    if data.use_det:
         det_file = root / "ImageSets" / "DET_train_30classes.txt"
         if not det_file.is_file():
             raise FileNotFoundError(
@@ -181,9 +185,9 @@ def build_stream(cfg: dict, root: Path, temporal: bool) -> TrainStream:
     return TrainStream(
         vid,
         det,
-        seed=int(train["seed"]),
-        temporal=temporal,
-        flip=bool(train.get("flip", True)),
-        old_range=tuple(train.get("old_key_range", (-10, -5))),
-        new_range=tuple(train.get("new_key_range", (-5, 5))),
+        seed=train.seed,
+        temporal=not get_variant(run.model.variant).every_frame_key,
+        flip=train.flip,
+        old_range=train.old_key_range,
+        new_range=train.new_key_range,
     )

@@ -57,7 +57,6 @@ from lsts_lib.engine.config import (
     dump_config,
     load_config,
     parse_overrides,
-    variant_overrides,
 )
 from lsts_lib.engine.data import TrainStream, build_stream, torch_seed
 from lsts_lib.engine.distributed import Dist, pick_device, set_threads
@@ -66,7 +65,7 @@ from lsts_lib.engine.optim import build_optimizer, lr_factor, total_steps
 from lsts_lib.engine.trainlog import CsvLog
 from lsts_lib.models.config import ModelConfig
 from lsts_lib.models.detector import OFFSETS_KEY, VideoDetector, build_detector
-from lsts_lib.models.variants import STAGE1
+from lsts_lib.models.variants import VARIANTS, run_overrides
 
 # Fault injection for the kill-and-resume test: SIGKILL this process right after step N.
 KILL_ENV = "LSTS_FAULT_KILL_AT_STEP"
@@ -95,9 +94,10 @@ def init_from_checkpoint(model: VideoDetector, ckpt_path: Path) -> None:
     backbone and head, the temporal modules staying fresh; from the same variant, everything."""
     ckpt = load_checkpoint(ckpt_path)
     source = ckpt.get("model_config", {}).get("variant")
+    from_single_frame = (source in VARIANTS and VARIANTS[source].every_frame_key
+                         and not model.spec.every_frame_key)
     try:
-        model.load_checkpoint_state(
-            ckpt["model"], init_from_single_frame=source == STAGE1 and model.variant != STAGE1)
+        model.load_checkpoint_state(ckpt["model"], init_from_single_frame=from_single_frame)
     except ValueError as exc:
         raise ValueError(f"{ckpt_path}: {exc}") from None
 
@@ -292,7 +292,7 @@ def train(
     seed = run.train.seed
     torch.manual_seed(seed)
 
-    stream = build_stream(cfg, Path(run.data.root), temporal=run.model.variant != STAGE1)
+    stream = build_stream(run)
     mcfg = run.model.with_classes(stream.classes.num_classes)
     steps = total_steps(run.train, sched, len(stream), d.world)
     batch = run.train.batch_size
@@ -436,7 +436,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    overrides: dict[str, Any] = variant_overrides(args.variant) if args.variant else {}
+    overrides: dict[str, Any] = run_overrides(args.variant) if args.variant else {}
     overrides.update(parse_overrides(args.overrides))
     try:
         path = train(args.config, args.out, overrides, resume=args.resume,
