@@ -30,6 +30,7 @@ from lsts_lib import atomic, paths
 from lsts_lib.argtypes import nonnegative_int, positive_int
 from lsts_lib.engine import rundir
 from lsts_lib.engine.bench import bench_inputs
+from lsts_lib.engine.config import RunConfig, load_config
 from lsts_lib.engine.plan import Orchestrator, lsts_child, run_plan
 
 STAGES = ("data", "stats", "train", "detect", "bench", "notebooks", "html", "readme")
@@ -64,7 +65,13 @@ class Report:
         self.seeds = seeds
         self.redo = redo
         self.jobs = jobs
-        self.data = paths.synthvid_root(preset)
+        # The SynthVID data the preset trains on: where (data.root), which SynthVID preset
+        # and seed generate it (data.preset, data.synth_seed).
+        self.config = RunConfig.from_dict(load_config(preset))
+        if not self.config.data.preset:
+            raise ValueError(f"config {preset}: data.preset is null, but `lsts report` "
+                             "generates its SynthVID data (set data.preset)")
+        self.data = Path(self.config.data.root)
         self.runs = paths.RUNS / preset
         self.plan = run_plan(self.runs, seeds)
         self.orchestrator = Orchestrator(preset, self.data, jobs=jobs, redo=redo)
@@ -80,7 +87,9 @@ class Report:
     # 1 ------------------------------------------------------------------------------
     def stage_data(self) -> None:
         # `lsts synth` itself returns at once when a complete dataset of this preset exists.
-        args = ["synth", "--out", str(self.data), "--preset", self.preset, "--seed", "0"]
+        data = self.config.data
+        args = ["synth", "--out", str(self.data), "--preset", str(data.preset),
+                "--seed", str(data.synth_seed)]
         if "data" in self.redo:
             args.append("--overwrite")
         lsts_child(*args)

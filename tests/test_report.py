@@ -73,3 +73,18 @@ def test_a_changed_preset_makes_the_benchmark_stale(
     edit_preset(presets / "smoke.yaml", "train", seed=4)  # nothing the benchmark reads
     rep.stage_bench()
     assert calls == ["bench", "bench-lsts", "bench", "bench"]
+
+
+def test_the_report_generates_the_data_its_preset_names(
+    presets: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[str, ...]] = []
+    monkeypatch.setattr(report_mod, "lsts_child", lambda *argv, **kw: calls.append(argv))
+    edit_preset(presets / "smoke.yaml", "data", root=str(tmp_path / "synth"), synth_seed=7)
+    Report("smoke", [0], set(), 1).stage_data()
+    [argv] = calls
+    assert argv == ("synth", "--out", str(tmp_path / "synth"), "--preset", "smoke",
+                    "--seed", "7")
+    edit_preset(presets / "smoke.yaml", "data", preset=None)
+    with pytest.raises(ValueError, match="data.preset is null"):
+        Report("smoke", [0], set(), 1)

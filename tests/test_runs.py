@@ -201,6 +201,31 @@ def test_a_new_catalogue_entry_flows_through_train_detect_bench_and_tables(
     assert list(summary.index) == ["single_frame", "lsts_bare"]
 
 
+def test_the_plan_detects_and_evaluates_the_configs_val_split(
+    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lsts_lib.engine import plan as plan_mod
+
+    seen: list[tuple[str, str]] = []
+
+    def fake_detect(checkpoint: Path, data: Path, out: Path, split: str, **kw: object) -> None:
+        seen.append(("detect", split))
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "detections.txt").write_text("")
+
+    def fake_evaluate(data: Path, split: str, detections: Path, out: Path) -> None:
+        seen.append(("evaluate", split))
+        out.write_text("{}")
+
+    monkeypatch.setattr(plan_mod, "detect", fake_detect)
+    monkeypatch.setattr(plan_mod, "evaluate", fake_evaluate)
+    [run] = run_plan(tmp_path / "runs", [0], ["single_frame"])
+    orch = Orchestrator("smoke", data_root, overrides={"data.val_split": "train"})
+    orch.detect([run])
+    assert seen == [("detect", "train"), ("evaluate", "train")]
+    assert rundir.Stamp(run.dir, "evaluate").recorded_inputs()["split"] == "train"
+
+
 # ------------------------------------------------------------------ resume: same inputs only
 def _unfinished(run: Path) -> None:
     """Turn a finished run into an unfinished one: last.pt (of its last step) stays."""

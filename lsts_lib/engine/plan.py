@@ -25,13 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from lsts_lib.engine import rundir
-from lsts_lib.engine.config import load_config
+from lsts_lib.engine.config import RunConfig, load_config
 from lsts_lib.engine.detect import detect
 from lsts_lib.engine.train import resumable, train, train_inputs
 from lsts_lib.eval import vid_eval
 from lsts_lib.models.variants import STAGE1, VARIANTS, get_variant, run_overrides
-
-EVAL_SPLIT = "val"  # the devkit evaluates the val split only
 
 
 @dataclass(frozen=True)
@@ -95,9 +93,14 @@ class Orchestrator:
         self.redo = set(redo)
         self.overrides = dict(overrides or {})
         self.progress = progress
+        # The split every run is detected and evaluated on (data.val_split).
+        run = RunConfig.from_dict(load_config(config, {"data.root": str(self.data_root),
+                                                       **self.overrides}))
+        self.eval_split = run.data.val_split
 
     # ------------------------------------------------------------------------- train
     def run_overrides(self, run: PlannedRun) -> dict[str, Any]:
+        """The overrides that make the config this run's (its variant, seed and data)."""
         return {**run_overrides(run.variant), "train.seed": run.seed,
                 "data.root": str(self.data_root), **self.overrides}
 
@@ -153,24 +156,25 @@ class Orchestrator:
         """Detections over the val split, then eval.json; returns the eval.json path."""
         det_dir = run.dir / rundir.DETECTIONS
         redo = "detect" in self.redo
+        split = self.eval_split
         if self.jobs is None:
-            detect(run.model, self.data_root, det_dir, split=EVAL_SPLIT, redo=redo,
+            detect(run.model, self.data_root, det_dir, split=split, redo=redo,
                    progress=self.progress)
         else:
             lsts_child("detect", "--checkpoint", str(run.model), "--data", str(self.data_root),
-                       "--split", EVAL_SPLIT, "--out", str(det_dir),
+                       "--split", split, "--out", str(det_dir),
                        *(["--redo"] if redo else []), threads=1)
         detections = det_dir / "detections.txt"
         inputs = {"detections_sha256": rundir.sha256_file(detections),
                   "data_sha256": rundir.dataset_fingerprint(self.data_root),
-                  "split": EVAL_SPLIT}
+                  "split": split}
         stamp = rundir.Stamp(run.dir, "evaluate")
         out = run.dir / rundir.EVAL
         if redo or not stamp.done(inputs):
             if self.jobs is None:
-                evaluate(self.data_root, detections, out)
+                evaluate(self.data_root, split, detections, out)
             else:
-                lsts_child("evaluate", "--data", str(self.data_root), "--split", EVAL_SPLIT,
+                lsts_child("evaluate", "--data", str(self.data_root), "--split", split,
                            "--detections", str(detections), "--json", str(out), threads=1)
             stamp.mark(inputs, [rundir.EVAL])
         return out
@@ -185,7 +189,7 @@ class Orchestrator:
             return [f.result() for f in [pool.submit(fn, r) for r in plan]]
 
 
-def evaluate(data_root: Path, detections: Path, out: Path) -> None:
+def evaluate(data_root: Path, split: str, detections: Path, out: Path) -> None:
     """`lsts evaluate` in this process: the devkit and COCO metrics of one detections file."""
-    vid_eval.main(argparse.Namespace(data=data_root, split=EVAL_SPLIT, detections=detections,
+    vid_eval.main(argparse.Namespace(data=data_root, split=split, detections=detections,
                                      json=out, no_coco=False))
