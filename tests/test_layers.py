@@ -30,11 +30,21 @@ def _imports(path: Path) -> list[str]:
         if isinstance(node, ast.ImportFrom) and node.module:
             if node.level:  # relative: within the module's own package
                 continue
+            # `from lsts_lib import a, b` imports the modules a and b: check every name (and
+            # the module itself, for `from lsts_lib.x import y`).
             names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
-            out += [n for n in names if n.startswith("lsts_lib.")][:1]
+            out += [n for n in names if n.startswith("lsts_lib.")]
         elif isinstance(node, ast.Import):
             out += [a.name for a in node.names if a.name.startswith("lsts_lib.")]
     return out
+
+
+def test_every_imported_name_is_checked(tmp_path: Path) -> None:
+    src = tmp_path / "m.py"
+    src.write_text("from lsts_lib import paths, cli\nfrom lsts_lib.engine import rundir, plan\n")
+    found = _imports(src)
+    assert "lsts_lib.cli" in found and "lsts_lib.engine.plan" in found
+    assert max(_layer(t) for t in found) == LAYERS["cli"]
 
 
 def test_no_module_imports_a_higher_layer() -> None:

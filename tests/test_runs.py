@@ -153,23 +153,30 @@ def test_retraining_stage1_redoes_what_depends_on_it(data_root: Path, tmp_path: 
     orch = Orchestrator("smoke", data_root, overrides=overrides(data_root), progress=False)
     orch.train(plan)
     evals = orch.detect(plan)
-    stamps = {p: json.loads(p.read_text()) for p in evals}
-    model_mtime = plan[1].model.stat().st_mtime_ns
+    detections = plan[1].dir / rundir.DETECTIONS / "detections.txt"
+    assert detections.stat().st_size > 0  # scores that other weights change
+    before = {"model": plan[1].model.stat().st_mtime_ns,
+              "eval": evals[1].stat().st_mtime_ns,
+              "detections_sha256": rundir.sha256_file(detections)}
     orch.train(plan)
     orch.detect(plan)
-    assert plan[1].model.stat().st_mtime_ns == model_mtime  # done: nothing redone
+    assert plan[1].model.stat().st_mtime_ns == before["model"]  # done: nothing redone
+    assert evals[1].stat().st_mtime_ns == before["eval"]
     # Stage 1 retrained with another step count: copy_prop starts from other weights, so it
     # is retrained, detected and evaluated again without being asked.
     train("smoke", plan[0].dir, overrides(data_root, steps=2), redo=True, progress=False)
     orch.train(plan[1:])
-    assert plan[1].model.stat().st_mtime_ns != model_mtime
+    assert plan[1].model.stat().st_mtime_ns != before["model"]
     orch.detect(plan)
     det = rundir.Stamp(plan[1].dir / rundir.DETECTIONS, "detect").recorded_inputs()
     assert det["checkpoint_sha256"] == rundir.sha256_file(plan[1].model)
     ev = rundir.Stamp(plan[1].dir, "evaluate").recorded_inputs()
-    assert ev["detections_sha256"] == rundir.sha256_file(
-        plan[1].dir / rundir.DETECTIONS / "detections.txt")
-    assert set(stamps) == set(evals)
+    assert ev["detections_sha256"] == rundir.sha256_file(detections)
+    # eval.json was recomputed from the new detections: its stamp names their hash, not the
+    # old one, and the file was written again.
+    assert ev["detections_sha256"] != before["detections_sha256"]
+    assert evals[1].stat().st_mtime_ns != before["eval"]
+    assert rundir.Stamp(plan[1].dir, "evaluate").outputs_intact()
 
 
 def test_a_new_catalogue_entry_flows_through_train_detect_bench_and_tables(
