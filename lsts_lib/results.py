@@ -170,17 +170,7 @@ def load_runs(runs: Path, bench: Mapping[str, Any] | None = None) -> pd.DataFram
             model = (yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}).get("model") or {}
         rows.append({"run": run, "variant": str(model.get("variant", run)), "seed": seed,
                      "label": run_label(run, model), **eval_row(ev)})
-    df = pd.DataFrame(rows)
-    cost = bench_table(bench) if bench is not None else None
-    df["cpu_ms"] = math.nan
-    df["gflops"] = math.nan
-    if cost is not None and not cost.empty:
-        for i, r in df.iterrows():
-            hit = _bench_lookup(cost, r["run"], r["variant"])
-            if hit is not None:
-                df.loc[i, "cpu_ms"] = hit["amortised_ms"]
-                df.loc[i, "gflops"] = hit["gflops"]
-    return df
+    return with_costs(pd.DataFrame(rows), bench)
 
 
 # --------------------------------------------------------------------------------------------
@@ -230,6 +220,23 @@ def _get(entry: Mapping[str, Any], *keys: str | tuple[str, ...]) -> float:
         if node is not None:
             return float(node)
     return math.nan
+
+
+def with_costs(df: pd.DataFrame, bench: Mapping[str, Any] | None) -> pd.DataFrame:
+    """A copy of the runs `df` with the benchmark's cost of each run: cpu_ms (amortised
+    per-frame ms) and gflops, NaN for a run the benchmark (or a missing one) has no row for."""
+    out = df.copy()
+    out["cpu_ms"] = math.nan
+    out["gflops"] = math.nan
+    cost = bench_table(bench) if bench is not None else None
+    if cost is None or cost.empty:
+        return out
+    for i, r in out.iterrows():
+        hit = _bench_lookup(cost, r["run"], r["variant"])
+        if hit is not None:
+            out.loc[i, "cpu_ms"] = hit["amortised_ms"]
+            out.loc[i, "gflops"] = hit["gflops"]
+    return out
 
 
 def _bench_lookup(cost: pd.DataFrame, run: str, variant: str) -> pd.Series | None:
@@ -347,12 +354,7 @@ def claims(df: pd.DataFrame, bench: Mapping[str, Any] | None = None) -> list[Cla
     points below the single-frame detector.
     """
     if bench is not None and ("cpu_ms" not in df or df["cpu_ms"].isna().all()):
-        cost = bench_table(bench)
-        df = df.copy()
-        for i, r in df.iterrows():
-            hit = _bench_lookup(cost, r["run"], r["variant"])
-            df.loc[i, "cpu_ms"] = hit["amortised_ms"] if hit is not None else math.nan
-            df.loc[i, "gflops"] = hit["gflops"] if hit is not None else math.nan
+        df = with_costs(df, bench)
     summary = summary_table(df)
     out: list[Claim] = []
 

@@ -98,6 +98,15 @@ def test_load_runs_and_summary(runs: Path) -> None:
     assert s.loc["lsts", "cpu_ms"] == 200.0 and s.loc["lsts", "gflops"] == 20.0
 
 
+def test_costs_are_merged_one_way(runs: Path) -> None:
+    bench = R.load_bench(runs)
+    del bench["results"]["paper"]["lsts_no_dfa"]  # a run the benchmark has no row for
+    df = R.with_costs(R.load_runs(runs), bench)
+    pd.testing.assert_frame_equal(df, R.load_runs(runs, bench))
+    assert df["cpu_ms"].isna().tolist() == [r == "lsts_no_dfa" for r in df["run"]]
+    assert R.with_costs(R.load_runs(runs), None)[["cpu_ms", "gflops"]].isna().all().all()
+
+
 def test_claim_verdicts(runs: Path) -> None:
     cs = {c.key: c for c in R.claims(R.load_runs(runs), R.load_bench(runs))}
     assert cs["learnable_sampling"].verdict == R.HELD  # 50 vs 44, pooled std 1

@@ -435,3 +435,18 @@ def test_the_stream_reads_each_default_from_the_typed_config(data_root: Path) ->
                                   "model.variant": "copy_prop", "train.new_key_range": [-3, 2]})
     stream = build_stream(RunConfig.from_dict(other))
     assert stream.det is None and stream.temporal and stream.new_range == (-3, 2)
+
+
+def test_single_frame_is_the_variants_every_frame_key_not_its_name(
+    data_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lsts_lib.engine.data import build_stream
+    from lsts_lib.models.variants import Variant
+
+    twin = Variant("per_frame_twin", "Per-frame twin", "Another single-frame detector.",
+                   nonkey="key")
+    monkeypatch.setitem(VARIANTS, "per_frame_twin", twin)
+    run = RunConfig.from_dict(load_config("smoke", {"data.root": str(data_root),
+                                                    "model.variant": "per_frame_twin"}))
+    assert run.stage == "stage1"  # the single-frame schedule
+    assert not build_stream(run).temporal  # one frame per sample
