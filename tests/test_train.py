@@ -342,6 +342,26 @@ def test_disk_full_during_a_checkpoint_write_is_one_line(
     assert not [p.name for p in run.iterdir() if p.suffix in (".pt", ".tmp")]
 
 
+def test_disk_full_as_torch_zip_writer_runtime_error_is_one_line(
+    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """torch's zip writer reports a full disk as a RuntimeError, not an OSError."""
+    from lsts_lib.cli import main
+
+    def full(obj, fh, *a, **k):
+        fh.write(b"PK\x03\x04 partial checkpoint bytes")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos "
+                           "1234 vs 1200")
+
+    monkeypatch.setattr(ckpt_mod.torch, "save", full)
+    run = tmp_path / "full"
+    assert main(cli_args(run, data_root, **{"train.steps": 2, "train.checkpoint_every": 1})) == 1
+    [line] = error_lines(capsys.readouterr().err)
+    assert "could not write the checkpoint" in line and "disk full" in line
+    assert str(run / "last.pt") in line and "inline_container" not in line
+    assert not [p.name for p in run.iterdir() if p.suffix in (".pt", ".tmp")]
+
+
 def test_orphaned_checkpoint_temps_are_removed_on_the_next_start(
     reference: Path, stage1: Path, data_root: Path
 ) -> None:
