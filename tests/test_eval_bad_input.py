@@ -274,3 +274,47 @@ def test_error_quotes_at_most_200_characters_of_a_huge_line(tmp_path):
     msg = str(exc.value)
     assert "dets.txt:2: score and box must be numbers: '1 1 0.9 10 10 50 555" in msg
     assert len(msg) < len(str(path)) + 300 and "(1,000,018 characters)" in msg
+
+
+def test_text_artefacts_are_written_atomically_and_name_the_file(tmp_path, monkeypatch):
+    """A full disk leaves neither a 0-byte temp nor a clobbered user 'X.tmp'; the error
+    names the target file."""
+    import errno
+    import os
+
+    from lsts_lib import atomic
+    from lsts_lib.eval import write_coco_results, write_vid_detections
+
+    d = Detections([1], [1], [0.9], [[10, 10, 50, 50]])
+    for write, name in ((write_vid_detections, "d.txt"), (write_coco_results, "d.json")):
+        own = tmp_path / f"{name}.tmp"
+        own.write_text("the user's own file")
+        write(tmp_path / name, d)  # a good write leaves the user's X.tmp alone
+        assert own.read_text() == "the user's own file"
+
+        def full(fd):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        monkeypatch.setattr(atomic.os, "fsync", full)
+        with pytest.raises(OSError) as exc:
+            write(tmp_path / "new" / name, d)
+        monkeypatch.undo()
+        assert str(tmp_path / "new" / name) in str(exc.value)
+        assert "No space left" in str(exc.value)
+        assert list((tmp_path / "new").iterdir()) == []
+        assert own.read_text() == "the user's own file"
+
+
+def test_cli_json_onto_a_folder_is_one_line_and_leaves_no_temp(tiny_vid, tmp_path, capsys):
+    from lsts_lib.cli import main
+
+    det = tmp_path / "dets.txt"
+    det.write_text("1 1 0.9 10 10 20 20\n")
+    folder = tmp_path / "results"
+    folder.mkdir()
+    args = ["evaluate", "--data", str(tiny_vid), "--detections", str(det), "--json", str(folder),
+            "--no-coco"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert f"{folder}" in err and "is a folder" in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dets.txt", "ds", "results"]

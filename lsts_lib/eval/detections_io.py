@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lsts_lib import atomic
 from lsts_lib.data.text import numbered_lines, parse_float, parse_int, quote
 from lsts_lib.data.types import Video
 
@@ -272,7 +273,6 @@ def write_vid_detections(
     """
     _check_writable(dets, path)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     order = np.argsort(dets.frame_ids, kind="stable")
     sf, bf = f"{{:.{score_decimals}f}}", f"{{:.{box_decimals}f}}"
     lines = []
@@ -281,9 +281,7 @@ def write_vid_detections(
         lines.append(
             f"{dets.frame_ids[i]:d} {dets.labels[i]:d} {sf.format(dets.scores[i])} {box}\n"
         )
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(lines))
-    tmp.replace(path)
+    atomic.write_text(path, "".join(lines))
     return path
 
 
@@ -361,10 +359,7 @@ def write_coco_results(path: str | Path, dets: Detections) -> Path:
     """Write COCO results JSON (same checks as `write_vid_detections`)."""
     _check_writable(dets, path)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(to_coco_results(dets)))
-    tmp.replace(path)
+    atomic.write_text(path, json.dumps(to_coco_results(dets)))
     return path
 
 

@@ -39,7 +39,6 @@ pycocotools' per-category AP50, which the tests check.
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +46,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from lsts_lib import atomic
 from lsts_lib.data.types import ClassList, Video
 from lsts_lib.eval.detections_io import (
     Detections,
@@ -518,9 +518,6 @@ def main(args: argparse.Namespace) -> int:
     result["split"] = args.split
     print(format_results(result))
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.json.with_name(args.json.name + ".tmp")
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
-        tmp.replace(args.json)
+        atomic.write_json(args.json, result)
         print(f"wrote {args.json}")
     return 0
