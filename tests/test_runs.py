@@ -94,6 +94,21 @@ def test_out_folder_of_someone_else_is_refused(data_root: Path, tmp_path: Path) 
     assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
 
 
+@pytest.mark.parametrize("config", ["x\n", "data: {}\nmodel: {}\ntrain: {}\neval: {}\n",
+                                    "data: [\n"])
+def test_folder_with_a_users_own_config_yaml_is_refused(data_root: Path, tmp_path: Path,
+                                                        config: str) -> None:
+    mine = tmp_path / "thesis"
+    mine.mkdir()
+    (mine / "config.yaml").write_text(config)  # the last two without env.json / stamps
+    (mine / "notes.txt").write_text("keep me")
+    for redo in (False, True):
+        with pytest.raises(ValueError, match="not a run of `lsts train`: its config.yaml"):
+            train("smoke", mine, overrides(data_root), redo=redo, progress=False)
+    assert (mine / "config.yaml").read_text() == config
+    assert sorted(p.name for p in mine.iterdir()) == ["config.yaml", "notes.txt"]
+
+
 def test_finished_run_without_config_or_with_other_init_is_refused(
     stage1: Path, data_root: Path, tmp_path: Path
 ) -> None:
