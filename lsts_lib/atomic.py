@@ -63,3 +63,28 @@ def read_json(path: str | Path) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path}: not valid JSON ({exc}); delete it or redo its stage") from None
+
+
+def check_json_output(path: str | Path, data: str | Path | None = None,
+                      option: str = "--json") -> None:
+    """Refuse a results path that would destroy something: inside the dataset folder `data`
+    (its classes.txt, synthvid.json, or a new file changing its fingerprint), a folder, or an
+    existing file that is not a JSON object (this tool's results are JSON objects; anything
+    else there is not one of ours). Checked before any work is done."""
+    target = Path(path).resolve()
+    if data is not None:
+        root = Path(data).resolve()
+        if target == root or root in target.parents:
+            raise ValueError(f"{option} {path}: is inside the --data folder {data}; write the "
+                             "results outside the dataset")
+    if not Path(path).exists():
+        return
+    if Path(path).is_dir():
+        raise ValueError(f"{option} {path}: is a folder, not a file")
+    try:
+        obj = read_json(path)
+    except (ValueError, OSError):
+        obj = None
+    if not isinstance(obj, dict):
+        raise ValueError(f"{option} {path}: exists and is not a JSON object written by this "
+                         "tool; refusing to overwrite it (delete it or choose another path)")

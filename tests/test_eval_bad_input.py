@@ -156,7 +156,8 @@ def test_cli_reports_the_bad_line_and_exits_1(tmp_path, monkeypatch, capsys):
     det = tmp_path / "dets.txt"
     det.write_text(f"{GOOD}\n1 1 nan 10 10 50 50\n")
     out = tmp_path / "res.json"
-    rc = main(["evaluate", "--data", str(tmp_path), "--detections", str(det), "--json", str(out)])
+    rc = main(["evaluate", "--data", str(tmp_path / "ds"), "--detections", str(det),
+               "--json", str(out)])
     assert rc == 1
     assert "dets.txt:2:" in capsys.readouterr().err
     assert not out.exists()
@@ -318,3 +319,31 @@ def test_cli_json_onto_a_folder_is_one_line_and_leaves_no_temp(tiny_vid, tmp_pat
     err = capsys.readouterr().err
     assert f"{folder}" in err and "is a folder" in err and "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dets.txt", "ds", "results"]
+
+
+@pytest.mark.parametrize("command", ["evaluate", "data-stats"])
+def test_cli_json_refuses_the_dataset_and_files_that_are_not_its_json(
+        tiny_vid, tmp_path, capsys, command):
+    from lsts_lib.cli import main
+
+    det = tmp_path / "dets.txt"
+    det.write_text("1 1 0.9 10 10 20 20\n")
+    args = ["data-stats", "--data", str(tiny_vid)] if command == "data-stats" else [
+        "evaluate", "--data", str(tiny_vid), "--detections", str(det), "--no-coco"]
+    classes = tiny_vid / "classes.txt"
+    before = classes.read_text()
+    for inside in (classes, tiny_vid / "new.json", tiny_vid / "Data" / ".." / "x.json"):
+        assert main([*args, "--json", str(inside)]) == 1
+        assert "inside the --data folder" in capsys.readouterr().err
+    assert classes.read_text() == before and not (tiny_vid / "new.json").exists()
+    assert not (tiny_vid / "x.json").exists()
+    mine = tmp_path / "thesis.tex"
+    for text in ("\\documentclass{article}\n", "[1, 2]\n", ""):
+        mine.write_text(text)
+        assert main([*args, "--json", str(mine)]) == 1
+        assert "not a JSON object written by this tool" in capsys.readouterr().err
+        assert mine.read_text() == text
+    ours = tmp_path / "results.json"
+    assert main([*args, "--json", str(ours)]) == 0
+    assert main([*args, "--json", str(ours)]) == 0  # its own earlier results: rewritten
+    assert isinstance(json.loads(ours.read_text()), dict)

@@ -508,6 +508,8 @@ def main(args: argparse.Namespace) -> int:
     if args.json is not None and _same_file(args.json, args.detections):
         raise ValueError(f"--json {args.json}: is the detections file; the results would "
                          "overwrite the input")
+    if args.json is not None:
+        atomic.check_json_output(args.json, args.data)
     dataset = VIDDataset(args.data, split=args.split)
     # Iterating the videos parses a lazy dataset's snippets: every frame's size is needed.
     dets = read_detections(
