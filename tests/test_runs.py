@@ -46,6 +46,23 @@ def test_every_numeric_option_is_validated(override: str, key: str) -> None:
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.parametrize("override,key", [
+    ("model.anchor_sizes=[]", "model.anchor_sizes=[]"),
+    ("model.anchor_sizes=[0]", "model.anchor_sizes=[0]"),
+    ("model.aspect_ratios=[-1.0]", "model.aspect_ratios"),
+    ("model.detections_per_img=0", "model.detections_per_img=0"),
+    ("model.head_extra.rpn_post_nms_top_n_test=0", "model.head_extra.rpn_post_nms_top_n_test=0"),
+    ("train.stage1.lr_steps=[2.0]", "train.stage1.lr_steps=[2.0]"),
+    ("model.grid_range=-1", "model.grid_range=-1"),
+    ("model.min_size=200", "model.min_size=200: must be <= model.max_size"),
+    ("train.betas=[2,3]", "train.betas=[2, 3]"),
+])
+def test_model_and_schedule_values_are_validated(override: str, key: str) -> None:
+    with pytest.raises(ValueError) as err:
+        load_config("smoke", [override])
+    assert key in str(err.value) and "\n" not in str(err.value)
+
+
 def test_bad_numbers_on_the_command_line_are_one_line_errors(
     data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

@@ -164,6 +164,30 @@ def test_weights_only_loading_refuses_pickled_objects(tmp_path: Path) -> None:
         load_checkpoint(other)
 
 
+def test_nan_loss_before_any_checkpoint_names_no_last_pt(
+    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_build = train_mod.build_model
+
+    def build_poisoned(mcfg):
+        model = real_build(mcfg)
+        forward = model.forward
+
+        def poisoned(frames, target):
+            losses = forward(frames, target)
+            losses["loss"] = losses["loss"] * float("nan")  # the first step diverges
+            return losses
+
+        model.forward = poisoned
+        return model
+
+    monkeypatch.setattr(train_mod, "build_model", build_poisoned)
+    run = tmp_path / "nan"
+    with pytest.raises(NonFiniteLossError, match="no checkpoint was written") as exc:
+        train("smoke", run, overrides(data_root), progress=False)
+    assert "last.pt" not in str(exc.value) and not (run / "last.pt").exists()
+
+
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(
     data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
