@@ -51,6 +51,7 @@ def read_lines(tmp_path, *lines: str) -> Detections:
 def test_good_file_reads(tmp_path):
     d = read_lines(tmp_path, GOOD, "", "11 2 0.1 0 0 5 5")
     assert len(d) == 2 and d.frame_ids.tolist() == [1, 11]
+    assert read_lines(tmp_path, "03 01 0.9 10 10 50 50").frame_ids.tolist() == [3]
 
 
 @pytest.mark.parametrize(
@@ -76,6 +77,9 @@ def test_good_file_reads(tmp_path):
         ("1_0 1 0.9 10 10 50 50", "must be integers"),
         ("1 1 0.9 1_0 10 50 50", "must be numbers"),
         ("1 1 \u0660.\u0669 10 10 50 50", "must be numbers"),
+        # a sign is not a digit; leading zeros ('03') are read as the number (harmless)
+        ("+3 1 0.9 10 10 50 50", "integers of ASCII digits"),
+        ("1 +1 0.9 10 10 50 50", "integers of ASCII digits"),
     ],
 )
 def test_bad_line_names_file_and_line(tmp_path, bad, what):

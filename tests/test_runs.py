@@ -63,6 +63,15 @@ def test_model_and_schedule_values_are_validated(override: str, key: str) -> Non
     assert key in str(err.value) and "\n" not in str(err.value)
 
 
+def test_missing_init_from_names_the_option(data_root: Path, tmp_path: Path, capsys) -> None:
+    code = cli_main(["train", "--config", "smoke", "--out", str(tmp_path / "r"),
+                     "--init-from", str(tmp_path / "nope.pt"), f"data.root={data_root}"])
+    err = capsys.readouterr().err
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert f"--init-from {tmp_path / 'nope.pt'}: no such checkpoint file" in err
+    assert not (tmp_path / "r").exists()
+
+
 def test_bad_numbers_on_the_command_line_are_one_line_errors(
     data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

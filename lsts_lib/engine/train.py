@@ -255,6 +255,9 @@ def train(
     sched = run.schedule
     init_path = init_from or sched.init_from
     init_path = Path(init_path).resolve() if init_path else None
+    if init_path is not None and not init_path.is_file():
+        option = "--init-from" if init_from else f"train.{run.stage}.init_from"
+        raise FileNotFoundError(f"{option} {init_path}: no such checkpoint file")
     d = Dist()
     if d.main:
         remove_orphaned_temps(out)  # of checkpoint writes killed in an earlier start

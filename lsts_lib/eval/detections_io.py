@@ -316,6 +316,8 @@ def read_vid_detections(
                 f"<x2> <y2>', got {len(fields)}: {quote(line)}"
             )
         try:
+            if not all(f.isascii() and f.isdigit() for f in fields[:2]):  # no sign: '+3'
+                raise ValueError
             fid, label = parse_int(fields[0]), parse_int(fields[1])
         except ValueError:
             raise ValueError(
