@@ -351,3 +351,18 @@ def test_cli_json_refuses_the_dataset_and_files_that_are_not_its_json(
     assert main([*args, "--json", str(ours)]) == 0
     assert main([*args, "--json", str(ours)]) == 0  # its own earlier results: rewritten
     assert isinstance(json.loads(ours.read_text()), dict)
+
+
+@pytest.mark.parametrize("suffix", [".txt", ".json"])
+def test_zero_byte_detections_file_is_refused_in_either_format(tmp_path, suffix):
+    path = tmp_path / f"dets{suffix}"
+    path.write_bytes(b"")
+    with pytest.raises(ValueError, match=r"dets\.(txt|json): is empty \(0 bytes\)"):
+        read_detections(path, 2)
+    path.write_text("[]" if suffix == ".json" else "\n")  # explicitly no detections: read
+    assert len(read_detections(path, 2)) == 0
+    from lsts_lib.eval import write_coco_results, write_vid_detections
+
+    write = write_coco_results if suffix == ".json" else write_vid_detections
+    write(path, Detections.empty())  # the writers' empty result is read back, not refused
+    assert len(read_detections(path, 2)) == 0

@@ -281,8 +281,17 @@ def write_vid_detections(
         lines.append(
             f"{dets.frame_ids[i]:d} {dets.labels[i]:d} {sf.format(dets.scores[i])} {box}\n"
         )
-    atomic.write_text(path, "".join(lines))
+    atomic.write_text(path, "".join(lines) or "\n")  # no detections: one blank line, not 0 bytes
     return path
+
+
+def _refuse_empty(path: Path) -> None:
+    """A 0-byte detections file, in either format, is refused: it is far more often a
+    write that never happened than a detector that found nothing (`[]` in a .json file
+    states that, and so does the .txt writer's one blank line)."""
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path}: is empty (0 bytes), as a write that never finished leaves "
+                         "it; a result without detections is one blank line (.txt) or [] (.json)")
 
 
 def read_vid_detections(
@@ -301,6 +310,7 @@ def read_vid_detections(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"detections file not found: {path}")
+    _refuse_empty(path)
     valid = _valid_ids(valid_frame_ids, frame_sizes)
     fids: list[int] = []
     labels: list[int] = []
@@ -387,6 +397,7 @@ def read_coco_results(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"detections file not found: {path}")
+    _refuse_empty(path)
     try:
         entries = json.loads(path.read_bytes())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
