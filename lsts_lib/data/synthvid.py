@@ -653,8 +653,10 @@ def generate(out: Path, preset: str = "smoke", seed: int = 0, overwrite: bool = 
     """Write the SynthVID dataset of `preset` and `seed` into `out`; return `out`.
 
     A complete dataset of the same preset, seed, generator version and parameters already in
-    `out` is reused as is; one of the same preset and seed that is unfinished or from another
-    generator version/parameters is regenerated. A SynthVID dataset of another preset or
+    `out` is reused as is; one of the same preset and seed that is unfinished, from another
+    generator version/parameters, or whose content no longer matches the SHA-256 recorded in
+    its synthvid.json (a file edited, corrupted or deleted in place) is regenerated
+    (`last_action` says which). A SynthVID dataset of another preset or
     seed is replaced only with `overwrite=True`. Any other non-empty folder is refused
     (nothing is ever deleted there). Bump GENERATOR_VERSION when the output changes.
     """
