@@ -91,6 +91,28 @@ def test_detect_reuse_is_keyed_on_content(
     assert (out / "detections.txt").stat().st_size > 0
 
 
+def test_detect_refuses_an_out_that_is_not_its_own(data_root: Path, tmp_path: Path) -> None:
+    """A user's folder holding a detections.txt, and a folder inside the dataset, are
+    refused before anything is loaded or written."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "detections.txt").write_text("my own detections\n")
+    (mine / "notes.txt").write_text("keep me")
+    model = tmp_path / "model.pt"  # never read: the refusal comes first
+    for redo in (False, True):
+        with pytest.raises(ValueError, match="not an output of `lsts detect`"):
+            detect(model, data_root, mine, redo=redo, progress=False)
+    assert (mine / "detections.txt").read_text() == "my own detections\n"
+    for inside in (data_root, data_root / "dets", data_root / "Data" / ".." / "dets"):
+        with pytest.raises(ValueError, match="inside the --data folder"):
+            detect(model, data_root, inside, progress=False)
+    assert not (data_root / "dets").exists()
+    (mine / "notes.txt").unlink()
+    (mine / "detections.txt").unlink()
+    with pytest.raises(FileNotFoundError):  # an empty folder is accepted
+        detect(model, data_root, mine, progress=False)
+
+
 def test_detect_refuses_a_dataset_with_other_classes(
     lsts_model: Path, tiny_vid: Path, tmp_path: Path
 ) -> None:

@@ -477,7 +477,7 @@ def test_cli_evaluate_prints_table_and_writes_json(tmp_path, fake_dataset, capsy
     det.write_text(f"1 1 0.95 {' '.join(map(str, BOX_A))}\n2 1 0.99 {' '.join(map(str, FAR))}\n")
     out = tmp_path / "res.json"
     assert (
-        main(["evaluate", "--data", str(tmp_path), "--detections", str(det), "--json", str(out)])
+        main(["evaluate", "--data", str(tmp_path / "ds"), "--detections", str(det), "--json", str(out)])
         == 0
     )
     text = capsys.readouterr().out
@@ -491,7 +491,7 @@ def test_cli_evaluate_prints_table_and_writes_json(tmp_path, fake_dataset, capsy
             [
                 "evaluate",
                 "--data",
-                str(tmp_path),
+                str(tmp_path / "ds"),
                 "--detections",
                 str(det),
                 "--no-coco",

@@ -51,6 +51,7 @@ def read_lines(tmp_path, *lines: str) -> Detections:
 def test_good_file_reads(tmp_path):
     d = read_lines(tmp_path, GOOD, "", "11 2 0.1 0 0 5 5")
     assert len(d) == 2 and d.frame_ids.tolist() == [1, 11]
+    assert read_lines(tmp_path, "03 01 0.9 10 10 50 50").frame_ids.tolist() == [3]
 
 
 @pytest.mark.parametrize(
@@ -76,6 +77,9 @@ def test_good_file_reads(tmp_path):
         ("1_0 1 0.9 10 10 50 50", "must be integers"),
         ("1 1 0.9 1_0 10 50 50", "must be numbers"),
         ("1 1 \u0660.\u0669 10 10 50 50", "must be numbers"),
+        # a sign is not a digit; leading zeros ('03') are read as the number (harmless)
+        ("+3 1 0.9 10 10 50 50", "integers of ASCII digits"),
+        ("1 +1 0.9 10 10 50 50", "integers of ASCII digits"),
     ],
 )
 def test_bad_line_names_file_and_line(tmp_path, bad, what):
@@ -156,7 +160,8 @@ def test_cli_reports_the_bad_line_and_exits_1(tmp_path, monkeypatch, capsys):
     det = tmp_path / "dets.txt"
     det.write_text(f"{GOOD}\n1 1 nan 10 10 50 50\n")
     out = tmp_path / "res.json"
-    rc = main(["evaluate", "--data", str(tmp_path), "--detections", str(det), "--json", str(out)])
+    rc = main(["evaluate", "--data", str(tmp_path / "ds"), "--detections", str(det),
+               "--json", str(out)])
     assert rc == 1
     assert "dets.txt:2:" in capsys.readouterr().err
     assert not out.exists()
@@ -274,3 +279,90 @@ def test_error_quotes_at_most_200_characters_of_a_huge_line(tmp_path):
     msg = str(exc.value)
     assert "dets.txt:2: score and box must be numbers: '1 1 0.9 10 10 50 555" in msg
     assert len(msg) < len(str(path)) + 300 and "(1,000,018 characters)" in msg
+
+
+def test_text_artefacts_are_written_atomically_and_name_the_file(tmp_path, monkeypatch):
+    """A full disk leaves neither a 0-byte temp nor a clobbered user 'X.tmp'; the error
+    names the target file."""
+    import errno
+    import os
+
+    from lsts_lib import atomic
+    from lsts_lib.eval import write_coco_results, write_vid_detections
+
+    d = Detections([1], [1], [0.9], [[10, 10, 50, 50]])
+    for write, name in ((write_vid_detections, "d.txt"), (write_coco_results, "d.json")):
+        own = tmp_path / f"{name}.tmp"
+        own.write_text("the user's own file")
+        write(tmp_path / name, d)  # a good write leaves the user's X.tmp alone
+        assert own.read_text() == "the user's own file"
+
+        def full(fd):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        monkeypatch.setattr(atomic.os, "fsync", full)
+        with pytest.raises(OSError) as exc:
+            write(tmp_path / "new" / name, d)
+        monkeypatch.undo()
+        assert str(tmp_path / "new" / name) in str(exc.value)
+        assert "No space left" in str(exc.value)
+        assert list((tmp_path / "new").iterdir()) == []
+        assert own.read_text() == "the user's own file"
+
+
+def test_cli_json_onto_a_folder_is_one_line_and_leaves_no_temp(tiny_vid, tmp_path, capsys):
+    from lsts_lib.cli import main
+
+    det = tmp_path / "dets.txt"
+    det.write_text("1 1 0.9 10 10 20 20\n")
+    folder = tmp_path / "results"
+    folder.mkdir()
+    args = ["evaluate", "--data", str(tiny_vid), "--detections", str(det), "--json", str(folder),
+            "--no-coco"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert f"{folder}" in err and "is a folder" in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dets.txt", "ds", "results"]
+
+
+@pytest.mark.parametrize("command", ["evaluate", "data-stats"])
+def test_cli_json_refuses_the_dataset_and_files_that_are_not_its_json(
+        tiny_vid, tmp_path, capsys, command):
+    from lsts_lib.cli import main
+
+    det = tmp_path / "dets.txt"
+    det.write_text("1 1 0.9 10 10 20 20\n")
+    args = ["data-stats", "--data", str(tiny_vid)] if command == "data-stats" else [
+        "evaluate", "--data", str(tiny_vid), "--detections", str(det), "--no-coco"]
+    classes = tiny_vid / "classes.txt"
+    before = classes.read_text()
+    for inside in (classes, tiny_vid / "new.json", tiny_vid / "Data" / ".." / "x.json"):
+        assert main([*args, "--json", str(inside)]) == 1
+        assert "inside the --data folder" in capsys.readouterr().err
+    assert classes.read_text() == before and not (tiny_vid / "new.json").exists()
+    assert not (tiny_vid / "x.json").exists()
+    mine = tmp_path / "thesis.tex"
+    for text in ("\\documentclass{article}\n", "[1, 2]\n", ""):
+        mine.write_text(text)
+        assert main([*args, "--json", str(mine)]) == 1
+        assert "not a JSON object written by this tool" in capsys.readouterr().err
+        assert mine.read_text() == text
+    ours = tmp_path / "results.json"
+    assert main([*args, "--json", str(ours)]) == 0
+    assert main([*args, "--json", str(ours)]) == 0  # its own earlier results: rewritten
+    assert isinstance(json.loads(ours.read_text()), dict)
+
+
+@pytest.mark.parametrize("suffix", [".txt", ".json"])
+def test_zero_byte_detections_file_is_refused_in_either_format(tmp_path, suffix):
+    path = tmp_path / f"dets{suffix}"
+    path.write_bytes(b"")
+    with pytest.raises(ValueError, match=r"dets\.(txt|json): is empty \(0 bytes\)"):
+        read_detections(path, 2)
+    path.write_text("[]" if suffix == ".json" else "\n")  # explicitly no detections: read
+    assert len(read_detections(path, 2)) == 0
+    from lsts_lib.eval import write_coco_results, write_vid_detections
+
+    write = write_coco_results if suffix == ".json" else write_vid_detections
+    write(path, Detections.empty())  # the writers' empty result is read back, not refused
+    assert len(read_detections(path, 2)) == 0

@@ -46,6 +46,32 @@ def test_every_numeric_option_is_validated(override: str, key: str) -> None:
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.parametrize("override,key", [
+    ("model.anchor_sizes=[]", "model.anchor_sizes=[]"),
+    ("model.anchor_sizes=[0]", "model.anchor_sizes=[0]"),
+    ("model.aspect_ratios=[-1.0]", "model.aspect_ratios"),
+    ("model.detections_per_img=0", "model.detections_per_img=0"),
+    ("model.head_extra.rpn_post_nms_top_n_test=0", "model.head_extra.rpn_post_nms_top_n_test=0"),
+    ("train.stage1.lr_steps=[2.0]", "train.stage1.lr_steps=[2.0]"),
+    ("model.grid_range=-1", "model.grid_range=-1"),
+    ("model.min_size=200", "model.min_size=200: must be <= model.max_size"),
+    ("train.betas=[2,3]", "train.betas=[2, 3]"),
+])
+def test_model_and_schedule_values_are_validated(override: str, key: str) -> None:
+    with pytest.raises(ValueError) as err:
+        load_config("smoke", [override])
+    assert key in str(err.value) and "\n" not in str(err.value)
+
+
+def test_missing_init_from_names_the_option(data_root: Path, tmp_path: Path, capsys) -> None:
+    code = cli_main(["train", "--config", "smoke", "--out", str(tmp_path / "r"),
+                     "--init-from", str(tmp_path / "nope.pt"), f"data.root={data_root}"])
+    err = capsys.readouterr().err
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert f"--init-from {tmp_path / 'nope.pt'}: no such checkpoint file" in err
+    assert not (tmp_path / "r").exists()
+
+
 def test_bad_numbers_on_the_command_line_are_one_line_errors(
     data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -92,6 +118,21 @@ def test_out_folder_of_someone_else_is_refused(data_root: Path, tmp_path: Path) 
     with pytest.raises(ValueError, match="not a run of `lsts train`"):
         train("smoke", mine, overrides(data_root), redo=True, progress=False)
     assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+
+
+@pytest.mark.parametrize("config", ["x\n", "data: {}\nmodel: {}\ntrain: {}\neval: {}\n",
+                                    "data: [\n"])
+def test_folder_with_a_users_own_config_yaml_is_refused(data_root: Path, tmp_path: Path,
+                                                        config: str) -> None:
+    mine = tmp_path / "thesis"
+    mine.mkdir()
+    (mine / "config.yaml").write_text(config)  # the last two without env.json / stamps
+    (mine / "notes.txt").write_text("keep me")
+    for redo in (False, True):
+        with pytest.raises(ValueError, match="not a run of `lsts train`: its config.yaml"):
+            train("smoke", mine, overrides(data_root), redo=redo, progress=False)
+    assert (mine / "config.yaml").read_text() == config
+    assert sorted(p.name for p in mine.iterdir()) == ["config.yaml", "notes.txt"]
 
 
 def test_finished_run_without_config_or_with_other_init_is_refused(

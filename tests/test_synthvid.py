@@ -195,6 +195,30 @@ def test_stale_dataset_is_regenerated(smoke: Path, tmp_path: Path, damage: str) 
     assert (copy / "synthvid.json").read_bytes() == (smoke / "synthvid.json").read_bytes()
 
 
+@pytest.mark.parametrize("damage", ["edited_xml", "corrupted_jpeg", "deleted_jpeg"])
+def test_synth_cli_regenerates_a_dataset_changed_in_place_and_says_so(
+        smoke: Path, tmp_path: Path, capsys: pytest.CaptureFixture, damage: str) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(smoke, copy)
+    args = ["synth", "--out", str(copy), "--preset", "smoke", "--seed", "0"]
+    assert cli.main(args) == 0
+    assert ": reused;" in capsys.readouterr().out
+    victim = {"edited_xml": next((copy / "Annotations/VID/val").rglob("*.xml")),
+              "corrupted_jpeg": copy / "Data/VID/val/ILSVRC2015_val_00000001/000003.JPEG",
+              "deleted_jpeg": copy / "Data/VID/val/ILSVRC2015_val_00000001/000002.JPEG"}[damage]
+    good = victim.read_bytes()
+    if damage == "edited_xml":
+        victim.write_text(victim.read_text().replace("<xmin>", "<xmin>1", 1))
+    elif damage == "corrupted_jpeg":
+        victim.write_bytes(good[: len(good) // 2] + b"\0" * (len(good) - len(good) // 2))
+    else:
+        victim.unlink()
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    assert ": regenerated in" in out and "reused" not in out
+    assert victim.read_bytes() == good
+
+
 def test_refuses_foreign_folder(tmp_path: Path) -> None:
     keep = tmp_path / "notes.txt"
     keep.write_text("mine")

@@ -164,6 +164,30 @@ def test_weights_only_loading_refuses_pickled_objects(tmp_path: Path) -> None:
         load_checkpoint(other)
 
 
+def test_nan_loss_before_any_checkpoint_names_no_last_pt(
+    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_build = train_mod.build_model
+
+    def build_poisoned(mcfg):
+        model = real_build(mcfg)
+        forward = model.forward
+
+        def poisoned(frames, target):
+            losses = forward(frames, target)
+            losses["loss"] = losses["loss"] * float("nan")  # the first step diverges
+            return losses
+
+        model.forward = poisoned
+        return model
+
+    monkeypatch.setattr(train_mod, "build_model", build_poisoned)
+    run = tmp_path / "nan"
+    with pytest.raises(NonFiniteLossError, match="no checkpoint was written") as exc:
+        train("smoke", run, overrides(data_root), progress=False)
+    assert "last.pt" not in str(exc.value) and not (run / "last.pt").exists()
+
+
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(
     data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -342,6 +366,26 @@ def test_disk_full_during_a_checkpoint_write_is_one_line(
     assert main(cli_args(run, data_root, **{"train.steps": 2, "train.checkpoint_every": 1})) == 1
     [line] = error_lines(capsys.readouterr().err)
     assert "No space left on device" in line and str(run / "last.pt") in line
+    assert not [p.name for p in run.iterdir() if p.suffix in (".pt", ".tmp")]
+
+
+def test_disk_full_as_torch_zip_writer_runtime_error_is_one_line(
+    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """torch's zip writer reports a full disk as a RuntimeError, not an OSError."""
+    from lsts_lib.cli import main
+
+    def full(obj, fh, *a, **k):
+        fh.write(b"PK\x03\x04 partial checkpoint bytes")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos "
+                           "1234 vs 1200")
+
+    monkeypatch.setattr(ckpt_mod.torch, "save", full)
+    run = tmp_path / "full"
+    assert main(cli_args(run, data_root, **{"train.steps": 2, "train.checkpoint_every": 1})) == 1
+    [line] = error_lines(capsys.readouterr().err)
+    assert "could not write the checkpoint" in line and "disk full" in line
+    assert str(run / "last.pt") in line and "inline_container" not in line
     assert not [p.name for p in run.iterdir() if p.suffix in (".pt", ".tmp")]
 
 

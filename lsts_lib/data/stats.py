@@ -103,6 +103,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.json is not None:
+        atomic.check_json_output(args.json, args.data)
     ds = VIDDataset(args.data, args.split, max_videos=args.max_videos)
     stats = dataset_stats(ds)
     print(format_stats(stats))

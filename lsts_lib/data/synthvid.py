@@ -32,6 +32,7 @@ byte-identical for the same preset and seed, JPEG bytes too on the same machine.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -628,18 +629,41 @@ def _write_meta(out: Path, meta: dict) -> None:
     os.replace(tmp, out / META_FILE)
 
 
+def _content_sha256(out: Path) -> str:
+    """SHA-256 over every file of the dataset but its own synthvid.json (relative path and
+    content): an XML edited or a JPEG corrupted in place changes it."""
+    h = hashlib.sha256()
+    for p in sorted(q for q in out.rglob("*") if q.is_file()):
+        rel = p.relative_to(out).as_posix()
+        if rel in (META_FILE, META_FILE + ".tmp"):
+            continue
+        h.update(rel.encode())
+        with open(p, "rb") as fh:
+            h.update(hashlib.sha256(fh.read()).digest())
+    return h.hexdigest()
+
+
+#: What the last `generate` did to its folder: "reused", "regenerated" (a dataset of the same
+#: preset and seed that was unfinished, stale or changed in place) or "generated".
+last_action = "generated"
+
+
 def generate(out: Path, preset: str = "smoke", seed: int = 0, overwrite: bool = False,
              workers: int | None = None, progress: bool = True) -> Path:
     """Write the SynthVID dataset of `preset` and `seed` into `out`; return `out`.
 
     A complete dataset of the same preset, seed, generator version and parameters already in
-    `out` is reused as is; one of the same preset and seed that is unfinished or from another
-    generator version/parameters is regenerated. A SynthVID dataset of another preset or
+    `out` is reused as is; one of the same preset and seed that is unfinished, from another
+    generator version/parameters, or whose content no longer matches the SHA-256 recorded in
+    its synthvid.json (a file edited, corrupted or deleted in place) is regenerated
+    (`last_action` says which). A SynthVID dataset of another preset or
     seed is replaced only with `overwrite=True`. Any other non-empty folder is refused
     (nothing is ever deleted there). Bump GENERATOR_VERSION when the output changes.
     """
+    global last_action
     if preset not in PRESETS:
         raise ValueError(f"unknown SynthVID preset {preset!r}; choose one of {sorted(PRESETS)}")
+    action = "generated"
     out = Path(out)
     p = PRESETS[preset]
     wanted = {"preset": preset, "seed": int(seed), "version": GENERATOR_VERSION}
@@ -653,8 +677,12 @@ def generate(out: Path, preset: str = "smoke", seed: int = 0, overwrite: bool = 
         same = meta.get("preset") == preset and meta.get("seed") == int(seed)
         current = meta.get("version") == GENERATOR_VERSION and meta.get("params") == json.loads(
             json.dumps(asdict(p)))
-        if same and current and _is_complete(out, meta):
+        # The content hash is checked when recorded (older datasets carry none).
+        if same and current and _is_complete(out, meta) and meta.get("content_sha256") in (
+                None, _content_sha256(out)):
+            last_action = "reused"
             return out
+        action = "regenerated" if same else "generated"
         # Same preset and seed but unfinished, older generator or changed parameters:
         # regenerated in place. Another preset or seed: only when asked to.
         if not same and not overwrite:
@@ -708,7 +736,9 @@ def generate(out: Path, preset: str = "smoke", seed: int = 0, overwrite: bool = 
                             for objs in r["frames"] if not objs),
     }
     meta["complete"] = True
+    meta["content_sha256"] = _content_sha256(out)
     _write_meta(out, meta)
+    last_action = action
     return out
 
 
@@ -729,13 +759,12 @@ def main(args: argparse.Namespace) -> int:
         raise ValueError(f"unknown SynthVID preset {args.preset!r}; choose one of {sorted(PRESETS)}")
     out = args.out if args.out is not None else paths.synthvid_root(args.preset)
     t0 = time.perf_counter()
-    meta_before = _read_meta(out) if out.is_dir() else None
     generate(out, preset=args.preset, seed=args.seed, overwrite=args.overwrite,
              workers=args.workers)
     meta = _read_meta(out) or {}
-    reused = meta_before is not None and meta_before == meta and meta.get("complete")
     c = meta.get("counts", {})
-    verb = "reused" if reused else f"generated in {time.perf_counter() - t0:.1f} s"
+    verb = last_action if last_action == "reused" else (
+        f"{last_action} in {time.perf_counter() - t0:.1f} s")
     print(f"SynthVID {args.preset} seed {args.seed} at {out}: {verb}; "
           f"{c.get('train_videos')} train videos ({c.get('frames_train')} frames), "
           f"{c.get('val_videos')} val videos ({c.get('frames_val')} frames), "

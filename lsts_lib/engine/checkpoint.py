@@ -12,8 +12,10 @@ file would resume or detect silently.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import shutil
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -69,7 +71,22 @@ def save_atomic(obj: Mapping[str, Any], path: Path) -> None:
     except OSError as exc:
         raise OSError(exc.errno, f"could not write the checkpoint ({exc.strerror or exc})",
                       str(path)) from exc
+    except RuntimeError as exc:
+        # torch's zip writer reports a full disk as a RuntimeError ("[enforce fail at
+        # inline_container.cc...] unexpected pos ..."), not an OSError
+        raise OSError(errno.ENOSPC, _write_failure_reason(path.parent), str(path)) from exc
     _fsync_dir(path.parent)
+
+
+def _write_failure_reason(folder: Path) -> str:
+    """Why torch.save failed in `folder`: a full disk if the free space says so."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        free = None
+    if free is not None and free < 64 * 1024 * 1024:
+        return f"could not write the checkpoint (disk full: {free} bytes free)"
+    return "could not write the checkpoint (disk full?)"
 
 
 def remove_orphaned_temps(folder: Path) -> list[Path]:

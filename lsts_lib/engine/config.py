@@ -229,6 +229,9 @@ class StageConfig:
         _choice(f"train.{name}.lr_schedule", self.lr_schedule, LR_SCHEDULES)
         for frac in self.lr_steps:
             _num(f"train.{name}.lr_steps", frac, 0)
+            if frac > 1:  # a fraction of the run: > 1 would never drop the rate
+                _fail(f"train.{name}.lr_steps", list(self.lr_steps),
+                      "fractions of the run, each in [0, 1]")
         _num(f"train.{name}.lr_factor", self.lr_factor, 0, strict=True)
         _int(f"train.{name}.warmup_steps", self.warmup_steps, 0)
         for module, mult in self.lr_mult.items():
@@ -266,6 +269,8 @@ class TrainConfig:
         _choice("train.optimizer", self.optimizer, OPTIMIZERS)
         for b in self.betas:
             _num("train.betas", b, 0)
+            if b >= 1:
+                _fail("train.betas", list(self.betas), "each beta must be in [0, 1)")
         _num("train.momentum", self.momentum, 0)
         _num("train.weight_decay", self.weight_decay, 0)
         _num("train.offsets_lr_mult", self.offsets_lr_mult, 0)

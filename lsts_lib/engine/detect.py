@@ -72,6 +72,24 @@ def _check_classes(ckpt: dict[str, Any], classes: ClassList, checkpoint: Path, r
                          f"{list(classes.ids[:5])}...: class indices would not match")
 
 
+def _check_out(out: Path, data: Path) -> None:
+    """Refuse an --out that is not ours: inside the dataset (writing there changes its
+    fingerprint), a file, or a non-empty folder that is not an earlier output of `lsts
+    detect` (its stamp or timing.json), whose detections.txt may be a user's own."""
+    if out == data or data in out.parents:
+        raise ValueError(f"--out {out}: is inside the --data folder {data}; writing there "
+                         "would change the dataset; choose an --out outside it")
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise ValueError(f"--out {out}: exists and is not a folder")
+    if not any(out.iterdir()) or rundir.Stamp(out, "detect").path.is_file() or (
+            out / "timing.json").is_file():
+        return
+    raise ValueError(f"--out {out}: not empty and not an output of `lsts detect` (no "
+                     f"{rundir.STAMPS}/detect.json or timing.json); choose another --out")
+
+
 def detect(
     checkpoint: str | Path,
     data: str | Path,
@@ -90,6 +108,7 @@ def detect(
     the current directory.
     """
     checkpoint, data, out = Path(checkpoint).resolve(), Path(data).resolve(), Path(out).resolve()
+    _check_out(out, data)
     device = str(_device(device))
     model, ckpt = load_detector(checkpoint, device)
     ev = RunConfig.from_dict(ckpt["config"]).eval

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from lsts_lib import atomic
 
 STAMPS = "stamps"  # folder of a run directory (or of an output folder) holding stage stamps
@@ -139,10 +141,29 @@ def is_finished(out: str | Path) -> bool:
     return (Path(out) / MODEL).is_file()
 
 
+_RUN_SECTIONS = ("data", "model", "train", "eval")  # of a resolved config (config.SECTIONS)
+
+
+def is_run(out: Path) -> bool:
+    """Whether `out` is a run of `lsts train`: its config.yaml is a resolved config (a
+    mapping of the data/model/train/eval sections) and the run wrote its env.json, stamps or
+    last.pt (whose format and checksum a resume checks).
+    A user's own config.yaml in a folder of theirs is not enough."""
+    try:
+        with open(out / CONFIG, encoding="utf-8") as fh:
+            cfg = yaml.safe_load(fh)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return False
+    if not isinstance(cfg, dict) or not all(isinstance(cfg.get(k), dict) for k in _RUN_SECTIONS):
+        return False
+    return (out / ENV).is_file() or (out / STAMPS).is_dir() or (out / LAST).is_file()
+
+
 def check_owned(out: Path, redo: bool = False) -> None:
     """Refuse to write a run into a folder that holds something else.
 
-    A folder is ours when it is absent, empty, or holds the config.yaml of a run. A finished
+    A folder is ours when it is absent, empty, or a run (`is_run`: a config.yaml written by
+    this tool, and its env.json, stamps or last.pt); a user's own config.yaml is refused. A finished
     run (model.pt) without its config.yaml cannot be checked against the inputs asked for,
     so it is refused too rather than reused or overwritten.
     """
@@ -150,8 +171,14 @@ def check_owned(out: Path, redo: bool = False) -> None:
         return
     if not out.is_dir():
         raise ValueError(f"{out}: --out exists and is not a folder")
-    if (out / CONFIG).is_file() or not any(out.iterdir()):
+    if not any(out.iterdir()):
         return
+    if (out / CONFIG).is_file():
+        if is_run(out):
+            return
+        raise ValueError(f"{out}: not a run of `lsts train`: its {CONFIG} is not a config "
+                         f"written by this tool (or it has no {ENV}, {STAMPS}/ or {LAST}); choose "
+                         "another --out")
     if is_finished(out) and not redo:
         raise ValueError(f"{out}: holds a model.pt but no {CONFIG}: its config cannot be "
                          "checked; restore config.yaml, or pass --redo to retrain here")

@@ -219,8 +219,8 @@ def _backward(net: nn.Module, stream: TrainStream, step: int, d: Dist, batch: in
                 raise NonFiniteLossError(
                     f"non-finite loss at step {step + 1} (sample {sample.source}: "
                     + ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in losses.items())
-                    + f"); stopped; the last good checkpoint is {last_path} "
-                    "(lower the learning rate or check the data)")
+                    + f"); stopped; {_last_good(last_path)} (lower the learning rate, or "
+                    "check the data and the model config)")
             if not loss.requires_grad:
                 raise ValueError(
                     f"step {step + 1}: the loss of sample {sample.source} reaches no "
@@ -239,9 +239,16 @@ def _grad_norm(model: nn.Module, clip: float | None, step: int, last_path: Path)
         gnorm = float(torch.linalg.vector_norm(torch.stack([
             p.grad.detach().norm() for p in model.parameters() if p.grad is not None])))
     if not math.isfinite(gnorm):
-        raise NonFiniteLossError(f"non-finite gradient norm at step {step + 1}; stopped; the "
-                                 f"last good checkpoint is {last_path}")
+        raise NonFiniteLossError(f"non-finite gradient norm at step {step + 1}; stopped; "
+                                 f"{_last_good(last_path)}")
     return gnorm
+
+
+def _last_good(last_path: Path) -> str:
+    """Where a stopped run can be resumed from, naming last.pt only when it exists."""
+    if last_path.is_file():
+        return f"the last good checkpoint is {last_path}"
+    return "no checkpoint was written before it"
 
 
 # ------------------------------------------------------------------------------- train
@@ -266,6 +273,9 @@ def train(
     sched = run.schedule
     init_path = init_from or sched.init_from
     init_path = Path(init_path).resolve() if init_path else None
+    if init_path is not None and not init_path.is_file():
+        option = "--init-from" if init_from else f"train.{run.stage}.init_from"
+        raise FileNotFoundError(f"{option} {init_path}: no such checkpoint file")
     d = Dist()
     if d.main:
         remove_orphaned_temps(out)  # of checkpoint writes killed in an earlier start

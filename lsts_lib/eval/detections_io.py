@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lsts_lib import atomic
 from lsts_lib.data.text import numbered_lines, parse_float, parse_int, quote
 from lsts_lib.data.types import Video
 
@@ -272,7 +273,6 @@ def write_vid_detections(
     """
     _check_writable(dets, path)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     order = np.argsort(dets.frame_ids, kind="stable")
     sf, bf = f"{{:.{score_decimals}f}}", f"{{:.{box_decimals}f}}"
     lines = []
@@ -281,10 +281,17 @@ def write_vid_detections(
         lines.append(
             f"{dets.frame_ids[i]:d} {dets.labels[i]:d} {sf.format(dets.scores[i])} {box}\n"
         )
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(lines))
-    tmp.replace(path)
+    atomic.write_text(path, "".join(lines) or "\n")  # no detections: one blank line, not 0 bytes
     return path
+
+
+def _refuse_empty(path: Path) -> None:
+    """A 0-byte detections file, in either format, is refused: it is far more often a
+    write that never happened than a detector that found nothing (`[]` in a .json file
+    states that, and so does the .txt writer's one blank line)."""
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path}: is empty (0 bytes), as a write that never finished leaves "
+                         "it; a result without detections is one blank line (.txt) or [] (.json)")
 
 
 def read_vid_detections(
@@ -303,6 +310,7 @@ def read_vid_detections(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"detections file not found: {path}")
+    _refuse_empty(path)
     valid = _valid_ids(valid_frame_ids, frame_sizes)
     fids: list[int] = []
     labels: list[int] = []
@@ -318,6 +326,8 @@ def read_vid_detections(
                 f"<x2> <y2>', got {len(fields)}: {quote(line)}"
             )
         try:
+            if not all(f.isascii() and f.isdigit() for f in fields[:2]):  # no sign: '+3'
+                raise ValueError
             fid, label = parse_int(fields[0]), parse_int(fields[1])
         except ValueError:
             raise ValueError(
@@ -361,10 +371,7 @@ def write_coco_results(path: str | Path, dets: Detections) -> Path:
     """Write COCO results JSON (same checks as `write_vid_detections`)."""
     _check_writable(dets, path)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(to_coco_results(dets)))
-    tmp.replace(path)
+    atomic.write_text(path, json.dumps(to_coco_results(dets)))
     return path
 
 
@@ -390,6 +397,7 @@ def read_coco_results(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"detections file not found: {path}")
+    _refuse_empty(path)
     try:
         entries = json.loads(path.read_bytes())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -39,7 +39,6 @@ pycocotools' per-category AP50, which the tests check.
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +46,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from lsts_lib import atomic
 from lsts_lib.data.types import ClassList, Video
 from lsts_lib.eval.detections_io import (
     Detections,
@@ -508,6 +508,8 @@ def main(args: argparse.Namespace) -> int:
     if args.json is not None and _same_file(args.json, args.detections):
         raise ValueError(f"--json {args.json}: is the detections file; the results would "
                          "overwrite the input")
+    if args.json is not None:
+        atomic.check_json_output(args.json, args.data)
     dataset = VIDDataset(args.data, split=args.split)
     # Iterating the videos parses a lazy dataset's snippets: every frame's size is needed.
     dets = read_detections(
@@ -518,9 +520,6 @@ def main(args: argparse.Namespace) -> int:
     result["split"] = args.split
     print(format_results(result))
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.json.with_name(args.json.name + ".tmp")
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
-        tmp.replace(args.json)
+        atomic.write_json(args.json, result)
         print(f"wrote {args.json}")
     return 0

@@ -20,12 +20,30 @@ which is only meaningful with the ImageNet weights loaded.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from .variants import VARIANTS, architectures
 
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")
+
+
+# head_extra fields that count something (proposals, RoIs, bins, samples): >= 1
+_COUNT_SUFFIXES = ("_top_n_train", "_top_n_test", "_batch_size_per_image", "_pool_size",
+                   "_sampling_ratio", "ohem_rois", "detections_per_img")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _bad(key: str, value: Any, need: str) -> None:
+    raise ValueError(f"config: model.{key}={value!r}: {need}")
 
 
 @dataclass
@@ -96,6 +114,24 @@ class ModelConfig:
                      "low2high_hidden", "min_size", "max_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.min_size > self.max_size:
+            _bad("min_size", self.min_size, f"must be <= model.max_size ({self.max_size})")
+        for name in ("grid_size", "num_points", "ohem_rois", "detections_per_img"):
+            if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
+                _bad(name, getattr(self, name), "must be an integer >= 1")
+        if not _is_num(self.grid_range) or self.grid_range <= 0:
+            _bad("grid_range", self.grid_range, "must be a number > 0 (feature cells)")
+        if not _is_num(self.test_nms_thresh) or not 0 < self.test_nms_thresh <= 1:
+            _bad("test_nms_thresh", self.test_nms_thresh, "must be a number in (0, 1]")
+        for name in ("anchor_sizes", "aspect_ratios"):
+            values = getattr(self, name)
+            if not values or not all(_is_num(v) and v > 0 for v in values):
+                _bad(name, list(values), "must be a non-empty list of numbers > 0")
+        for key, value in self.head_extra.items():
+            if key.endswith(_COUNT_SUFFIXES) and (not _is_int(value) or value < 1):
+                _bad(f"head_extra.{key}", value, "must be an integer >= 1")
+            if key.endswith("_thresh") and (not _is_num(value) or not 0 <= value <= 1):
+                _bad(f"head_extra.{key}", value, "must be a number in [0, 1]")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (tuples as lists) ready for YAML/JSON."""
