@@ -164,33 +164,8 @@ def test_weights_only_loading_refuses_pickled_objects(tmp_path: Path) -> None:
         load_checkpoint(other)
 
 
-def test_nan_loss_before_any_checkpoint_names_no_last_pt(
-    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    real_build = train_mod.build_model
-
-    def build_poisoned(mcfg):
-        model = real_build(mcfg)
-        forward = model.forward
-
-        def poisoned(frames, target):
-            losses = forward(frames, target)
-            losses["loss"] = losses["loss"] * float("nan")  # the first step diverges
-            return losses
-
-        model.forward = poisoned
-        return model
-
-    monkeypatch.setattr(train_mod, "build_model", build_poisoned)
-    run = tmp_path / "nan"
-    with pytest.raises(NonFiniteLossError, match="no checkpoint was written") as exc:
-        train("smoke", run, overrides(data_root), progress=False)
-    assert "last.pt" not in str(exc.value) and not (run / "last.pt").exists()
-
-
-def test_nan_loss_stops_and_keeps_last_good_checkpoint(
-    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def poison_step(monkeypatch: pytest.MonkeyPatch, step: int) -> None:
+    """Models built by train() return a NaN loss on their `step`-th forward (1-based)."""
     real_build = train_mod.build_model
 
     def build_poisoned(mcfg):
@@ -201,7 +176,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(
         def poisoned(frames, target):
             calls["n"] += 1
             losses = forward(frames, target)
-            if calls["n"] == 3:  # step 3 diverges
+            if calls["n"] == step:
                 losses["loss"] = losses["loss"] * float("nan")
             return losses
 
@@ -209,6 +184,22 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(
         return model
 
     monkeypatch.setattr(train_mod, "build_model", build_poisoned)
+
+
+def test_nan_loss_before_any_checkpoint_names_no_last_pt(
+    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    poison_step(monkeypatch, 1)  # the first step diverges
+    run = tmp_path / "nan"
+    with pytest.raises(NonFiniteLossError, match="no checkpoint was written") as exc:
+        train("smoke", run, overrides(data_root), progress=False)
+    assert "last.pt" not in str(exc.value) and not (run / "last.pt").exists()
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(
+    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    poison_step(monkeypatch, 3)  # step 3 diverges
     run = tmp_path / "nan"
     with pytest.raises(NonFiniteLossError, match="non-finite loss at step 3"):
         train("smoke", run, overrides(data_root), progress=False)
