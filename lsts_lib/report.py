@@ -3,10 +3,12 @@
 Stages (each skipped when its stamp says it is done for exactly these inputs, unless --redo;
 see `engine.rundir`):
   1. data       SynthVID for the preset (`lsts synth`)
-  2. stats      `lsts data-stats` of train and val
-  3. train      the run plan (`engine.plan`): stage-1 single-frame detector per seed, then
-                every other variant of the catalogue from it
-  4. detect     each trained model over the val split, then `lsts evaluate`
+  2. stats      `lsts data-stats` of train, the dev split and the test split
+  3. train      the run plan (`engine.plan`, the preset's `plan:` section): for the report,
+                one shared stage-1 single-frame detector, then every compared variant of
+                every seed trained from it
+  4. detect     each compared model over the test split (data.test_split), then
+                `lsts evaluate`
   5. bench      `lsts bench` (every variant, preset and paper size) and `lsts bench-lsts`
   6. notebooks  01..06 executed in order by papermill into their committed location
   7. html       an HTML edition of the executed notebooks (nbconvert) in report/
@@ -31,16 +33,17 @@ from lsts_lib.argtypes import nonnegative_int, positive_int
 from lsts_lib.engine import rundir
 from lsts_lib.engine.bench import bench_inputs
 from lsts_lib.engine.config import RunConfig, load_config
-from lsts_lib.engine.plan import Orchestrator, lsts_child, run_plan
+from lsts_lib.engine.config import load_plan
+from lsts_lib.engine.plan import Orchestrator, lsts_child, preset_plan
 
 STAGES = ("data", "stats", "train", "detect", "bench", "notebooks", "html", "readme")
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
-SEEDS = (0, 1, 2)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="report", choices=["smoke", "report"])
-    parser.add_argument("--seeds", type=nonnegative_int, nargs="+", default=list(SEEDS))
+    parser.add_argument("--seeds", type=nonnegative_int, nargs="+", default=None,
+                        help="default: the preset's plan.seeds")
     parser.add_argument("--only", nargs="+", choices=STAGES, help="run only these stages")
     parser.add_argument("--redo", nargs="*", choices=STAGES, default=None,
                         help="redo these stages (all when given without names)")
@@ -60,9 +63,9 @@ def scrub_machine_paths(notebook: Path) -> None:
 
 
 class Report:
-    def __init__(self, preset: str, seeds: list[int], redo: set[str], jobs: int) -> None:
+    def __init__(self, preset: str, seeds: list[int] | None, redo: set[str], jobs: int) -> None:
         self.preset = preset
-        self.seeds = seeds
+        self.seeds = list(load_plan(preset).seeds) if seeds is None else seeds
         self.redo = redo
         self.jobs = jobs
         # The SynthVID data the preset trains on: where (data.root), which SynthVID preset
@@ -73,7 +76,7 @@ class Report:
                              "generates its SynthVID data (set data.preset)")
         self.data = Path(self.config.data.root)
         self.runs = paths.RUNS / preset
-        self.plan = run_plan(self.runs, seeds)
+        self.plan = preset_plan(self.runs, preset, self.seeds)
         self.orchestrator = Orchestrator(preset, self.data, jobs=jobs, redo=redo)
 
     def _stamped(self, stage: str, name: str, inputs: dict, outputs: list[Path],
@@ -96,7 +99,9 @@ class Report:
 
     # 2 ------------------------------------------------------------------------------
     def stage_stats(self) -> None:
-        for split in ("train", "val"):
+        splits = dict.fromkeys(("train", self.config.data.val_split,
+                                self.config.data.test_split))
+        for split in splits:
             out = self.runs / f"data_stats_{split}.json"
             inputs = {"data_sha256": rundir.dataset_fingerprint(self.data), "split": split}
             self._stamped("stats", f"stats_{split}", inputs, [out], lambda out=out, split=split:

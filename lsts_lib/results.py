@@ -27,6 +27,7 @@ import pandas as pd
 import yaml
 
 from lsts_lib import atomic
+from lsts_lib.engine import rundir
 from lsts_lib.engine.checkpoint import load_checkpoint
 from lsts_lib.engine.config import RunConfig
 from lsts_lib.engine.detect import load_detector
@@ -96,7 +97,8 @@ def run_dirs(runs: Path) -> list[tuple[str, int, Path]]:
     found = []
     for d in sorted(runs.glob("*/seed*")):
         m = re.fullmatch(r"seed(\d+)", d.name)
-        if d.is_dir() and m:
+        # The shared stage-1 model (rundir.SHARED_STAGE1) is where runs start, not a run.
+        if d.is_dir() and m and d.parent.name != rundir.SHARED_STAGE1:
             found.append((d.parent.name, int(m.group(1)), d))
     if not found:
         raise MissingResultError(

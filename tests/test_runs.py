@@ -15,7 +15,7 @@ from lsts_lib.cli import main as cli_main
 from lsts_lib.engine import rundir
 from lsts_lib.engine.bench import bench
 from lsts_lib.engine.checkpoint import load_checkpoint
-from lsts_lib.engine.config import load_config
+from lsts_lib.engine.config import load_config, load_plan
 from lsts_lib.engine.plan import Orchestrator, run_plan
 from lsts_lib.engine.train import train
 from lsts_lib.models.variants import VARIANTS, Variant
@@ -249,7 +249,7 @@ def test_a_new_catalogue_entry_flows_through_train_detect_bench_and_tables(
     assert list(summary.index) == ["single_frame", "lsts_bare"]
 
 
-def test_the_plan_detects_and_evaluates_the_configs_val_split(
+def test_the_plan_detects_and_evaluates_the_configs_test_split(
     data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from lsts_lib.engine import plan as plan_mod
@@ -268,10 +268,44 @@ def test_the_plan_detects_and_evaluates_the_configs_val_split(
     monkeypatch.setattr(plan_mod, "detect", fake_detect)
     monkeypatch.setattr(plan_mod, "evaluate", fake_evaluate)
     [run] = run_plan(tmp_path / "runs", [0], ["single_frame"])
-    orch = Orchestrator("smoke", data_root, overrides={"data.val_split": "train"})
+    # The smoke preset reports on `test`; the dev split (val) is never what the plan reads.
+    assert load_config("smoke")["data"]["test_split"] == "test"
+    orch = Orchestrator("smoke", data_root, overrides={"data.test_split": "val"})
     orch.detect([run])
-    assert seen == [("detect", "train"), ("evaluate", "train")]
-    assert rundir.Stamp(run.dir, "evaluate").recorded_inputs()["split"] == "train"
+    assert seen == [("detect", "val"), ("evaluate", "val")]
+    assert rundir.Stamp(run.dir, "evaluate").recorded_inputs()["split"] == "val"
+
+
+@pytest.mark.parametrize("key", ["data.val_split", "data.test_split"])
+def test_dev_and_test_splits_must_be_evaluable(key: str) -> None:
+    with pytest.raises(ValueError, match=f"{key}='train': choose one of val, test"):
+        load_config("smoke", {key: "train"})
+
+
+def test_shared_stage1_plan_trains_every_variant_from_one_model(tmp_path: Path) -> None:
+    plan = run_plan(tmp_path, [3, 4], ["single_frame", "lsts"], shared_stage1=True,
+                    stage1_seed=7)
+    first, *rest = plan
+    assert (first.variant, first.seed, first.stage, first.compared) == (
+        "single_frame", 7, "stage1", False)
+    assert first.dir == rundir.run_dir(tmp_path.resolve(), rundir.SHARED_STAGE1, 7)
+    # Every compared run, single_frame included, is stage 2 from the one stage-1 model.
+    assert [(r.variant, r.seed, r.stage, r.init_from) for r in rest] == [
+        (v, s, "stage2", first.model) for s in (3, 4) for v in ("single_frame", "lsts")]
+    # The report preset's plan is this protocol, with at least 5 paired seeds.
+    spec = load_plan("report")
+    assert spec.shared_stage1 and len(spec.seeds) >= 5
+
+
+def test_plan_section_is_validated(tmp_path: Path) -> None:
+    cfg = tmp_path / "p.yaml"
+    for bad, match in (("plan: {seeds: [0, 0]}", "distinct"),
+                       ("plan: {variants: [nope]}", "unknown variant"),
+                       ("plan: {speed: 1}", "unknown key"),
+                       ("plan: {shared_stage1: 1}", "true or false")):
+        cfg.write_text(bad + "\n")
+        with pytest.raises(ValueError, match=match):
+            load_plan(cfg)
 
 
 # ------------------------------------------------------------------ resume: same inputs only

@@ -96,7 +96,7 @@ def format_stats(s: dict) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, type=Path, help="dataset root (VID layout)")
-    parser.add_argument("--split", choices=("train", "val"), default="val")
+    parser.add_argument("--split", choices=("train", "val", "test"), default="val")
     parser.add_argument("--json", type=Path, default=None, help="also write the stats here")
     parser.add_argument("--max-videos", type=positive_int, default=None,
                         help="only the first N snippets")

@@ -2,10 +2,11 @@
 
 Layout (both datasets)::
 
-    ROOT/Data/VID/{train,val}/<snippet>/NNNNNN.JPEG
-    ROOT/Annotations/VID/{train,val}/<snippet>/NNNNNN.xml
+    ROOT/Data/VID/{train,val,test}/<snippet>/NNNNNN.JPEG    (test: SynthVID only)
+    ROOT/Annotations/VID/{train,val,test}/<snippet>/NNNNNN.xml
     ROOT/Data/DET/train/<image>.JPEG, ROOT/Annotations/DET/train/<image>.xml
-    ROOT/ImageSets/VID_train_15frames.txt, VID_val_videos.txt, DET_train_30classes.txt
+    ROOT/ImageSets/VID_train_15frames.txt, VID_val_videos.txt, DET_train_30classes.txt,
+                   VID_test_videos.txt (SynthVID only, val's format)
     ROOT/classes.txt   (optional; SynthVID writes it: `<id string> <name>` per line)
 
 Loading policy. The split files give every snippet's frame count, so a `VIDDataset` knows
@@ -86,7 +87,11 @@ SPLIT_FILES = {
     "train": "VID_train_15frames.txt",
     "val": "VID_val_videos.txt",
     "det": "DET_train_30classes.txt",
+    # SynthVID only: a held-out split in val's format (ImageNet VID's test has no boxes).
+    "test": "VID_test_videos.txt",
 }
+# Splits listed one line per snippet with devkit frame ids (every frame evaluated).
+EVAL_SPLITS = ("val", "test")
 
 # Real VID boxes sometimes end on (or one pixel past) the last row/column; we accept up to
 # this many pixels outside [0, W-1] x [0, H-1] and clip, as FGFA's loader clips every box.
@@ -422,8 +427,9 @@ class VIDDataset:
         lazy: bool | None = None,
         motion_window: int = 10,
     ) -> None:
-        if split not in ("train", "val"):
-            raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+        if split not in ("train", *EVAL_SPLITS):
+            raise ValueError(f"split must be one of train, {', '.join(EVAL_SPLITS)}; "
+                             f"got {split!r}")
         self.root = Path(root)
         _check_root(self.root)
         self.split = split

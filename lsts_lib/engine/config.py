@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from lsts_lib import paths
+from lsts_lib.data.vid import EVAL_SPLITS
 from lsts_lib.models.config import ModelConfig
 from lsts_lib.models.variants import get_variant
 
@@ -197,13 +198,19 @@ class DataConfig:
     preset: str | None = "report"
     synth_seed: int = 0
     train_split: str = "train"  # what `lsts train` reads
-    val_split: str = "val"  # what the run plan detects and evaluates (the devkit's: val)
+    # The dev split: every choice (recipe, sizes, steps) is tuned on it, never on test_split.
+    val_split: str = "val"
+    # What the run plan detects and evaluates, the numbers the report states. SynthVID has a
+    # held-out `test` split; ImageNet VID's test has no boxes, so the paper reports on val.
+    test_split: str = "val"
     use_det: bool = True  # VID+DET: DET stills are mixed in and train as single frames
     max_videos: int | None = None  # cap on videos read per split
 
     def validate(self) -> None:
         _int("data.synth_seed", self.synth_seed, 0)
         _int("data.max_videos", self.max_videos, 1, optional=True)
+        _choice("data.val_split", self.val_split, EVAL_SPLITS)
+        _choice("data.test_split", self.test_split, EVAL_SPLITS)
 
 
 @dataclass(frozen=True)
@@ -367,6 +374,56 @@ class RunConfig:
     @property
     def schedule(self) -> StageConfig:
         return getattr(self.train, self.stage)
+
+
+@dataclass(frozen=True)
+class PlanConfig:
+    """What `lsts report` runs: a preset's `plan:` section. Not part of a run's config (a run
+    is the same run whichever plan it belongs to), so changing the seeds redoes nothing."""
+
+    seeds: tuple[int, ...] = (0, 1, 2)
+    variants: tuple[str, ...] | None = None  # catalogue names; null = the whole catalogue
+    # true: one single-frame model (stage 1, seed `stage1_seed`) is trained once and every
+    # variant of every seed, single_frame included, trains stage 2 from it, so all compared
+    # runs get the same budget from the same start (the paper's shared ImageNet init);
+    # false: the single_frame run of seed s is stage 1 and the other variants start from it.
+    shared_stage1: bool = False
+    stage1_seed: int = 0
+
+    def validate(self) -> None:
+        if not self.seeds:
+            _fail("plan.seeds", [], "needs at least one seed")
+        for s in self.seeds:
+            _int("plan.seeds", s, 0)
+        if len(set(self.seeds)) != len(self.seeds):
+            _fail("plan.seeds", list(self.seeds), "seeds must be distinct")
+        for v in self.variants or ():
+            get_variant(v)
+        _int("plan.stage1_seed", self.stage1_seed, 0)
+
+
+def load_plan(config: str | Path) -> PlanConfig:
+    """The `plan:` section of a preset or YAML file (defaults when absent), validated."""
+    with open(config_path(config), encoding="utf-8") as fh:
+        raw = (yaml.safe_load(fh) or {}).get("plan") or {}
+    if not isinstance(raw, Mapping):
+        _fail("plan", raw, "must be a mapping")
+    known = {f.name for f in dataclasses.fields(PlanConfig)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ValueError(f"config: unknown key(s) {', '.join(f'plan.{k}' for k in unknown)} "
+                         f"(known: {', '.join(sorted(known))})")
+    kw = dict(raw)
+    for key in ("seeds", "variants"):
+        if key in kw and kw[key] is not None:
+            if not isinstance(kw[key], list):
+                _fail(f"plan.{key}", kw[key], "must be a list")
+            kw[key] = tuple(kw[key])
+    if not isinstance(kw.get("shared_stage1", False), bool):
+        _fail("plan.shared_stage1", kw["shared_stage1"], "must be true or false")
+    plan = PlanConfig(**kw)
+    plan.validate()
+    return plan
 
 
 def resolve(cfg: dict[str, Any]) -> dict[str, Any]:

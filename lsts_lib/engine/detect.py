@@ -176,7 +176,7 @@ def detect(
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, type=Path, help="model.pt of `lsts train`")
     parser.add_argument("--data", required=True, type=Path, help="VID-layout dataset root")
-    parser.add_argument("--split", default="val", choices=["train", "val"])
+    parser.add_argument("--split", default="val", choices=["train", "val", "test"])
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--mode", choices=["offline", "online"], default=None,
                         help="offline: key in the middle of each segment (official); "

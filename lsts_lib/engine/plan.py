@@ -1,9 +1,15 @@
 """The run plan and its orchestrator: which runs a comparison needs, in which order, and
 which of their stages are still to do.
 
-A plan is one run per (variant, seed): the stage-1 single-frame model of each seed first,
-then every other variant of the catalogue started from it. The orchestrator trains, detects
-and evaluates the runs of a plan; `lsts report`, notebook 04 and the tests all go through it.
+A plan is one run per (variant, seed), in one of two protocols (`plan.shared_stage1`):
+* per-seed stage 1: the single-frame run of seed s is the stage-1 model, and every other
+  variant of seed s starts from it;
+* shared stage 1 (the report's): one single-frame model is trained once (stage 1, the
+  analogue of the paper's shared ImageNet initialisation), and every variant of every seed,
+  single_frame included, trains stage 2 from it: the same start and the same budget for all,
+  paired by seed.
+The orchestrator trains, detects and evaluates the runs of a plan; `lsts report`, notebook
+04 and the tests all go through it.
 Whether a stage is done is decided by its stamp alone (`rundir.Stamp`): a run whose inputs
 changed (config, data content, the stage-1 weights it starts from) is redone, and so is
 everything downstream of it, since their stamps name the hashes of what they read.
@@ -25,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from lsts_lib.engine import rundir
-from lsts_lib.engine.config import RunConfig, load_config
+from lsts_lib.engine.config import RunConfig, load_config, load_plan
 from lsts_lib.engine.detect import detect
 from lsts_lib.engine.train import resumable, train, train_inputs
 from lsts_lib.eval import vid_eval
@@ -37,7 +43,9 @@ class PlannedRun:
     variant: str
     seed: int
     dir: Path
-    init_from: Path | None  # the stage-1 model a temporal variant starts from
+    init_from: Path | None  # the stage-1 model a stage-2 run starts from
+    stage: str = "auto"  # train.stage of the run ("auto": decided by its variant)
+    compared: bool = True  # detected, evaluated and tabled (False: a shared stage-1 model)
 
     @property
     def model(self) -> Path:
@@ -45,20 +53,35 @@ class PlannedRun:
 
 
 def run_plan(runs_root: str | Path, seeds: Iterable[int],
-             variants: Iterable[str] | None = None) -> list[PlannedRun]:
-    """Stage-1 runs of every seed first, then the other variants (catalogue order)."""
+             variants: Iterable[str] | None = None, shared_stage1: bool = False,
+             stage1_seed: int = 0) -> list[PlannedRun]:
+    """Stage-1 runs first, then the other runs (catalogue order within a seed)."""
     names = list(VARIANTS) if variants is None else list(variants)
     for name in names:
         get_variant(name)
-    temporal = [n for n in names if n != STAGE1]
     seeds = list(seeds)
     root = Path(runs_root).resolve()
+    if shared_stage1:
+        stage1 = PlannedRun(STAGE1, stage1_seed,
+                            rundir.run_dir(root, rundir.SHARED_STAGE1, stage1_seed), None,
+                            stage="stage1", compared=False)
+        return [stage1] + [PlannedRun(n, s, rundir.run_dir(root, n, s), stage1.model,
+                                      stage="stage2") for s in seeds for n in names]
+    temporal = [n for n in names if n != STAGE1]
     plan = [PlannedRun(STAGE1, s, rundir.run_dir(root, STAGE1, s), None)
             for s in seeds if STAGE1 in names or temporal]
     plan += [PlannedRun(n, s, rundir.run_dir(root, n, s),
                         rundir.run_dir(root, STAGE1, s) / rundir.MODEL)
              for s in seeds for n in temporal]
     return plan
+
+
+def preset_plan(runs_root: str | Path, config: str | Path,
+                seeds: Iterable[int] | None = None) -> list[PlannedRun]:
+    """The plan a preset's `plan:` section describes (`seeds` overrides its seeds)."""
+    spec = load_plan(config)
+    return run_plan(runs_root, spec.seeds if seeds is None else seeds, spec.variants,
+                    spec.shared_stage1, spec.stage1_seed)
 
 
 def lsts_child(*argv: str, threads: int | None = None) -> None:
@@ -93,18 +116,18 @@ class Orchestrator:
         self.redo = set(redo)
         self.overrides = dict(overrides or {})
         self.progress = progress
-        # The split every run is detected and evaluated on (data.val_split).
+        # The split every run is detected and evaluated on (data.test_split).
         run = RunConfig.from_dict(load_config(config, {"data.root": str(self.data_root),
                                                        **self.overrides}))
-        self.eval_split = run.data.val_split
+        self.eval_split = run.data.test_split
 
     # ------------------------------------------------------------------------- train
     def run_overrides(self, run: PlannedRun) -> dict[str, Any]:
         """The overrides that make the config this run's (its variant, seed and data)."""
         return {**run_overrides(run.variant), "train.seed": run.seed,
-                "data.root": str(self.data_root), **self.overrides}
+                "train.stage": run.stage, "data.root": str(self.data_root), **self.overrides}
 
-    def train_one(self, run: PlannedRun) -> None:
+    def train_one(self, run: PlannedRun, threads: int = 1) -> None:
         overrides = self.run_overrides(run)
         stamp = rundir.Stamp(run.dir, "train")
         inputs = train_inputs(load_config(self.config, overrides), run.init_from)
@@ -125,30 +148,36 @@ class Orchestrator:
         if run.init_from is not None:
             args += ["--init-from", str(run.init_from)]
         args += ["--redo"] if redo else ["--resume"] if resume else []
-        lsts_child(*args, *(f"{k}={v}" for k, v in overrides.items()), threads=1)
+        lsts_child(*args, *(f"{k}={v}" for k, v in overrides.items()), threads=threads)
 
     def train(self, plan: list[PlannedRun]) -> list[Path]:
-        """Every run of the plan; a temporal run waits for its own seed's stage 1 only."""
-        stage1 = {r.seed: r for r in plan if r.variant == STAGE1}
-
-        def after_stage1(futures: dict[int, Future], run: PlannedRun) -> None:
-            if run.variant != STAGE1 and run.seed in futures:
-                futures[run.seed].result()
-            self.train_one(run)
-
+        """Every run of the plan; a run waits only for the stage-1 model it starts from."""
+        starts = {r.init_from for r in plan if r.init_from is not None}
+        stage1 = {r.model: r for r in plan if r.model in starts}
         if self.jobs is None:
             for run in plan:
                 self.train_one(run)
-        else:
-            # Stage-1 runs are queued first, so waiting for them cannot deadlock the pool.
-            with ThreadPoolExecutor(max_workers=self.jobs) as pool:
-                futures: dict[int, Future] = {}
-                for seed, run in stage1.items():
-                    futures[seed] = pool.submit(self.train_one, run)
-                rest = [pool.submit(after_stage1, futures, r) for r in plan
-                        if r.variant != STAGE1]
-                for f in [*futures.values(), *rest]:
-                    f.result()
+            return [r.model for r in plan]
+        if len(stage1) == 1 and len(plan) > 1:
+            # One shared stage-1 model: nothing else can start before it, so it gets every
+            # core (threads scale ~1.5x on 2 cores; the runs after it run `jobs` at a time).
+            (first,) = stage1.values()
+            self.train_one(first, threads=self.jobs)
+            stage1 = {}
+            plan = [r for r in plan if r is not first]
+
+        def after_stage1(futures: dict[Path, Future], run: PlannedRun) -> None:
+            if run.init_from in futures:
+                futures[run.init_from].result()
+            self.train_one(run)
+
+        # Stage-1 runs are queued first, so waiting for them cannot deadlock the pool.
+        with ThreadPoolExecutor(max_workers=self.jobs) as pool:
+            futures = {m: pool.submit(self.train_one, r) for m, r in stage1.items()}
+            rest = [pool.submit(after_stage1, futures, r) for r in plan
+                    if r.model not in futures]
+            for f in [*futures.values(), *rest]:
+                f.result()
         return [r.model for r in plan]
 
     # ------------------------------------------------------------------ detect + evaluate
@@ -180,7 +209,8 @@ class Orchestrator:
         return out
 
     def detect(self, plan: list[PlannedRun]) -> list[Path]:
-        return self._map(self.detect_one, plan)
+        """Detect and evaluate the compared runs of the plan (not a shared stage-1 model)."""
+        return self._map(self.detect_one, [r for r in plan if r.compared])
 
     def _map(self, fn: Callable[[PlannedRun], Path], plan: list[PlannedRun]) -> list[Path]:
         if self.jobs is None:

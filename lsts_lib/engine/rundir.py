@@ -132,6 +132,11 @@ EVAL = "eval.json"
 TRAIN_FILES = (LAST, MODEL, LOG, SUMMARY, DDP, ENV, CONFIG)
 
 
+# runs/<preset>/stage1/seed<k>: the shared stage-1 model of a plan whose variants all start
+# from one single-frame model (`plan.shared_stage1`); not a compared run itself.
+SHARED_STAGE1 = "stage1"
+
+
 def run_dir(runs_root: str | Path, variant: str, seed: int) -> Path:
     """runs/<preset>/<variant>/seed<k>: the layout notebooks and `lsts report` read."""
     return Path(runs_root) / variant / f"seed{seed}"

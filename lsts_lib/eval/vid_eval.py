@@ -481,7 +481,8 @@ COCO_LINE_KEYS = ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "AR
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, type=Path, help="dataset root (ILSVRC2015 layout)")
     parser.add_argument(
-        "--split", default="val", help="split to evaluate (only val has devkit ids)"
+        "--split", default="val", help="split to evaluate (val, or SynthVID's test: the splits "
+        "with devkit frame ids)"
     )
     parser.add_argument(
         "--detections",
@@ -501,10 +502,11 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def main(args: argparse.Namespace) -> int:
-    from lsts_lib.data.vid import VIDDataset
-    if args.split != "val":
-        # Devkit frame ids come from VID_val_videos.txt; train snippets have none.
-        raise ValueError(f"--split {args.split}: the devkit evaluates the val split only")
+    from lsts_lib.data.vid import EVAL_SPLITS, VIDDataset
+    if args.split not in EVAL_SPLITS:
+        # Devkit frame ids come from the val-format split files; train snippets have none.
+        raise ValueError(f"--split {args.split}: the devkit evaluates "
+                         f"{' or '.join(EVAL_SPLITS)} only")
     if args.json is not None and _same_file(args.json, args.detections):
         raise ValueError(f"--json {args.json}: is the detections file; the results would "
                          "overwrite the input")
