@@ -166,13 +166,14 @@ class Report:
 
     # 8 ------------------------------------------------------------------------------
     def stage_readme(self) -> None:
-        from lsts_lib.results import update_readme
+        from lsts_lib.results import update_readme, update_readme_paper
 
         if self.preset != "report":
             print("README table comes from the report preset only; skipped")
             return
 
         update_readme(paths.REPO / "README.md", self.runs)
+        update_readme_paper(paths.REPO / "README.md")
 
     def run(self, only: list[str] | None) -> None:
         start = time.perf_counter()

@@ -10,7 +10,8 @@ paper's own published numbers in `paper_numbers()`, which carry their source):
 
 `load_runs` -> one tidy row per (run, seed); `summary_table` -> mean, std and n per run;
 `claims` -> a verdict per claim of the paper, decided by the rules written next to each;
-`speed_table` -> runtime at the paper's size; `update_readme` -> the README's results block.
+`speed_table` -> runtime at the paper's size; `update_readme` -> the README's results block;
+`update_readme_paper` -> the README's GPU recipe (from `paper_commands`).
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ COSTS: dict[str, str] = {
 HELD, NOT_HELD, UNTESTABLE = "held", "not held", "not testable here"
 NOT_MEASURED = "not measured"
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
+PAPER_START, PAPER_END = "<!-- paper-commands:start -->", "<!-- paper-commands:end -->"
+# The README's GPU recipe shows these runs; notebook 05 prints the commands of every variant.
+README_PAPER_RUNS = ("single_frame", "lsts")
 # Benchmark size the speed table and the cost claims use: the paper's 600x1000 input. The
 # smoke preset (CI) benchmarks only its own small size, so `bench_size` falls back to it.
 BENCH_SIZE = "paper"
@@ -459,8 +463,10 @@ def paper_commands(data_root: str = "/path/to/ILSVRC2015", gpus: int = 8,
     """The commands that fill the "ours on ImageNet VID" column on a GPU machine.
 
     Each run trains with the paper preset (`lsts_lib/configs/paper.yaml`) and its named variant
-    overrides, on `gpus` GPUs through torchrun, then is detected and evaluated on all val
-    frames; `lsts bench --device cuda` adds the GPU timing; notebook 05 then reads runs/paper.
+    overrides, on `gpus` GPUs through torchrun, in one stage from ImageNet weights as the
+    official code (no `--init-from`: temporal variants do not start from the single-frame
+    model), then is detected and evaluated on all val frames; `lsts bench --device cuda` adds
+    the GPU timing; notebook 05 then reads runs/paper. The preset's lr assumes 8 GPUs.
     """
     out = [f"# on a machine with {gpus} GPUs and ImageNet VID unpacked at {data_root}",
            f"python data_prep/check_imagenet_vid.py --root {data_root}"]
@@ -634,24 +640,44 @@ def readme_block(runs: Path) -> str:
     return "\n".join(lines)
 
 
+def _replace_between(readme: Path, start_marker: str, end_marker: str, block: str) -> None:
+    """Put `block` between the two marker lines of `readme` (written only if it changes).
+
+    Raises ValueError when the markers are missing, repeated or out of order.
+    """
+    text = readme.read_text(encoding="utf-8")
+    if text.count(start_marker) != 1 or text.count(end_marker) != 1:
+        raise ValueError(f"{readme}: needs exactly one '{start_marker}' and one '{end_marker}' "
+                         "line around its generated section")
+    start, end = text.index(start_marker), text.index(end_marker)
+    if end < start:
+        raise ValueError(f"{readme}: '{end_marker}' comes before '{start_marker}'")
+    new = text[: start + len(start_marker)] + "\n" + block + "\n" + text[end:]
+    if new != text:
+        atomic.write_text(readme, new)
+
+
 def update_readme(readme: Path, runs: Path) -> str:
     """Replace the text between the results markers of README.md with `readme_block(runs)`.
 
     Raises ValueError when the markers are missing, repeated or out of order. Returns the
     generated block. Running it twice on the same runs changes nothing the second time.
     """
-    readme = Path(readme)
-    text = readme.read_text(encoding="utf-8")
-    if text.count(README_START) != 1 or text.count(README_END) != 1:
-        raise ValueError(f"{readme}: needs exactly one '{README_START}' and one '{README_END}' "
-                         "line around the results section")
-    start, end = text.index(README_START), text.index(README_END)
-    if end < start:
-        raise ValueError(f"{readme}: '{README_END}' comes before '{README_START}'")
     block = readme_block(runs)
-    new = text[: start + len(README_START)] + "\n" + block + "\n" + text[end:]
-    if new != text:
-        atomic.write_text(readme, new)
+    _replace_between(Path(readme), README_START, README_END, block)
+    return block
+
+
+def readme_paper_block(data_root: str = "/data/ILSVRC2015") -> str:
+    """The README's GPU recipe: `paper_commands` for `README_PAPER_RUNS`, as a bash block."""
+    return "```bash\n" + "\n".join(paper_commands(data_root, runs=README_PAPER_RUNS)) + "\n```"
+
+
+def update_readme_paper(readme: Path) -> str:
+    """Replace the text between the paper-commands markers of README.md with
+    `readme_paper_block()`; returns the block (idempotent, as `update_readme`)."""
+    block = readme_paper_block()
+    _replace_between(Path(readme), PAPER_START, PAPER_END, block)
     return block
 
 

@@ -40,14 +40,42 @@ def test_stride16_and_channels(arch, low_ch):
     assert (high >= 0).all()  # feat_conv is followed by ReLU
 
 
-def test_res5_is_dilated_not_strided():
-    for arch in ("resnet18", "resnet101"):
-        net = ResNetBackbone(arch, 32, pretrained=False, freeze_bn=True)
-        convs = [m for m in net.high.layer4.modules() if isinstance(m, torch.nn.Conv2d)]
-        assert all(c.stride == (1, 1) for c in convs)
-        assert any(c.dilation == (2, 2) for c in convs)
-        fc = net.high.feat_conv[0]
-        assert fc.dilation == (6, 6) and fc.kernel_size == (3, 3)
+@pytest.mark.parametrize("arch", ["resnet18", "resnet34", "resnet50", "resnet101"])
+def test_res5_is_dilated_in_every_block_not_strided(arch):
+    # Official: all three res5 blocks (res5a included, which torchvision's
+    # replace_stride_with_dilation leaves at dilation 1) have 3x3 convs at dilation 2.
+    net = ResNetBackbone(arch, 32, pretrained=False, freeze_bn=True)
+    convs = [m for m in net.high.layer4.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(c.stride == (1, 1) for c in convs)
+    threes = [c for c in convs if c.kernel_size == (3, 3)]
+    assert len(threes) == len(net.high.layer4) * (2 if arch in ("resnet18", "resnet34") else 1)
+    assert all(c.dilation == (2, 2) and c.padding == (2, 2) for c in threes)
+    assert all(c.dilation == (1, 1) for c in convs if c.kernel_size == (1, 1))
+    fc = net.high.feat_conv[0]
+    assert fc.dilation == (6, 6) and fc.kernel_size == (3, 3)
+    with torch.no_grad():
+        assert net(torch.rand(1, 3, 80, 112)).shape[-2:] == (5, 7)  # output stride 16
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
+def test_low_is_the_pre_relu_sum_and_high_sees_the_plain_forward(arch):
+    # low2high reads the res4b3 sum before its ReLU (official); the high part applies that ReLU
+    # first, so key frames get exactly the plain ResNet forward (every block called as is).
+    torch.manual_seed(0)
+    net = ResNetBackbone(arch, 32, pretrained=False, freeze_bn=False).eval()
+    x = torch.rand(1, 3, 64, 96)
+    with torch.no_grad():
+        low = net.low(x)
+        ref = net.low.layer2(net.low.layer1(net.low.conv1(x)))
+        for block in [*net.low.layer3, *net.high.layer3, *net.high.layer4]:
+            ref = block(ref)
+        ref = net.high.feat_conv(ref)
+        assert (low < 0).any()  # a pre-ReLU sum, not a ReLU output
+        plain_low = low.clamp(min=0)
+        assert torch.equal(net.high(low), ref) and torch.equal(net.high(plain_low), ref)
+        assert torch.equal(net(x), ref)
+    names = {k for k, _ in net.named_parameters()}
+    assert "low.layer3.0.conv1.weight" in names  # the plain split's parameter names are kept
 
 
 def test_frozen_bn_and_frozen_stem():

@@ -330,6 +330,26 @@ def test_quality_net_weights_and_fixed_ratio():
     assert Low2High(16, 64, 8)(torch.randn(1, 16, 6, 10)).shape == (1, 64, 6, 10)
 
 
+def test_quality_net_is_linear_and_low2high_official_init():
+    # Official symbol: 1x1 -> 3x3 -> 3x3 with no activation, so the scorer is affine in its
+    # input (a ReLU anywhere would break score(a + b) = score(a) + score(b) - score(0)).
+    torch.manual_seed(0)
+    q = QualityNet(8, hidden=16, mid=4)
+    assert [type(m) for m in q.score] == [torch.nn.Conv2d] * 3
+    assert [m.out_channels for m in q.score] == [16, 4, 1]
+    a, b = torch.randn(1, 8, 5, 6), torch.randn(1, 8, 5, 6)
+    with torch.no_grad():
+        zero = q.score(torch.zeros_like(a))
+        assert torch.allclose(q.score(a + b), q.score(a) + q.score(b) - zero, atol=1e-6)
+    # low2high: N(0, 0.01) weights and zero biases (official), not Kaiming.
+    torch.manual_seed(0)
+    l2h = Low2High(256, 256, 256)
+    convs = [m for m in l2h.net if isinstance(m, torch.nn.Conv2d)]
+    with torch.no_grad():
+        assert len(convs) == 3 and all(float(c.bias.abs().max()) == 0 for c in convs)
+        assert all(abs(float(c.weight.std()) - 0.01) < 1e-3 for c in convs)
+
+
 def test_warp_identity_and_integer_shift():
     feat = torch.randn(1, 3, 5, 7)
     zero = torch.zeros(1, 2, 5, 7)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torchvision.models.detection.rpn import RegionProposalNetwork
 from torchvision.ops import box_iou
 
 from lsts_lib.models.head import HeadConfig, RFCNHead
@@ -275,3 +276,72 @@ def test_eval_checks_shape_but_needs_no_targets():
 def test_bad_config_raises(kw, match):
     with pytest.raises(ValueError, match=match):
         HeadConfig(**kw)
+
+
+# ------------------------------------------------------------------ official RPN / test rules
+def test_rpn_targets_are_normalised_by_the_official_stds():
+    # NORMALIZE_RPN: (dx, dy, dw, dh) / (0.1, 0.1, 0.4, 0.4); the proposals decode the same way.
+    head = make_head()
+    anchor = torch.tensor([[0.0, 0.0, 100.0, 100.0]])
+    gt = torch.tensor([[10.0, 20.0, 110.0, 140.0]])
+    raw = torch.tensor([[0.1, 0.3, 0.0, torch.log(torch.tensor(1.2)).item()]])
+    target = head.rpn.box_coder.encode_single(gt, anchor)
+    assert torch.allclose(target, raw / torch.tensor([0.1, 0.1, 0.4, 0.4]))
+    assert torch.allclose(head.rpn.box_coder.decode_single(target, anchor), gt, atol=1e-4)
+
+
+def rpn_labels(head: RFCNHead, anchors: torch.Tensor, boxes: torch.Tensor,
+               size: tuple[int, int]) -> list[float]:
+    (labels,), _ = head.rpn.assign_targets_to_anchors(
+        [anchors], [{"boxes": boxes, "image_size": torch.tensor(size)}])
+    return labels.tolist()
+
+
+def test_rpn_ignores_anchors_across_the_image_border():
+    head = make_head()
+    gt = torch.tensor([[0.0, 0.0, 50.0, 50.0]])
+    anchors = torch.tensor([
+        [-10.0, -10.0, 50.0, 50.0],  # crosses the border, IoU 0.69: the box's best anchor
+        [0.0, 0.0, 50.0, 100.0],  # inside, IoU 0.5: the best inside anchor
+        [60.0, 60.0, 100.0, 100.0],  # inside, IoU 0, touching the border: still inside
+        [60.0, 60.0, 100.5, 100.0],  # 0.5 px past the right border
+    ])
+    # Official: outside anchors are ignored and dropped before matching, so the box's best
+    # inside anchor becomes its positive. torchvision's rule would pick the outside one.
+    assert rpn_labels(head, anchors, gt, (100, 100)) == [-1.0, 1.0, 0.0, -1.0]
+    stock, _ = RegionProposalNetwork.assign_targets_to_anchors(head.rpn, [anchors],
+                                                              [{"boxes": gt}])
+    assert stock[0].tolist() == [1.0, -1.0, 0.0, 0.0]
+    # A background image: inside anchors negative, outside ones ignored.
+    assert rpn_labels(head, anchors, torch.zeros(0, 4), (100, 100)) == [-1.0, 0.0, 0.0, -1.0]
+    # No anchor inside at all (an image smaller than every anchor): none is ignored.
+    assert -1.0 not in rpn_labels(head, anchors[:1], gt, (100, 100))
+
+
+def test_rpn_training_sees_only_inside_anchors():
+    # Through the whole head: the sampled anchors (labels >= 0) all lie inside the image.
+    head = make_head().train()
+    seen = {}
+    original = head.rpn.assign_targets_to_anchors
+
+    def spy(anchors, targets):
+        labels, matched = original(anchors, targets)
+        seen.update(anchors=anchors[0], labels=labels[0])
+        return labels, matched
+
+    head.rpn.assign_targets_to_anchors = spy
+    head(make_feature(), [(150, 250)], gt_targets())
+    a, lab = seen["anchors"], seen["labels"]
+    inside = (a[:, :2] >= 0).all(1) & (a[:, 2] <= 250) & (a[:, 3] <= 150)
+    assert (lab[~inside] == -1).all() and (lab[inside] >= 0).any() and (~inside).any()
+
+
+def test_score_threshold_is_the_official_1e4_inclusive():
+    assert HeadConfig(num_classes=1).score_thresh == 1e-4
+    head = make_head().eval()
+    logits = torch.tensor([[0.0, -3.0, -9.0, -12.0]])  # background, then classes 1..3
+    scores = torch.softmax(logits, -1)[0, 1:]
+    head.cfg.score_thresh = float(scores[1])  # class 2 exactly at the threshold
+    rois = [torch.tensor([[10.0, 10.0, 60.0, 60.0]])]
+    (d,) = head._postprocess(logits, torch.zeros(1, 4), rois, [IMG])
+    assert d["labels"].tolist() == [1, 2]  # class 3 below the threshold is dropped

@@ -232,6 +232,22 @@ def test_update_readme_needs_markers(runs: Path, tmp_path: Path, content: str) -
     assert readme.read_text() == content  # untouched
 
 
+def test_readme_gpu_recipe_is_generated_and_one_stage(tmp_path: Path) -> None:
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    copy = tmp_path / "README.md"
+    copy.write_text(readme.read_text())
+    block = R.update_readme_paper(copy)
+    # Regenerate with: python -c "import lsts_lib.results as R; R.update_readme_paper('README.md')"
+    assert copy.read_text() == readme.read_text(), "README's GPU recipe is stale"
+    # The official protocol: every variant from ImageNet weights, none from another model.
+    assert "--init-from" not in "\n".join(R.paper_commands())
+    assert "--variant single_frame" in block and "--variant lsts " in block
+    bare = tmp_path / "bare.md"
+    bare.write_text("no markers\n")
+    with pytest.raises(ValueError, match="paper-commands"):
+        R.update_readme_paper(bare)
+
+
 def test_bar_with_errors(runs: Path) -> None:
     import matplotlib
 

@@ -19,7 +19,7 @@ from lsts_lib.engine import checkpoint as ckpt_mod
 from lsts_lib.engine import train as train_mod
 from lsts_lib.engine.checkpoint import load_checkpoint, save_atomic, state_hash
 from lsts_lib.engine.config import RunConfig, StageConfig, TrainConfig, load_config
-from lsts_lib.engine.optim import build_optimizer, lr_factor
+from lsts_lib.engine.optim import build_optimizer, lr_factor, total_steps
 from lsts_lib.engine.train import NonFiniteLossError, train
 from lsts_lib.engine.trainlog import read_log
 from lsts_lib.models.variants import VARIANTS, run_overrides
@@ -250,6 +250,21 @@ def test_presets_resolve_to_model_configs() -> None:
         RunConfig.from_dict(load_config("paper")).model.with_classes(3)
     paper = load_config("paper")
     assert paper["model"]["backbone"] == "resnet101" and paper["train"]["offsets_lr_mult"] == 2.5
+
+
+def test_paper_preset_is_the_official_update_under_ddp() -> None:
+    # Official: 8 GPUs x 1 image, lr 2.5e-4 on the SUM of the 8 gradients, 4 epochs over a
+    # roidb holding every image and its flipped copy, x0.1 after 2.33 epochs; every variant
+    # in one stage from ImageNet weights. DDP averages the gradients.
+    gpus, official_lr, official_epochs, images = 8, 2.5e-4, 4, 57_834 + 53_638
+    official_iters = official_epochs * 2 * images // gpus
+    train_cfg = RunConfig.from_dict(load_config("paper")).train
+    for sched in (train_cfg.stage1, train_cfg.stage2):
+        assert sched.init_from is None  # no stage starts from another model
+        assert sched.lr * train_cfg.batch_size == pytest.approx(gpus * official_lr)
+        steps = total_steps(train_cfg, sched, images, gpus)
+        assert steps == official_iters
+        assert sched.lr_steps == pytest.approx([2.333 / official_epochs], abs=1e-4)
 
 
 def test_optimizer_and_lr_schedule_choices() -> None:

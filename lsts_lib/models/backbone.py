@@ -5,8 +5,11 @@ res3 = layer2, res4 = layer3, res5 = layer4. "Conv4_3" is the output of res4b3, 
 block of res4 (res4a, res4b1, res4b2, res4b3), at stride 16.
 
     low  = conv1 -> res2 -> res3 -> res4[:k]                 (k = `low_split_index`)
-    high = res4[k:] -> res5 (dilation 2, stride stays 16) -> feat_conv (3x3, dilation 6) + ReLU
+    high = ReLU -> res4[k:] -> res5 (dilation 2, stride stays 16) -> feat_conv (3x3, dil. 6) + ReLU
 
+The low part ends at the last block's residual sum *before* its final ReLU, because the
+official low2high reads that pre-ReLU res4b3 sum (so it sees negative values too); the high
+part starts by applying that ReLU, so `high(low(x))` is exactly the plain ResNet forward.
 Key frames run low + high; non-key frames run low only, which is where LSTS saves time.
 """
 
@@ -20,6 +23,7 @@ from collections.abc import Callable
 import torch
 import torchvision
 from torch import nn
+from torchvision.models.resnet import Bottleneck
 from torchvision.ops import FrozenBatchNorm2d
 
 log = logging.getLogger(__name__)
@@ -88,26 +92,52 @@ def _load_pretrained(net: nn.Module, arch: str) -> bool:
     return True
 
 
-def _dilate_basic_layer4(layer4: nn.Sequential) -> None:
-    """Give BasicBlock res5 stride 1 and dilation 2 (torchvision refuses dilation there).
+def _dilate_res5(layer4: nn.Sequential) -> None:
+    """res5 at stride 1 and dilation 2 in every 3x3 conv of every block, as officially.
 
-    Same pattern as torchvision's bottleneck dilation: the first block keeps dilation 1 in its
-    first conv (only its stride is removed), every later 3x3 conv gets dilation 2.
+    torchvision's `replace_stride_with_dilation` (Bottleneck only) leaves the first block's
+    3x3 conv at dilation 1; the official res5a_branch2b has dilation 2 and padding 2 like the
+    later blocks. The stride sits on conv2 (the 3x3) of a Bottleneck and on conv1 of a
+    BasicBlock (both of whose convs are 3x3); it is removed wherever it is, and from the
+    1x1 shortcut, so the output stays at stride 16.
     """
-    for bi, block in enumerate(layer4):
-        for name in ("conv1", "conv2"):
-            conv: nn.Conv2d = getattr(block, name)
+    for block in layer4:
+        for name, conv in block.named_modules():
+            if not isinstance(conv, nn.Conv2d):
+                continue
             conv.stride = (1, 1)
-            if not (bi == 0 and name == "conv1"):
+            if conv.kernel_size == (3, 3) and not name.startswith("downsample"):
                 conv.dilation = (2, 2)
                 conv.padding = (2, 2)
-        if block.downsample is not None:
-            block.downsample[0].stride = (1, 1)
         block.stride = 1
 
 
+def residual_sum(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """A torchvision BasicBlock/Bottleneck's forward without its final ReLU (branch + shortcut)."""
+    identity = x if block.downsample is None else block.downsample(x)
+    out = block.relu(block.bn1(block.conv1(x)))
+    out = block.bn2(block.conv2(out))
+    if isinstance(block, Bottleneck):
+        out = block.bn3(block.conv3(block.relu(out)))
+    return out + identity
+
+
+class PreReLUBlocks(nn.Sequential):
+    """Residual blocks in order, returning the last block's sum before its final ReLU.
+
+    The low part's res4 blocks: the official low2high takes the pre-ReLU res4b3 sum. A
+    Sequential subclass keeps the parameter names (`low.layer3.<i>.…`) of the plain split.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in list(self)[:-1]:
+            x = block(x)
+        return residual_sum(self[-1], x)
+
+
 class ResNetBackbone(nn.Module):
-    """`low(x)` -> Conv4_3-level feature; `high(low)` -> feat_conv feature (both stride 16)."""
+    """`low(x)` -> Conv4_3 (res4b3) sum before its ReLU; `high(low)` -> feat_conv feature
+    (both stride 16)."""
 
     stride = 16
 
@@ -118,10 +148,8 @@ class ResNetBackbone(nn.Module):
         k = low_split_index(arch)
         bottleneck = arch in ("resnet50", "resnet101")
         ctor = getattr(torchvision.models, arch)
-        net = ctor(weights=None, norm_layer=_norm_factory(freeze_bn, norm),
-                   replace_stride_with_dilation=[False, False, bottleneck])
-        if not bottleneck:
-            _dilate_basic_layer4(net.layer4)
+        net = ctor(weights=None, norm_layer=_norm_factory(freeze_bn, norm))
+        _dilate_res5(net.layer4)
         self.arch = arch
         self.split_index = k
         self.pretrained_loaded = _load_pretrained(net, arch) if pretrained else False
@@ -129,7 +157,8 @@ class ResNetBackbone(nn.Module):
         stem = nn.Sequential(OrderedDict(conv1=net.conv1, bn1=net.bn1, relu=net.relu,
                                          maxpool=net.maxpool))
         self.low = nn.Sequential(OrderedDict(
-            conv1=stem, layer1=net.layer1, layer2=net.layer2, layer3=net.layer3[:k]))
+            conv1=stem, layer1=net.layer1, layer2=net.layer2,
+            layer3=PreReLUBlocks(*net.layer3[:k])))
         expansion = 4 if bottleneck else 1
         self.low_channels = 256 * expansion
         high_in = 512 * expansion
@@ -137,6 +166,7 @@ class ResNetBackbone(nn.Module):
         nn.init.normal_(feat_conv.weight, std=0.01)
         nn.init.zeros_(feat_conv.bias)
         self.high = nn.Sequential(OrderedDict(
+            relu=nn.ReLU(),  # the low part's last ReLU (not in place: low2high reads its input)
             layer3=net.layer3[k:], layer4=net.layer4,
             feat_conv=nn.Sequential(feat_conv, nn.ReLU(inplace=True))))
         self.feat_channels = feat_channels
@@ -154,7 +184,7 @@ class ResNetBackbone(nn.Module):
             ("res2 (layer1)", self.low.layer1),
             ("res3 (layer2)", self.low.layer2),
             (f"res4[:{self.split_index}] (low)", self.low.layer3),
-            (f"res4[{self.split_index}:] (high)", self.high.layer3),
+            (f"res4[{self.split_index}:] (high)", nn.Sequential(self.high.relu, self.high.layer3)),
             ("res5 (layer4, dilated)", self.high.layer4),
             ("feat_conv", self.high.feat_conv),
         ])

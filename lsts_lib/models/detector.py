@@ -2,7 +2,8 @@
 
 Data flow (one frame):
     GeneralizedRCNNTransform (resize to min_size/max_size, ImageNet mean/std, pad)
-    -> backbone.low (up to Conv4_3) [-> backbone.high (rest of res4, dilated res5, feat_conv)]
+    -> backbone.low (up to Conv4_3, its pre-ReLU sum)
+    [-> backbone.high (that ReLU, rest of res4, dilated res5, feat_conv)]
     -> temporal path of the variant (see `variants.VARIANTS`)
     -> RFCNHead -> boxes scaled back to the original image size.
 

@@ -3,13 +3,16 @@
 QualityNet (used by SRFU at key frames and by DFA at non-key frames): the candidate features
 (e.g. the LSTS-aligned memory and the current frame's own feature) are stacked along the batch
 axis and each one is scored by the same small network
-    1x1 conv -> hidden (256) + ReLU -> 3x3 conv -> mid (16) + ReLU -> 3x3 conv -> 1,
-giving one quality map per candidate; a softmax across the candidates at every pixel turns
-the maps into weights and the fused feature is the weighted sum of the candidates.
+    1x1 conv -> hidden (256) -> 3x3 conv -> mid (16) -> 3x3 conv -> 1,
+with no activation between the convs (as the official symbol: the scorer is a linear map of
+its input), giving one quality map per candidate; a softmax across the candidates at every
+pixel turns the maps into weights and the fused feature is the weighted sum of the candidates.
 
-Low2High maps a non-key frame's low-level (Conv4_3) feature into the high-level feature space
-so that it can be compared with and fused with the memory:
-    1x1 conv -> 256 + ReLU -> 3x3 conv -> 256 + ReLU -> 3x3 conv -> feat_channels.
+Low2High maps a non-key frame's low-level feature, the res4b3 (Conv4_3) residual sum before
+its ReLU as officially (see `backbone`), into the high-level feature space so that it can be
+compared with and fused with the memory:
+    1x1 conv -> 256 + ReLU -> 3x3 conv -> 256 + ReLU -> 3x3 conv -> feat_channels,
+initialised N(0, 0.01) with zero bias (official init, as the LSTS embeddings).
 """
 
 from __future__ import annotations
@@ -33,8 +36,8 @@ class QualityNet(nn.Module):
     def __init__(self, in_channels: int, hidden: int = 256, mid: int = 16) -> None:
         super().__init__()
         self.score = nn.Sequential(
-            nn.Conv2d(in_channels, hidden, 1), nn.ReLU(inplace=True),
-            nn.Conv2d(hidden, mid, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(in_channels, hidden, 1),
+            nn.Conv2d(hidden, mid, 3, padding=1),
             nn.Conv2d(mid, 1, 3, padding=1),
         )
         # Small init: at the start every candidate weighs about 1/K (an average).
@@ -69,10 +72,7 @@ class Low2High(nn.Module):
             nn.Conv2d(hidden, hidden, 3, padding=1), nn.ReLU(inplace=True),
             nn.Conv2d(hidden, out_channels, 3, padding=1),
         )
-        for m in self.net.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(m.bias)
+        _init_normal(self.net)
 
     def forward(self, low: Tensor) -> Tensor:
         return self.net(low)

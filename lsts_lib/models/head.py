@@ -13,7 +13,9 @@ How each part maps to the paper and to the official (MXNet, DFF/FGFA-derived) co
   objectness with one sigmoid logit per anchor; the official code uses a 2-way softmax, which
   is the same model (softmax of two logits = sigmoid of their difference). Pre-NMS 6000,
   post-NMS 300, NMS 0.7, 256 anchors per image with at most half positive (IoU >= 0.7
-  positive, < 0.3 negative).
+  positive, < 0.3 negative). As officially (allowed border 0), anchors that cross the border
+  of the (resized, unpadded) image are ignored in training: label -1, and never the best
+  anchor of a ground-truth box (:class:`BorderIgnoringRPN`).
 * **Position-sensitive score maps.** 1x1 convs on the R-FCN half give ``k*k*(C+1)`` class
   score maps and ``k*k*4`` box maps (k = 7), i.e. *class-agnostic* regression with 4 values
   per RoI. (The official code predicts 8 = background/foreground x 4, but the background
@@ -32,11 +34,14 @@ How each part maps to the paper and to the official (MXNet, DFF/FGFA-derived) co
   number of kept RoIs (the official ``grad_scale = 1 / BATCH_ROIS_OHEM``).
 * **Box coding.** R-FCN deltas use :class:`~torchvision.models.detection._utils.BoxCoder`
   with weights ``(10, 10, 5, 5)``: the same as the official normalisation of targets by
-  stds ``(0.1, 0.1, 0.2, 0.2)`` with zero means. The RPN keeps torchvision's ``(1, 1, 1, 1)``,
-  as the official RPN targets are not normalised.
+  stds ``(0.1, 0.1, 0.2, 0.2)`` with zero means. The RPN's coder has weights
+  ``(10, 10, 2.5, 2.5)``: the official RPN targets are normalised by stds
+  ``(0.1, 0.1, 0.4, 0.4)`` (``NORMALIZE_RPN``), and its proposal layer undoes the same
+  normalisation when decoding, as one coder does both here.
 * **Inference.** Softmax scores, class-agnostic boxes decoded from each proposal and clipped
-  to the image, scores <= ``score_thresh`` (1e-3, as the official test) dropped, per-class NMS
-  at 0.3 (:func:`torchvision.ops.batched_nms`), at most 300 detections per image.
+  to the image, scores below ``score_thresh`` (1e-4, the official test's threshold) dropped,
+  per-class NMS at 0.3 (:func:`torchvision.ops.batched_nms`), at most 300 detections per
+  image (the cap, not the threshold, bounds what an image keeps).
 
 One difference from the official anchors: torchvision centres anchors at ``16 * j`` rather
 than at the cell centre ``16 * j + 7.5``; the regression absorbs the half-cell shift.
@@ -60,7 +65,7 @@ from torchvision.ops import (
     remove_small_boxes,
 )
 
-__all__ = ["HeadConfig", "RFCNHead"]
+__all__ = ["HeadConfig", "RFCNHead", "BorderIgnoringRPN"]
 
 
 @dataclass
@@ -87,7 +92,8 @@ class HeadConfig:
     fg_iou_thresh: float = 0.5  # RoI is foreground at IoU >= this
     bg_iou_thresh: float = 0.5  # RoI is background at IoU < this (official BG_THRESH_HI)
     bbox_reg_weights: tuple[float, float, float, float] = (10.0, 10.0, 5.0, 5.0)
-    score_thresh: float = 1e-3
+    rpn_reg_weights: tuple[float, float, float, float] = (10.0, 10.0, 2.5, 2.5)  # 1 / stds
+    score_thresh: float = 1e-4  # a detection is kept at score >= this
     test_nms_thresh: float = 0.3
     detections_per_img: int = 300
     stride: int = 16
@@ -111,6 +117,43 @@ class HeadConfig:
         return len(self.anchor_sizes) * len(self.aspect_ratios)
 
 
+class BorderIgnoringRPN(RegionProposalNetwork):
+    """torchvision's RPN with the official rule for anchors that cross the image border.
+
+    Each target dict also carries ``image_size`` ((h, w) of the resized image, before
+    padding). An anchor is inside when x1 >= 0, y1 >= 0, x2 <= w and y2 <= h (the official
+    ``x2 < width`` on inclusive pixel indices); the others get label -1 (neither positive nor
+    negative, so never sampled) and, as they are dropped before matching officially, cannot be
+    a ground-truth box's best anchor either. An image with no anchor inside it keeps them all
+    (with none, the RPN loss would be 0/0).
+    """
+
+    def assign_targets_to_anchors(
+        self, anchors: list[Tensor], targets: list[dict[str, Tensor]]
+    ) -> tuple[list[Tensor], list[Tensor]]:
+        labels, matched_gt_boxes = [], []
+        for a, t in zip(anchors, targets, strict=True):
+            h, w = (float(v) for v in t["image_size"])
+            inside = (a[:, 0] >= 0) & (a[:, 1] >= 0) & (a[:, 2] <= w) & (a[:, 3] <= h)
+            if not bool(inside.any()):
+                inside = torch.ones_like(inside)
+            gt = t["boxes"]
+            lab = torch.zeros(len(a), dtype=torch.float32, device=a.device)
+            if gt.numel() == 0:  # a background image: every inside anchor is negative
+                matched = torch.zeros_like(a)
+            else:
+                quality = self.box_similarity(gt, a)
+                quality[:, ~inside] = -1.0  # below every threshold and every box's best IoU
+                idx = self.proposal_matcher(quality)
+                matched = gt[idx.clamp(min=0)]
+                lab[idx >= 0] = 1.0
+                lab[idx == self.proposal_matcher.BETWEEN_THRESHOLDS] = -1.0
+            lab[~inside] = -1.0
+            labels.append(lab)
+            matched_gt_boxes.append(matched)
+        return labels, matched_gt_boxes
+
+
 class RFCNHead(nn.Module):
     """RPN + R-FCN (PS-RoI pooling, class-agnostic regression, OHEM) on one stride-16 map.
 
@@ -126,7 +169,7 @@ class RFCNHead(nn.Module):
         anchor_gen = AnchorGenerator(
             sizes=(tuple(cfg.anchor_sizes),), aspect_ratios=(tuple(cfg.aspect_ratios),)
         )
-        self.rpn = RegionProposalNetwork(
+        self.rpn = BorderIgnoringRPN(
             anchor_gen,
             RPNHead(half, cfg.num_anchors, conv_depth=cfg.rpn_conv_depth),
             fg_iou_thresh=cfg.rpn_fg_iou_thresh,
@@ -139,6 +182,7 @@ class RFCNHead(nn.Module):
                             "testing": cfg.rpn_post_nms_top_n_test},
             nms_thresh=cfg.rpn_nms_thresh,
         )
+        self.rpn.box_coder = BoxCoder(weights=cfg.rpn_reg_weights)  # torchvision's: (1, 1, 1, 1)
         # Position-sensitive score maps: k*k groups of (C+1) class maps and of 4 box maps.
         self.rfcn_cls = nn.Conv2d(half, k * k * (cfg.num_classes + 1), kernel_size=1)
         self.rfcn_bbox = nn.Conv2d(half, k * k * 4, kernel_size=1)
@@ -291,7 +335,7 @@ class RFCNHead(nn.Module):
             labels = torch.arange(1, cfg.num_classes + 1, device=r.device).expand_as(scores)
             boxes = boxes[:, None, :].expand(n, cfg.num_classes, 4).reshape(-1, 4)
             scores, labels = scores.reshape(-1), labels.reshape(-1)
-            keep = torch.where(scores > cfg.score_thresh)[0]
+            keep = torch.where(scores >= cfg.score_thresh)[0]
             boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
             keep = remove_small_boxes(boxes, min_size=1e-2)
             boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
@@ -328,8 +372,9 @@ class RFCNHead(nn.Module):
         if targets is not None and self.training:
             targets = [
                 {"boxes": t["boxes"].to(feature.device, feature.dtype),
-                 "labels": t["labels"].to(feature.device, torch.int64)}
-                for t in targets
+                 "labels": t["labels"].to(feature.device, torch.int64),
+                 "image_size": torch.tensor(size)}  # for the RPN's border rule
+                for t, size in zip(targets, image_sizes, strict=True)
             ]
         # The anchor generator reads the stride from the padded batch size: an empty tensor
         # of shape (B, 0, H*stride, W*stride) carries that without any memory.

@@ -79,7 +79,8 @@ _LSTS = Variant(
     "Full LSTS: SRFU at key frames + DFA at non-key frames, learnable offsets.",
     nonkey="lsts", srfu=True, dfa_fusion=True)
 
-# In the order tables list them. The first is the stage-1 model every other run starts from.
+# In the order tables list them. The first is the stage-1 model every other run starts from
+# in the SynthVID presets' two-stage protocol; the paper preset trains each from ImageNet.
 VARIANTS: dict[str, Variant] = {v.name: v for v in (
     Variant("single_frame", "Single-frame R-FCN",
             "R-FCN on every frame: every frame is a key frame, no temporal modules.",
