@@ -41,6 +41,7 @@ from .srfu_dfa import DFA, SRFU
 from .variants import Variant, get_variant
 
 __all__ = ["VideoDetector", "StreamingSession", "KeyState", "Propagation", "build_detector",
+           "build_transform",
            "key_frame_indices", "IMAGENET_MEAN", "IMAGENET_STD", "OFFSETS_KEY"]
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
@@ -63,6 +64,11 @@ def key_frame_indices(num_frames: int, key_interval: int, mode: str = "offline")
         return [min(s + (key_interval - 1) // 2, num_frames - 1)
                 for s in range(0, num_frames, key_interval)]
     raise ValueError(f"mode must be 'offline' or 'online', got {mode!r}")
+
+
+def build_transform(cfg: ModelConfig) -> GeneralizedRCNNTransform:
+    """The detector's input transform: resize to min_size/max_size, ImageNet mean/std, pad."""
+    return GeneralizedRCNNTransform(cfg.min_size, cfg.max_size, IMAGENET_MEAN, IMAGENET_STD)
 
 
 @dataclass
@@ -101,8 +107,7 @@ class VideoDetector(nn.Module):
                              "dataset's class list decides)")
         self.cfg = cfg
         self.variant = cfg.variant
-        self.transform = GeneralizedRCNNTransform(cfg.min_size, cfg.max_size,
-                                                  IMAGENET_MEAN, IMAGENET_STD)
+        self.transform = build_transform(cfg)
         self.backbone = ResNetBackbone(cfg.backbone, cfg.feat_channels, cfg.pretrained,
                                        cfg.freeze_bn, cfg.norm, cfg.freeze_stem)
         C = cfg.feat_channels
