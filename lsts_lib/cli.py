@@ -19,6 +19,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "detect": ("lsts_lib.engine.detect", "run a trained detector over a split"),
     "evaluate": ("lsts_lib.eval.vid_eval", "VID devkit mAP, motion split and COCO metrics"),
     "bench": ("lsts_lib.engine.bench", "per-stage time, FLOPs and memory of every variant"),
+    "alignment": ("lsts_lib.engine.alignment",
+                  "propagation vs SynthVID's true motion: end-point and feature error"),
+    "flow-pretrain": ("lsts_lib.engine.flow_pretrain",
+                      "pretrain the flow_warp FlowNet on SynthVID's true flow"),
     "bench-lsts": ("lsts_lib.engine.bench_lsts", "LSTS alignment: efficient vs naive form"),
     "report": ("lsts_lib.report", "the whole report: data, training, evaluation, notebooks"),
 }

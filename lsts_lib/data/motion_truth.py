@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["VideoMotion", "load_motion", "displacement", "cell_centres"]
+__all__ = ["VideoMotion", "load_motion", "displacement", "cell_centres", "cell_flow"]
 
 
 @dataclass(frozen=True)
@@ -93,3 +93,35 @@ def displacement(motion: VideoMotion, src: int, dst: int, points: np.ndarray
         else:
             shift[inside] = np.nan
     return shift, track
+
+
+def cell_flow(motion: VideoMotion, src: int, dst: int, feature_hw: tuple[int, int],
+              scale: tuple[float, float] = (1.0, 1.0), stride: int = 16
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The true flow of a stride-`stride` feature map from frame `src` to frame `dst`.
+
+    The map covers the image resized by `scale` = (sx, sy) (resized / original size, as the
+    detector's transform does) and padded to `feature_hw` cells. Cell (i, j) has its centre at
+    resized pixel stride*j + (stride-1)/2, i.e. original pixel (x' + 0.5) / sx - 0.5 (pixel
+    centres are preserved by the resize). Returns, each (h, w):
+      flow (2, h, w) float32: the displacement of the content at the cell centre from `src` to
+        `dst`, in feature cells of the resized image: the `flownet.warp` convention
+        F_src(p) = F_dst(p + flow(p)); NaN where it is unknown (object not live in `dst`)
+        or the centre lies outside the image (padding);
+      track (h, w) int64: the object at the centre (-1 background, -2 outside the image);
+      centres (h, w, 2) float64: the centres in original pixels.
+    """
+    h, w = feature_hw
+    sx, sy = scale
+    c = (stride - 1) / 2
+    xs = (np.arange(w) * stride + c + 0.5) / sx - 0.5
+    ys = (np.arange(h) * stride + c + 0.5) / sy - 0.5
+    gy, gx = np.meshgrid(ys, xs, indexing="ij")
+    centres = np.stack([gx, gy], axis=-1)
+    shift, track = displacement(motion, src, dst, centres.reshape(-1, 2))
+    outside = ((centres[..., 0] < -0.5) | (centres[..., 0] > motion.width - 0.5)
+               | (centres[..., 1] < -0.5) | (centres[..., 1] > motion.height - 0.5)).ravel()
+    shift[outside] = np.nan
+    track[outside] = -2
+    flow = (shift * np.array([sx, sy]) / stride).T.reshape(2, h, w).astype(np.float32)
+    return flow, track.reshape(h, w), centres

@@ -33,7 +33,8 @@ OPTIMIZERS = ("sgd", "adamw")  # train.optimizer
 LR_SCHEDULES = ("step", "cosine")  # train.stage<k>.lr_schedule
 STAGES = ("stage1", "stage2")
 # Config values that are paths (made absolute when the config is loaded).
-PATH_KEYS = ("data.root", "train.stage1.init_from", "train.stage2.init_from")
+PATH_KEYS = ("data.root", "train.stage1.init_from", "train.stage2.init_from",
+             "train.flow_init_from")
 DEVICES = ("auto", "cpu", "cuda")
 MODES = ("offline", "online")  # eval.mode: where key frames sit (see key_frame_indices)
 
@@ -263,6 +264,9 @@ class TrainConfig:
     checkpoint_every: int = 50
     old_key_range: tuple[int, int] = (-10, -5)
     new_key_range: tuple[int, int] = (-5, 5)
+    # flow_warp only: a `lsts flow-pretrain` flownet.pt loaded into the FlowNet before training
+    # (after --init-from), as DFF starts from a FlowNet pretrained on true flow.
+    flow_init_from: str | None = None
     stage1: StageConfig = field(default_factory=StageConfig)
     stage2: StageConfig = field(default_factory=StageConfig)
 
@@ -283,6 +287,9 @@ class TrainConfig:
         _num("train.offsets_lr_mult", self.offsets_lr_mult, 0)
         _num("train.grad_clip", self.grad_clip, 0, strict=True, optional=True)
         _int("train.checkpoint_every", self.checkpoint_every, 1)
+        if self.flow_init_from is not None and (not isinstance(self.flow_init_from, str)
+                                                or not self.flow_init_from):
+            _fail("train.flow_init_from", self.flow_init_from, "must be a checkpoint path or null")
         for key in ("old_key_range", "new_key_range"):
             lo, hi = getattr(self, key)
             if not lo < hi:
@@ -349,6 +356,10 @@ class RunConfig:
                   eval=_section(EvalConfig, cfg["eval"], "eval"))
         for section in (run.data, run.train, run.eval):
             section.validate()
+        if run.train.flow_init_from and get_variant(run.model.variant).nonkey != "flow":
+            _fail("train.flow_init_from", run.train.flow_init_from,
+                  f"only a flow variant has a FlowNet to load (model.variant is "
+                  f"{run.model.variant!r})")
         return run
 
     def to_dict(self) -> dict[str, Any]:

@@ -61,6 +61,7 @@ from lsts_lib.engine.config import (
 from lsts_lib.engine.data import TrainStream, build_stream, torch_seed
 from lsts_lib.engine.distributed import Dist, pick_device, set_threads
 from lsts_lib.engine.env import environment
+from lsts_lib.engine.flow_pretrain import load_flownet
 from lsts_lib.engine.optim import build_optimizer, lr_factor, total_steps
 from lsts_lib.engine.trainlog import CsvLog
 from lsts_lib.models.config import ModelConfig
@@ -119,16 +120,23 @@ def _comparable(cfg: Mapping[str, Any]) -> dict[str, Any]:
     c = json.loads(json.dumps(cfg))
     c["train"].pop("threads", None)
     c["train"].pop("device", None)
+    if c["train"].get("flow_init_from", "") is None:
+        # Absent from configs written before the key existed: their finished runs stay valid.
+        c["train"].pop("flow_init_from")
     return c
 
 
 def train_inputs(cfg: Mapping[str, Any], init_from: Path | None) -> dict[str, Any]:
     """What a finished run is keyed on: config, data content, starting weights' content."""
     root = Path(cfg["data"]["root"])
-    return {"config": _comparable(cfg),
-            "data": {"root": str(root), "sha256": rundir.dataset_fingerprint(root)},
-            "init_from": None if init_from is None else {
-                "path": str(init_from), "sha256": rundir.sha256_file(init_from)}}
+    inputs = {"config": _comparable(cfg),
+              "data": {"root": str(root), "sha256": rundir.dataset_fingerprint(root)},
+              "init_from": None if init_from is None else {
+                  "path": str(init_from), "sha256": rundir.sha256_file(init_from)}}
+    flow = cfg["train"].get("flow_init_from")
+    if flow:  # only when set: the inputs of runs without it are unchanged
+        inputs["flow_init_from"] = {"path": flow, "sha256": rundir.sha256_file(flow)}
+    return inputs
 
 
 def _differences(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> str:
@@ -276,6 +284,9 @@ def train(
     if init_path is not None and not init_path.is_file():
         option = "--init-from" if init_from else f"train.{run.stage}.init_from"
         raise FileNotFoundError(f"{option} {init_path}: no such checkpoint file")
+    flow_init = run.train.flow_init_from
+    if flow_init and not Path(flow_init).is_file():
+        raise FileNotFoundError(f"train.flow_init_from {flow_init}: no such checkpoint file")
     d = Dist()
     if d.main:
         remove_orphaned_temps(out)  # of checkpoint writes killed in an earlier start
@@ -311,6 +322,8 @@ def train(
     model = build_model(mcfg).to(device)
     ckpt, start_step, offsets_init = _start_weights(model, inputs, last_path, resume,
                                                       init_path)
+    if ckpt is None and flow_init:  # a resumed run has them in its last.pt already
+        load_flownet(model, flow_init)
 
     optimizer = build_optimizer(model, run.train, sched)
     scheduler = torch.optim.lr_scheduler.LambdaLR(

@@ -37,11 +37,12 @@ from .backbone import ResNetBackbone
 from .config import ModelConfig
 from .flownet import FlowNetSmall, warp
 from .head import HeadConfig, RFCNHead
-from .lsts import LSTSOffsets
+from .lsts import LSTSOffsets, expected_displacement
 from .srfu_dfa import DFA, SRFU
 from .variants import Variant, get_variant
 
-__all__ = ["VideoDetector", "StreamingSession", "KeyState", "build_detector",
+__all__ = ["VideoDetector", "StreamingSession", "KeyState", "Propagation", "build_detector",
+           "build_transform",
            "key_frame_indices", "IMAGENET_MEAN", "IMAGENET_STD", "OFFSETS_KEY"]
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
@@ -66,12 +67,32 @@ def key_frame_indices(num_frames: int, key_interval: int, mode: str = "offline")
     raise ValueError(f"mode must be 'offline' or 'online', got {mode!r}")
 
 
+def build_transform(cfg: ModelConfig) -> GeneralizedRCNNTransform:
+    """The detector's input transform: resize to min_size/max_size, ImageNet mean/std, pad."""
+    return GeneralizedRCNNTransform(cfg.min_size, cfg.max_size, IMAGENET_MEAN, IMAGENET_STD)
+
+
 @dataclass
 class KeyState:
     """What a key frame leaves for the following frames."""
 
     memory: Tensor  # M: the task feature of the last key frame (after SRFU)
     image: Tensor | None = None  # the key's preprocessed image (flow_warp needs it)
+
+
+@dataclass
+class Propagation:
+    """How a non-key frame's feature is taken from the key's memory, before any fusion.
+
+    displacement (B, 2, h, w) is (dx, dy) in feature cells from the current frame to the key
+    frame, in `flownet.warp`'s convention F_cur(p) ~ M(p + displacement(p)): zero for
+    copy-propagation, the predicted flow for flow_warp, sum_n S_n(p) p_n for LSTS.
+    """
+
+    feature: Tensor  # (B, C, h, w): the memory propagated to the current frame
+    displacement: Tensor
+    weights: Tensor | None = None  # LSTS: S_n(p0), (B, N, h, w)
+    offsets: Tensor | None = None  # LSTS: p_n, (N, 2) as (dx, dy) cells
 
 
 class VideoDetector(nn.Module):
@@ -87,8 +108,7 @@ class VideoDetector(nn.Module):
                              "dataset's class list decides)")
         self.cfg = cfg
         self.variant = cfg.variant
-        self.transform = GeneralizedRCNNTransform(cfg.min_size, cfg.max_size,
-                                                  IMAGENET_MEAN, IMAGENET_STD)
+        self.transform = build_transform(cfg)
         self.backbone = ResNetBackbone(cfg.backbone, cfg.feat_channels, cfg.pretrained,
                                        cfg.freeze_bn, cfg.norm, cfg.freeze_stem)
         C = cfg.feat_channels
@@ -193,14 +213,31 @@ class VideoDetector(nn.Module):
         nonkey = self.spec.nonkey
         if nonkey == "key":
             return self.extract_high(self.extract_low(x))
-        if nonkey == "copy":
-            return state.memory
-        if nonkey == "flow":
-            assert self.flownet is not None and state.image is not None
-            flow = self.flownet(x, state.image, tuple(state.memory.shape[-2:]))
-            return warp(state.memory, flow)
+        if nonkey in ("copy", "flow"):
+            return self.propagate(x, state).feature
         assert self.dfa is not None
         return self.dfa(state.memory, self.extract_low(x))
+
+    def propagate(self, x: Tensor, state: KeyState) -> Propagation:
+        """The key memory propagated to non-key frame `x` (preprocessed) and the displacement
+        this implies; for LSTS the aligned memory before DFA's fusion, with S and p_n of the
+        key-to-current alignment (the same pass as inference's)."""
+        nonkey = self.spec.nonkey
+        memory = state.memory
+        if nonkey == "copy":
+            b, _, h, w = memory.shape
+            return Propagation(memory, memory.new_zeros(b, 2, h, w))
+        if nonkey == "flow":
+            assert self.flownet is not None and state.image is not None
+            flow = self.flownet(x, state.image, tuple(memory.shape[-2:]))
+            return Propagation(warp(memory, flow), flow)
+        if nonkey == "lsts":
+            assert self.dfa is not None
+            current = self.dfa.low2high(self.extract_low(x))
+            aligned, S = self.dfa.align.align_and_weights(memory, current)
+            p = self.dfa.align.offsets()
+            return Propagation(aligned, expected_displacement(S, p), S, p)
+        raise ValueError(f"variant {self.variant!r} propagates no feature: every frame is a key")
 
     # ------------------------------------------------------------------ training
     def forward(self, frames: Sequence[Tensor], target: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -54,6 +54,7 @@ __all__ = [
     "lsts_aggregate_naive",
     "lsts_aggregate",
     "lsts_weights",
+    "expected_displacement",
     "check_offsets",
     "check_features",
     "shifted_pair",
@@ -420,6 +421,17 @@ def lsts_aggregate(F_ref: Tensor, e_ref: Tensor, e_target: Tensor, p: Tensor,
 def lsts_weights(e_ref: Tensor, e_target: Tensor, p: Tensor) -> Tensor:
     """S_n(p0) (B, N, H, W) alone, computed the efficient way."""
     return lsts_aggregate(e_ref, e_ref, e_target, p, need_output=False)[1]
+
+
+def expected_displacement(S: Tensor, p: Tensor) -> Tensor:
+    """sum_n S_n(p0) * p_n: the displacement (B, 2, H, W) as (dx, dy) in cells that the weights
+    S (B, N, H, W) put on the offsets p (N, 2) at every pixel -- where, on average, LSTS takes
+    a pixel's content from in the reference feature (the softmax is over n per pixel, so this
+    is a convex combination of the p_n)."""
+    check_offsets(p)
+    if S.ndim != 4 or S.shape[1] != p.shape[0]:
+        raise ValueError(f"S must be (B, N={p.shape[0]}, H, W), got {tuple(S.shape)}")
+    return torch.einsum("bnhw,nc->bchw", S, p.to(S.dtype))
 
 
 # --------------------------------------------------------------------------- module

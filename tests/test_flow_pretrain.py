@@ -1,0 +1,141 @@
+"""FlowNet pretraining on SynthVID's true flow, and starting flow_warp from it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lsts_lib import cli
+from lsts_lib.data.motion_truth import cell_flow, displacement, load_motion
+from lsts_lib.data.vid import VIDDataset, load_frame
+from lsts_lib.engine.checkpoint import FORMAT, load_checkpoint, save_atomic
+from lsts_lib.engine.config import RunConfig, load_config
+from lsts_lib.engine.flow_pretrain import (
+    CHECKPOINT,
+    SUMMARY,
+    epe_loss,
+    flow_epe,
+    flow_target,
+    load_flownet,
+    preprocess_pairs,
+)
+from lsts_lib.engine.train import train
+from lsts_lib.models import build_detector
+from lsts_lib.models.detector import build_transform
+from lsts_lib.models.flownet import FlowNetSmall, warp
+
+SMOKE_MODEL = RunConfig.from_dict(load_config("smoke")).model
+
+
+def _video(root: Path):
+    video = VIDDataset(root, "val", max_videos=1).videos[0]
+    return video, load_motion(root, video.name)
+
+
+def test_targets_are_the_true_displacement_at_cell_centres(data_root: Path) -> None:
+    _, motion = _video(data_root)
+    scale = (0.625, 0.625)
+    target, known = flow_target(motion, 14, 18, (7, 10), scale)
+    flow, track, centres = cell_flow(motion, 14, 18, (7, 10), scale)
+    shift, _ = displacement(motion, 14, 18, centres[known.numpy()])
+    got = target.numpy()[:, known.numpy()].T * 16 / np.array(scale)
+    assert np.allclose(got, shift, atol=1e-4)
+    assert (track[known.numpy()] >= 0).any()  # objects as well as background
+    assert not known[-1].any() and (target[:, ~known] == 0).all()  # padding: unknown, 0
+
+
+def test_warping_with_the_true_flow_reproduces_the_current_frame(data_root: Path) -> None:
+    # A feature whose value at a cell is the coordinate of its content -- in the scene for the
+    # background (x + pan * t), relative to the object (x - cx) / w on an object -- is the same
+    # in every frame for the same content, and linear, so bilinear warping is exact: the key
+    # frame's feature warped by the true flow must equal the current frame's.
+    _, motion = _video(data_root)
+    hw, scale = (6, 10), (0.625, 0.625)
+
+    def feature(t: int) -> tuple[torch.Tensor, np.ndarray]:
+        _, track, c = cell_flow(motion, t, t, hw, scale)
+        f = (c + motion.pan * t).transpose(2, 0, 1).copy()
+        for tid, (cx, cy, w, h) in motion.frames[t].items():
+            on = track == tid
+            f[0][on], f[1][on] = (c[..., 0][on] - cx) / w, (c[..., 1][on] - cy) / h
+        return torch.from_numpy(f)[None], track
+
+    t, k = 15, 12
+    f_cur, track_t = feature(t)
+    f_key, track_k = feature(k)
+    flow, _, _ = cell_flow(motion, t, k, hw, scale)
+    warped = warp(f_key, torch.from_numpy(np.nan_to_num(flow))[None].double())[0]
+    # Cells whose sample point falls among 4 key cells of the same content (no edge mixing).
+    pos = np.stack(np.meshgrid(np.arange(hw[1]), np.arange(hw[0])), 0) + flow
+    ok = np.isfinite(flow).all(0) & (pos[0] >= 0) & (pos[1] >= 0) & (pos[0] < hw[1] - 1) \
+        & (pos[1] < hw[0] - 1)
+    for i, j in zip(*np.nonzero(ok), strict=True):
+        x0, y0 = np.floor(pos[:, i, j]).astype(int)
+        ok[i, j] = (track_k[y0:y0 + 2, x0:x0 + 2] == track_t[i, j]).all()
+    assert ok.sum() > 15 and (track_t[ok] >= 0).any()
+    assert torch.allclose(warped[:, ok], f_cur[0][:, ok], atol=1e-6)
+    # The opposite sign is wrong wherever there is motion.
+    wrong = warp(f_key, -torch.from_numpy(np.nan_to_num(flow))[None].double())[0]
+    assert not torch.allclose(wrong[:, ok], f_cur[0][:, ok], atol=1e-3)
+
+
+def test_a_few_steps_reduce_the_end_point_error(data_root: Path) -> None:
+    video, motion = _video(data_root)
+    torch.manual_seed(0)
+    net = FlowNetSmall(SMOKE_MODEL.flownet_channels)
+    before = flow_epe(net, data_root, "val", SMOKE_MODEL, key_interval=10, max_videos=1,
+                      progress=False)
+    # The last conv starts at zero: an untrained FlowNet is the zero flow.
+    assert before["epe_px"] == pytest.approx(before["zero_flow_epe_px"])
+    # One fixed batch of the pretraining's own making: a few AdamW steps fit it.
+    pairs = [(12, 17), (20, 15), (16, 12)]
+    x, scale, hw = preprocess_pairs(build_transform(SMOKE_MODEL),
+                           [load_frame(video.frames[t]) for t, _ in pairs]
+                           + [load_frame(video.frames[k]) for _, k in pairs])
+    targets = [flow_target(motion, t, k, hw, scale) for t, k in pairs]
+    target, known = torch.stack([a for a, _ in targets]), torch.stack([b for _, b in targets])
+    opt = torch.optim.AdamW(net.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(25):
+        loss = epe_loss(net(x[:3], x[3:], hw), target, known)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[0] == pytest.approx(float(target.norm(dim=1)[known].mean()), rel=1e-4)
+    assert min(losses[-5:]) < 0.7 * losses[0]
+
+
+def test_flow_warp_training_starts_from_the_pretrained_flownet(data_root: Path,
+                                                              tmp_path: Path) -> None:
+    rc = cli.main(["flow-pretrain", "--data", str(data_root), "--out", str(tmp_path / "fp"),
+                   "--steps", "2", "--config", "smoke", "--batch-size", "1"])
+    assert rc == 0
+    ckpt = tmp_path / "fp" / CHECKPOINT
+    pretrained = load_checkpoint(ckpt)["model"]
+    assert "eval" in json.loads((tmp_path / "fp" / SUMMARY).read_text())
+    # The FlowNet frozen (lr_mult 0): after training its weights are still the checkpoint's.
+    over = {"data.root": str(data_root), "model.variant": "flow_warp", "train.steps": 1,
+            "train.threads": 1, "train.flow_init_from": str(ckpt),
+            "train.stage2.lr_mult": {"backbone": 0.0, "head": 0.1, "flownet": 0.0}}
+    model_pt = train("smoke", tmp_path / "run", over, progress=False)
+    state = load_checkpoint(model_pt)["model"]
+    for name, value in pretrained.items():
+        assert torch.equal(state[f"flownet.{name}"], value), name
+    assert any(v.abs().sum() > 0 for k, v in pretrained.items() if k.startswith("predict"))
+
+    # Bad uses: another variant, a missing file, a checkpoint that is not a FlowNet.
+    with pytest.raises(ValueError, match="flow_init_from.*only a flow variant"):
+        load_config("smoke", {"train.flow_init_from": str(ckpt)})
+    with pytest.raises(FileNotFoundError, match="flow_init_from"):
+        train("smoke", tmp_path / "run2", dict(over, **{"train.flow_init_from":
+                                                       str(tmp_path / "none.pt")}))
+    other = tmp_path / "other.pt"
+    save_atomic({"format": FORMAT, "kind": "model", "model": {}}, other)
+    detector = build_detector(SMOKE_MODEL.replace(variant="flow_warp", num_classes=3))
+    with pytest.raises(ValueError, match="not a FlowNet checkpoint"):
+        load_flownet(detector, other)
