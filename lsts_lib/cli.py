@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("lsts_lib.eval.vid_eval", "VID devkit mAP, motion split and COCO metrics"),
     "bench": ("lsts_lib.engine.bench", "per-stage time, FLOPs and memory of every variant"),
     "bench-lsts": ("lsts_lib.engine.bench_lsts", "LSTS alignment: efficient vs naive form"),
+    "claims": ("lsts_lib.claims", "the paper's claims: paired intervals over seeds and test videos"),
     "report": ("lsts_lib.report", "the whole report: data, training, evaluation, notebooks"),
 }
 
