@@ -19,6 +19,7 @@ resolved config; `tuning_table` -> the dev-split tuning runs.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -30,7 +31,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from lsts_lib import atomic
+from lsts_lib import atomic, paths
 from lsts_lib.engine.checkpoint import load_checkpoint
 from lsts_lib.engine.config import RunConfig
 from lsts_lib.engine.detect import load_detector
@@ -703,6 +704,103 @@ def update_readme(readme: Path, runs: Path) -> str:
         atomic.write_text(readme, new)
     return block
 
+
+# --------------------------------------------------------------------------------------------
+# The training recipe of a config, and the tuning runs (notebooks 04 and 06)
+# --------------------------------------------------------------------------------------------
+def _num_text(x: float) -> str:
+    return f"{x:g}"
+
+
+def _stage_lines(name: str, st: Any, train: Any) -> list[str]:
+    length = (f"{train.steps} steps (train.steps overrides the stage)" if train.steps
+              else f"{st.steps} steps" if st.steps is not None else f"{_num_text(st.epochs)} epochs")
+    if st.lr_schedule == "cosine":
+        schedule = "cosine decay to 0 over the run"
+    else:
+        drops = ", ".join(f"{_num_text(f)}" for f in st.lr_steps)
+        schedule = f"step decay: x{_num_text(st.lr_factor)} at {drops} of the run"
+    warm = (f"linear warm-up over {st.warmup_steps} steps (from 0.1 x lr)" if st.warmup_steps
+            else "no warm-up")
+    frozen = sorted(k for k, v in st.lr_mult.items() if float(v) == 0.0)
+    scaled = {k: v for k, v in st.lr_mult.items() if float(v) != 0.0}
+    mult = ", ".join(f"{k} x{_num_text(v)}" for k, v in scaled.items()) or "none"
+    lines = [f"- **{name}**: {length}, lr {_num_text(st.lr)}, {schedule}, {warm}; "
+             f"lr multipliers: {mult}; frozen (multiplier 0): {', '.join(frozen) or 'none'}"]
+    if st.init_from:
+        lines[-1] += f"; starts from `{st.init_from}`"
+    return lines
+
+
+def recipe_markdown(run: RunConfig) -> str:
+    """The training recipe of a resolved config as Markdown, every value read from `run`
+    (notebooks 04 and 06 show it instead of typing it)."""
+    t, d, e = run.train, run.data, run.eval
+    if t.optimizer == "adamw":
+        opt = f"AdamW (betas {', '.join(_num_text(b) for b in t.betas)})"
+    else:
+        opt = f"SGD with momentum {_num_text(t.momentum)}"
+    clip = (f"gradient norm clipped at {_num_text(t.grad_clip)}" if t.grad_clip is not None
+            else "no gradient clipping")
+    splits = ", ".join(f"data.{f.name} `{getattr(d, f.name)}`"
+                       + (" (the dev split: tuning)" if f.name == "val_split" else "")
+                       for f in dataclasses.fields(d) if f.name.endswith("_split"))
+    root = Path(d.root)
+    if root.is_absolute() and paths.REPO in root.parents:  # the repository's own data folder
+        root = root.relative_to(paths.REPO)
+    lines = [
+        f"**Recipe of config `{run.name or '?'}`** (read from its resolved values):",
+        "",
+        f"- optimizer: {opt}, weight decay {_num_text(t.weight_decay)} (none on the offsets "
+        f"p_n); {clip}",
+        *_stage_lines("stage 1 (single frame)", t.stage1, t),
+        *_stage_lines("stage 2 (temporal)", t.stage2, t),
+        f"- offsets p_n: lr x{_num_text(t.offsets_lr_mult)} of the stage's lr",
+        f"- batch size {t.batch_size} per process; horizontal flip: "
+        f"{'yes' if t.flip else 'no'}",
+        f"- key frames in training: old key from [t{t.old_key_range[0]:+d}, "
+        f"t{t.old_key_range[1]:+d}), new key from [t{t.new_key_range[0]:+d}, "
+        f"t{t.new_key_range[1]:+d}), clipped to the snippet",
+        f"- inference: key interval {e.key_interval}, {e.mode} mode",
+        f"- data: `{root}`"
+        + (f" (SynthVID preset `{d.preset}`, seed {d.synth_seed})" if d.preset else "")
+        + f"; splits: {splits}; DET stills {'mixed in' if d.use_det else 'not used'}"
+        + (f"; at most {d.max_videos} videos a split" if d.max_videos else ""),
+    ]
+    return "\n".join(lines)
+
+
+TUNING_COLUMNS = ("name", "what changed", "data", "steps", "dev mAP", "slow", "medium", "fast",
+                  "train s", "note")
+
+
+def tuning_table(path: Path) -> pd.DataFrame:
+    """Every tuning run of a JSON-lines file (one run a line: name, overrides (list), data,
+    steps, dev_mAP, motion {slow, medium, fast} or null, train_s, note; optional train_mAP
+    for a run that measured the training frames). mAP columns in percent, NaN when absent."""
+    path = Path(path)
+    rows = []
+    with open(_need(path, "the tuning runs (see notebook 06)"), encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{lineno}: not valid JSON ({exc})") from None
+            if not isinstance(r, dict) or "name" not in r:
+                raise ValueError(f"{path}:{lineno}: a tuning run needs at least a 'name'")
+            motion = r.get("motion") or {}
+            note = r.get("note") or ""
+            if r.get("train_mAP") is not None:
+                note = f"train mAP {_percent(r['train_mAP']):.1f} (not dev); {note}".rstrip("; ")
+            rows.append({
+                "name": r["name"], "what changed": " ".join(r.get("overrides") or []) or "-",
+                "data": r.get("data") or "", "steps": r.get("steps"),
+                "dev mAP": _percent(r.get("dev_mAP")),
+                **{k: _percent(motion.get(k)) for k in ("slow", "medium", "fast")},
+                "train s": r.get("train_s"), "note": note})
+    return pd.DataFrame(rows, columns=list(TUNING_COLUMNS))
 
 # --------------------------------------------------------------------------------------------
 # Where it learns to focus: offsets, S(p_n), detection strips

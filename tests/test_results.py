@@ -270,3 +270,40 @@ def test_offsets_and_focus_weights_of_a_run(tmp_path: Path) -> None:
         R.load_offsets(tmp_path / "copy")
     with pytest.raises(ValueError, match="no LSTS alignment"):
         R.focus_weights(copy, frames[0], frames[1:])
+
+
+def test_recipe_markdown_reads_the_config() -> None:
+    from lsts_lib.engine.config import RunConfig, load_config
+
+    cfg = RunConfig.from_dict(load_config("report"))
+    text = R.recipe_markdown(cfg)
+    t = cfg.train
+    opt = "AdamW" if t.optimizer == "adamw" else "SGD"
+    assert opt in text and f"lr {t.stage1.lr:g}," in text and f"lr {t.stage2.lr:g}," in text
+    assert f"weight decay {t.weight_decay:g}" in text and f"lr x{t.offsets_lr_mult:g}" in text
+    frozen = [k for k, v in t.stage2.lr_mult.items() if v == 0]
+    assert all(k in text.split("stage 2")[1] for k in frozen)
+    other = RunConfig.from_dict(load_config("report", [
+        f"train.optimizer={'sgd' if opt == 'AdamW' else 'adamw'}", "train.stage1.lr=0.0123",
+        "train.stage1.lr_schedule=step", "train.weight_decay=0.0005"]))
+    changed = R.recipe_markdown(other)
+    assert opt not in changed and "lr 0.0123," in changed and "step decay" in changed
+    assert "weight decay 0.0005" in changed
+
+
+def test_tuning_table(tmp_path: Path) -> None:
+    path = tmp_path / "tuning.jsonl"
+    path.write_text(json.dumps({"name": "a", "overrides": ["train.lr=1", "steps=9"],
+                                "data": "d", "steps": 9, "dev_mAP": 0.25,
+                                "motion": {"slow": 0.5, "medium": 0.25, "fast": None},
+                                "train_s": 12.0, "note": "n"}) + "\n\n"
+                    + json.dumps({"name": "o", "overrides": [], "steps": 1, "dev_mAP": None,
+                                  "train_mAP": 0.9, "motion": None}) + "\n")
+    t = R.tuning_table(path)
+    assert list(t.columns) == list(R.TUNING_COLUMNS) and len(t) == 2
+    assert t.loc[0, "what changed"] == "train.lr=1 steps=9" and t.loc[0, "dev mAP"] == 25.0
+    assert t.loc[0, "slow"] == 50.0 and math.isnan(t.loc[0, "fast"])
+    assert math.isnan(t.loc[1, "dev mAP"]) and "train mAP 90.0 (not dev)" in t.loc[1, "note"]
+    path.write_text("{bad\n")
+    with pytest.raises(ValueError, match=r"tuning.jsonl:1"):
+        R.tuning_table(path)
