@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "flow-pretrain": ("lsts_lib.engine.flow_pretrain",
                       "pretrain the flow_warp FlowNet on SynthVID's true flow"),
     "bench-lsts": ("lsts_lib.engine.bench_lsts", "LSTS alignment: efficient vs naive form"),
+    "claims": ("lsts_lib.claims", "the paper's claims: paired intervals over seeds and test videos"),
     "report": ("lsts_lib.report", "the whole report: data, training, evaluation, notebooks"),
 }
 

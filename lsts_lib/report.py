@@ -32,8 +32,7 @@ from lsts_lib import atomic, paths
 from lsts_lib.argtypes import nonnegative_int, positive_int
 from lsts_lib.engine import rundir
 from lsts_lib.engine.bench import bench_inputs
-from lsts_lib.engine.config import RunConfig, load_config
-from lsts_lib.engine.config import load_plan
+from lsts_lib.engine.config import RunConfig, load_config, load_plan
 from lsts_lib.engine.plan import Orchestrator, lsts_child, preset_plan
 
 STAGES = ("data", "stats", "train", "detect", "bench", "notebooks", "html", "readme")

@@ -7,31 +7,37 @@ paper's own published numbers in `paper_numbers()`, which carry their source):
     runs/<preset>/bench_cpu.json        `lsts bench --device cpu`
     runs/<preset>/bench_cuda.json       `lsts bench --device cuda` (optional, a GPU box)
     runs/<preset>/bench_lsts_cpu.json   `lsts bench-lsts`
+    runs/<preset>/claims.json           `lsts claims` (lsts_lib/claims.py)
 
 `load_runs` -> one tidy row per (run, seed); `summary_table` -> mean, std and n per run;
-`claims` -> a verdict per claim of the paper, decided by the rules written next to each;
-`speed_table` -> runtime at the paper's size; `update_readme` -> the README's results block;
-`update_readme_paper` -> the README's GPU recipe (from `paper_commands`).
+`interval_table` -> mean and t-interval half-width per run; `CLAIM_SPECS` -> the paper's
+claims and the rules (thresholds fixed here) that `lsts claims` applies; `load_claims` and
+`claims_table` read its verdicts; `speed_table` -> runtime at the paper's size;
+`update_readme` -> the README's results block; `update_readme_paper` -> the README's GPU
+recipe (from `paper_commands`); `recipe_markdown` -> the training recipe of a resolved
+config; `tuning_table` -> the dev-split tuning runs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import yaml
 
-from lsts_lib import atomic
+from lsts_lib import atomic, paths
 from lsts_lib.engine import rundir
 from lsts_lib.engine.checkpoint import load_checkpoint
 from lsts_lib.engine.config import RunConfig
 from lsts_lib.engine.detect import load_detector
+from lsts_lib.eval.stats import HELD, INCONCLUSIVE, NOT_HELD, NOT_TESTABLE, Interval
 from lsts_lib.models.detector import OFFSETS_KEY, VideoDetector
 from lsts_lib.models.variants import VARIANTS, label
 
@@ -49,8 +55,9 @@ COSTS: dict[str, str] = {
     "cpu_ms": "CPU ms/frame",
     "gflops": "GFLOPs/frame",
 }
-HELD, NOT_HELD, UNTESTABLE = "held", "not held", "not testable here"
 NOT_MEASURED = "not measured"
+# A claim's verdicts, as `stats.verdict` names them (readers compare with R.HELD etc.).
+VERDICTS = (HELD, NOT_HELD, INCONCLUSIVE, NOT_TESTABLE)
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 PAPER_START, PAPER_END = "<!-- paper-commands:start -->", "<!-- paper-commands:end -->"
 # The README's GPU recipe shows these runs; notebook 05 prints the commands of every variant.
@@ -64,12 +71,6 @@ def bench_size(bench: Mapping[str, Any]) -> str:
     """BENCH_SIZE when the benchmark has it, else the preset's own size."""
     results = bench.get("results") or {}
     return BENCH_SIZE if BENCH_SIZE in results or "preset" not in results else "preset"
-
-# Thresholds of the claim rules (see `claims`).
-CLOSE_MAP_POINTS = 2.0  # "close to per-frame accuracy": at most this many mAP points below
-COST_FRACTION = 0.5  # "a fraction of the cost": amortised time at most this share of per-frame
-SPEED_MARGIN = 0.95  # "faster": time ratio below this (5% allowance for timing noise)
-
 
 class MissingResultError(FileNotFoundError):
     """A file the report needs is absent; the message names it and the command that makes it."""
@@ -290,144 +291,184 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------
 # The paper's claims
 # --------------------------------------------------------------------------------------------
+# The thresholds of the claim rules, fixed before the final run (the interval rule itself is
+# `lsts_lib.eval.stats.verdict`; `lsts claims`, lsts_lib/claims.py, applies them).
+CONFIDENCE = 0.95  # of every interval
+CLOSE_MAP_POINTS = 2.0  # "close to per-frame accuracy": single_frame - lsts at most this (mAP points)
+COST_FRACTION = 0.5  # "a fraction of the cost": amortised time at most this share of per-frame
+SPEED_MARGIN = 0.95  # "faster": time ratio below this (5% allowance for timing noise)
+# "learnable sampling" is testable only when the offsets p_n moved: mean |p_n - p_n(init)| over
+# the points and the lsts seeds at least this many feature cells (a tenth of the 0.5-cell
+# bilinear footprint would not change what is sampled).
+OFFSETS_ENGAGED_CELLS = 0.05
+# The test split is large enough when the bootstrap half-width of single_frame's seed-mean mAP
+# over its videos is at most this many points.
+TEST_NOISE_TARGET_POINTS = 2.0
+
+CLAIMS_FILE = "claims.json"  # runs/<preset>/claims.json, written by `lsts claims`
+_INTERVAL = (f"{100 * CONFIDENCE:.0f} % interval of the seed-mean paired mAP difference "
+             "(t over seeds and paired bootstrap over test videos, half-widths in quadrature)")
+ACCURACY_RULE = f"{_INTERVAL} of a - b above 0: held; below 0: not held; else inconclusive"
+
+
+@dataclass(frozen=True)
+class ClaimSpec:
+    """One claim of the paper: its statement and the two runs it compares (a vs b)."""
+
+    key: str
+    statement: str
+    a: str
+    b: str
+    rule: str
+
+
+CLAIM_SPECS: tuple[ClaimSpec, ...] = (
+    ClaimSpec("learnable_sampling", "Learnable sampling locations beat fixed ones",
+              "lsts", "lsts_fixed",
+              f"{ACCURACY_RULE}; not testable when the lsts offsets moved less than "
+              f"{OFFSETS_ENGAGED_CELLS} feature cells on average"),
+    ClaimSpec("beats_flow", "LSTS beats flow-warp feature propagation in accuracy and speed",
+              "lsts", "flow_warp",
+              f"accuracy: {ACCURACY_RULE}; speed: amortised CPU ms ratio lsts/flow_warp < "
+              f"{SPEED_MARGIN}; held when both hold, not held when either does not"),
+    ClaimSpec("srfu", "SRFU (recursive memory update at key frames) adds accuracy",
+              "lsts", "lsts_no_srfu", ACCURACY_RULE),
+    ClaimSpec("dfa", "DFA (dense aggregation at non-key frames) adds accuracy",
+              "lsts", "lsts_no_dfa", ACCURACY_RULE),
+    ClaimSpec("per_frame", "LSTS is close to per-frame accuracy at a fraction of the cost",
+              "single_frame", "lsts",
+              f"accuracy: {_INTERVAL} of single_frame - lsts, upper end <= {CLOSE_MAP_POINTS} "
+              f"points: held, lower end > {CLOSE_MAP_POINTS}: not held, else inconclusive; "
+              f"cost: amortised CPU ms ratio lsts/single_frame <= {COST_FRACTION}; held when "
+              "both hold, not held when either does not"),
+)
+
+
 @dataclass
 class Claim:
-    """One claim of the paper, the numbers it was judged on and the verdict."""
+    """One claim of the paper, the numbers it was judged on and the verdict.
+
+    Accuracy numbers are mAP points (percent) on the test split: per-seed mAP of each run
+    (`per_seed`, in `seeds` order), the seed-mean difference a - b and its intervals (t over
+    seeds, bootstrap over test videos, both combined). `numbers` holds the rest (CPU times,
+    their ratio, how far the offsets moved).
+    """
 
     key: str
     statement: str
     rule: str
     runs: tuple[str, ...]
-    verdict: str = UNTESTABLE
-    numbers: dict[str, float] = field(default_factory=dict)
+    verdict: str = NOT_TESTABLE
     reason: str = ""
+    seeds: list[int] = field(default_factory=list)
+    per_seed: dict[str, list[float]] = field(default_factory=dict)
+    difference: float | None = None
+    t_interval: Interval | None = None
+    bootstrap: Interval | None = None
+    combined: Interval | None = None
+    numbers: dict[str, float | None] = field(default_factory=dict)
+
+    @property
+    def n_seeds(self) -> int:
+        return len(self.seeds)
 
     def __str__(self) -> str:
         return f"{self.statement}: {self.verdict.upper()} -- {self.reason}"
 
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["runs"] = list(self.runs)
+        d["n_seeds"] = self.n_seeds
+        d["numbers"] = {k: _finite_or_none(v) for k, v in self.numbers.items()}
+        return d
 
-def _fmt(x: float, nd: int = 1) -> str:
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Claim:
+        def interval(x: Mapping[str, Any] | None) -> Interval | None:
+            return None if x is None else Interval(**x)
+
+        return cls(key=d["key"], statement=d["statement"], rule=d["rule"],
+                   runs=tuple(d["runs"]), verdict=d["verdict"], reason=d["reason"],
+                   seeds=list(d["seeds"]), per_seed={k: list(v) for k, v in d["per_seed"].items()},
+                   difference=d["difference"], t_interval=interval(d["t_interval"]),
+                   bootstrap=interval(d["bootstrap"]), combined=interval(d["combined"]),
+                   numbers={k: math.nan if v is None else v for k, v in d["numbers"].items()})
+
+
+def _finite_or_none(x: Any) -> Any:
+    return None if isinstance(x, float) and not math.isfinite(x) else x
+
+
+def _fmt(x: float | None, nd: int = 1) -> str:
     return "n/a" if x is None or not math.isfinite(x) else f"{x:.{nd}f}"
 
 
-def compare_means(summary: pd.DataFrame, a: str, b: str, metric: str = "mAP"
-                  ) -> tuple[str, dict[str, float], str]:
-    """Rule: `a` beats `b` when mean(a) - mean(b) exceeds the pooled std of the two runs.
-
-    The pooled std is sqrt(((n_a-1) s_a^2 + (n_b-1) s_b^2) / (n_a + n_b - 2)), the seed-to-seed
-    spread. Beating it once is weak evidence with 3 seeds each (no test of significance is
-    claimed); it needs at least 2 seeds per run, else the claim is not testable here.
-    """
-    missing = [r for r in (a, b) if r not in summary.index]
-    if missing:
-        return UNTESTABLE, {}, f"run(s) {', '.join(missing)} not in this preset"
-    ra, rb = summary.loc[a], summary.loc[b]
-    na, nb = int(ra["n"]), int(rb["n"])
-    nums = {f"{a}.{metric}": ra[metric], f"{a}.{metric}_std": ra[f"{metric}_std"],
-            f"{b}.{metric}": rb[metric], f"{b}.{metric}_std": rb[f"{metric}_std"],
-            f"{a}.n": na, f"{b}.n": nb}
-    if not (math.isfinite(ra[metric]) and math.isfinite(rb[metric])):
-        return UNTESTABLE, nums, f"{metric} is undefined for {a} or {b}"
-    if min(na, nb) < 2:
-        return UNTESTABLE, nums, (f"only {min(na, nb)} seed: no seed-to-seed spread to "
-                                  "compare the difference with")
-    pooled = math.sqrt(((na - 1) * ra[f"{metric}_std"] ** 2 + (nb - 1) * rb[f"{metric}_std"] ** 2)
-                       / (na + nb - 2))
-    diff = ra[metric] - rb[metric]
-    nums |= {"difference": diff, "pooled_std": pooled}
-    verdict = HELD if diff > pooled else NOT_HELD
-    rel = ">" if diff > pooled else "<="
-    reason = (f"{metric} {_fmt(ra[metric])} ± {_fmt(ra[f'{metric}_std'])} vs "
-              f"{_fmt(rb[metric])} ± {_fmt(rb[f'{metric}_std'])}: difference {_fmt(diff)} "
-              f"{rel} pooled std {_fmt(pooled)}; {na} and {nb} seeds"
-              f"{', weak evidence' if min(na, nb) <= 3 else ''}")
-    return verdict, nums, reason
+def claims_command(runs: Path, data: str | Path = "<data root>", split: str = "<test split>"
+                   ) -> str:
+    """The command that writes a preset's claims.json."""
+    runs = Path(runs)
+    return f"lsts claims --runs {runs} --data {data} --split {split} --json {runs / CLAIMS_FILE}"
 
 
-def _cost(summary: pd.DataFrame, run: str, column: str = "cpu_ms") -> float:
-    if run not in summary.index or column not in summary.columns:
-        return math.nan
-    return float(summary.loc[run, column])
+def load_claims(runs: Path) -> tuple[list[Claim], dict[str, Any]]:
+    """The claims of a preset from its claims.json, and the file's other entries (split,
+    resamples, seeds, test_noise)."""
+    path = Path(runs) / CLAIMS_FILE
+    obj = _read_json(path, claims_command(runs))
+    if not isinstance(obj, dict) or not isinstance(obj.get("claims"), list):
+        raise ValueError(f"{path}: not a claims file of `lsts claims` (no 'claims' list)")
+    meta = {k: v for k, v in obj.items() if k != "claims"}
+    return [Claim.from_dict(c) for c in obj["claims"]], meta
 
 
-def claims(df: pd.DataFrame, bench: Mapping[str, Any] | None = None) -> list[Claim]:
-    """Test the paper's five claims on this preset's runs.
-
-    `df` from `load_runs` (pass `bench` to add the CPU benchmark when `df` has no cost yet).
-    Accuracy rule: see `compare_means`. Speed rules use the amortised per-frame CPU time at the
-    paper's input size and key interval: "faster" = ratio < SPEED_MARGIN; "a fraction of the
-    cost" = ratio <= COST_FRACTION; "close to per-frame accuracy" = at most CLOSE_MAP_POINTS mAP
-    points below the single-frame detector.
-    """
-    if bench is not None and ("cpu_ms" not in df or df["cpu_ms"].isna().all()):
-        df = with_costs(df, bench)
-    summary = summary_table(df)
-    out: list[Claim] = []
-
-    def accuracy_claim(key: str, statement: str, a: str, b: str) -> Claim:
-        c = Claim(key, statement, f"mean mAP of {a} - mean mAP of {b} > pooled std over seeds",
-                  (a, b))
-        c.verdict, c.numbers, c.reason = compare_means(summary, a, b)
-        return c
-
-    out.append(accuracy_claim("learnable_sampling", "Learnable sampling locations beat fixed ones",
-                              "lsts", "lsts_fixed"))
-
-    # (2) accuracy and speed against flow-warp propagation: both parts must hold.
-    c = Claim("beats_flow", "LSTS beats flow-warp feature propagation in accuracy and speed",
-              f"mAP rule as (1) AND amortised CPU ms ratio lsts/flow_warp < {SPEED_MARGIN}",
-              ("lsts", "flow_warp"))
-    acc, nums, reason = compare_means(summary, "lsts", "flow_warp")
-    t_l, t_f = _cost(summary, "lsts"), _cost(summary, "flow_warp")
-    nums |= {"lsts.cpu_ms": t_l, "flow_warp.cpu_ms": t_f}
-    if acc == UNTESTABLE or not (math.isfinite(t_l) and math.isfinite(t_f)):
-        c.verdict = UNTESTABLE
-        c.reason = reason if acc == UNTESTABLE else "no CPU benchmark of lsts and flow_warp"
-    else:
-        ratio = t_l / t_f
-        nums["time_ratio"] = ratio
-        fast = ratio < SPEED_MARGIN
-        c.verdict = HELD if acc == HELD and fast else NOT_HELD
-        c.reason = (f"accuracy {acc} ({reason}); speed {'held' if fast else 'not held'} "
-                    f"({_fmt(t_l)} vs {_fmt(t_f)} ms/frame, ratio {_fmt(ratio, 2)})")
-    c.numbers = nums
-    out.append(c)
-
-    out.append(accuracy_claim("srfu", "SRFU (recursive memory update at key frames) adds accuracy",
-                              "lsts", "lsts_no_srfu"))
-    out.append(accuracy_claim("dfa", "DFA (dense aggregation at non-key frames) adds accuracy",
-                              "lsts", "lsts_no_dfa"))
-
-    # (5) close to per-frame accuracy at a fraction of the cost.
-    c = Claim("per_frame", "LSTS is close to per-frame accuracy at a fraction of the cost",
-              f"mean mAP gap single_frame - lsts <= {CLOSE_MAP_POINTS} points AND amortised CPU "
-              f"ms ratio lsts/single_frame <= {COST_FRACTION}", ("lsts", "single_frame"))
-    missing = [r for r in c.runs if r not in summary.index]
-    t_l, t_s = _cost(summary, "lsts"), _cost(summary, "single_frame")
-    if missing:
-        c.reason = f"run(s) {', '.join(missing)} not in this preset"
-    elif not (math.isfinite(t_l) and math.isfinite(t_s)):
-        c.reason = "no CPU benchmark of lsts and single_frame"
-    else:
-        m_l, m_s = summary.loc["lsts", "mAP"], summary.loc["single_frame", "mAP"]
-        gap, ratio = m_s - m_l, t_l / t_s
-        c.numbers = {"lsts.mAP": m_l, "single_frame.mAP": m_s, "gap": gap,
-                     "lsts.cpu_ms": t_l, "single_frame.cpu_ms": t_s, "time_ratio": ratio,
-                     "lsts.n": int(summary.loc["lsts", "n"]),
-                     "single_frame.n": int(summary.loc["single_frame", "n"])}
-        close, cheap = gap <= CLOSE_MAP_POINTS, ratio <= COST_FRACTION
-        c.verdict = HELD if close and cheap else NOT_HELD
-        c.reason = (f"mAP {_fmt(m_l)} vs {_fmt(m_s)} (gap {_fmt(gap)} points, "
-                    f"{'<=' if close else '>'} {CLOSE_MAP_POINTS}); time {_fmt(t_l)} vs "
-                    f"{_fmt(t_s)} ms/frame (ratio {_fmt(ratio, 2)}, "
-                    f"{'<=' if cheap else '>'} {COST_FRACTION})")
-    out.append(c)
-    return out
+def _interval_text(iv: Interval | None) -> str:
+    return "n/a" if iv is None else f"{iv.estimate:+.2f} [{iv.low:+.2f}, {iv.high:+.2f}]"
 
 
 def claims_table(cs: Sequence[Claim]) -> pd.DataFrame:
-    return pd.DataFrame([{"claim": c.statement, "verdict": c.verdict, "rule": c.rule,
-                          "numbers": c.reason} for c in cs])
+    """One row per claim: verdict, the difference with its combined interval (the bootstrap
+    one when only one seed was run), seeds, the one-line reason and the rule."""
+    return pd.DataFrame([{
+        "claim": c.statement, "verdict": c.verdict,
+        "difference (mAP points)": _interval_text(c.combined or c.bootstrap),
+        "seeds": c.n_seeds, "reason": c.reason, "rule": c.rule} for c in cs])
+
+
+def t_half_width(values: Sequence[float], confidence: float = CONFIDENCE) -> float:
+    """Half-width of the Student-t interval on the mean of `values` (NaN with < 2 values)."""
+    from scipy import stats as scipy_stats
+
+    x = [float(v) for v in values if math.isfinite(float(v))]
+    if len(x) < 2:
+        return math.nan
+    sd = pd.Series(x).std(ddof=1)
+    return float(scipy_stats.t.ppf(0.5 + confidence / 2, len(x) - 1)) * sd / math.sqrt(len(x))
+
+
+def interval_table(df: pd.DataFrame, metric: str = "mAP",
+                   confidence: float = CONFIDENCE) -> pd.DataFrame:
+    """Per run (report order): mean of `metric` over seeds, the half-width of its t-interval
+    over seeds (training noise; NaN with one seed) and n seeds. `df` from `load_runs`."""
+    rows = []
+    for run, g in sorted(df.groupby("run", sort=False), key=lambda kv: _run_order(kv[0])):
+        rows.append({"run": run, "label": g["label"].iloc[0] if "label" in g else run_label(run),
+                     metric: g[metric].mean(),
+                     f"{metric}_t_half": t_half_width(list(g[metric]), confidence),
+                     "n": len(g)})
+    return pd.DataFrame(rows).set_index("run")
+
+
+def split_noise_line(meta: Mapping[str, Any]) -> str:
+    """One sentence on the test split's own noise, from claims.json's `test_noise`."""
+    tn = meta.get("test_noise")
+    if not tn:
+        return "Test-set noise: not measured (no single_frame run)."
+    iv = Interval(**tn["interval"])
+    ok = iv.half_width <= TEST_NOISE_TARGET_POINTS
+    return (f"Test-set noise: the {100 * iv.confidence:.0f} % bootstrap interval of "
+            f"{tn['variant']}'s seed-mean mAP over the {meta.get('num_videos', '?')} "
+            f"{meta.get('split', '')} videos is ± {iv.half_width:.2f} points "
+            f"({'within' if ok else 'above'} the {TEST_NOISE_TARGET_POINTS} point target).")
 
 
 # --------------------------------------------------------------------------------------------
@@ -632,11 +673,22 @@ def readme_block(runs: Path) -> str:
         "",
         markdown_table(_speed_display(speed_table(bench, bench_gpu, summary))),
         "",
-        "**The paper's claims on this data** (rules in `lsts_lib/results.py`):",
+    ]
+    if not (runs / CLAIMS_FILE).is_file():
+        lines.append(f"**The paper's claims on this data**: not computed yet "
+                     f"(`{claims_command(runs)}`).")
+        return "\n".join(lines)
+    cs, meta = load_claims(runs)
+    lines += [
+        f"**The paper's claims on this data** ({meta.get('split', '?')} split, "
+        f"{meta.get('num_videos', '?')} videos; rules and thresholds in "
+        f"`lsts_lib/results.py`, intervals {100 * CONFIDENCE:.0f} %, seeds paired, "
+        f"{meta.get('resamples', '?')} bootstrap resamples of the test videos):",
         "",
     ]
-    for i, c in enumerate(claims(df), 1):
+    for i, c in enumerate(cs, 1):
         lines.append(f"{i}. {c.statement}: **{c.verdict}** ({c.reason}).")
+    lines += ["", split_noise_line(meta)]
     return "\n".join(lines)
 
 
@@ -680,6 +732,103 @@ def update_readme_paper(readme: Path) -> str:
     _replace_between(Path(readme), PAPER_START, PAPER_END, block)
     return block
 
+
+# --------------------------------------------------------------------------------------------
+# The training recipe of a config, and the tuning runs (notebooks 04 and 06)
+# --------------------------------------------------------------------------------------------
+def _num_text(x: float) -> str:
+    return f"{x:g}"
+
+
+def _stage_lines(name: str, st: Any, train: Any) -> list[str]:
+    length = (f"{train.steps} steps (train.steps overrides the stage)" if train.steps
+              else f"{st.steps} steps" if st.steps is not None else f"{_num_text(st.epochs)} epochs")
+    if st.lr_schedule == "cosine":
+        schedule = "cosine decay to 0 over the run"
+    else:
+        drops = ", ".join(f"{_num_text(f)}" for f in st.lr_steps)
+        schedule = f"step decay: x{_num_text(st.lr_factor)} at {drops} of the run"
+    warm = (f"linear warm-up over {st.warmup_steps} steps (from 0.1 x lr)" if st.warmup_steps
+            else "no warm-up")
+    frozen = sorted(k for k, v in st.lr_mult.items() if float(v) == 0.0)
+    scaled = {k: v for k, v in st.lr_mult.items() if float(v) != 0.0}
+    mult = ", ".join(f"{k} x{_num_text(v)}" for k, v in scaled.items()) or "none"
+    lines = [f"- **{name}**: {length}, lr {_num_text(st.lr)}, {schedule}, {warm}; "
+             f"lr multipliers: {mult}; frozen (multiplier 0): {', '.join(frozen) or 'none'}"]
+    if st.init_from:
+        lines[-1] += f"; starts from `{st.init_from}`"
+    return lines
+
+
+def recipe_markdown(run: RunConfig) -> str:
+    """The training recipe of a resolved config as Markdown, every value read from `run`
+    (notebooks 04 and 06 show it instead of typing it)."""
+    t, d, e = run.train, run.data, run.eval
+    if t.optimizer == "adamw":
+        opt = f"AdamW (betas {', '.join(_num_text(b) for b in t.betas)})"
+    else:
+        opt = f"SGD with momentum {_num_text(t.momentum)}"
+    clip = (f"gradient norm clipped at {_num_text(t.grad_clip)}" if t.grad_clip is not None
+            else "no gradient clipping")
+    splits = ", ".join(f"data.{f.name} `{getattr(d, f.name)}`"
+                       + (" (the dev split: tuning)" if f.name == "val_split" else "")
+                       for f in dataclasses.fields(d) if f.name.endswith("_split"))
+    root = Path(d.root)
+    if root.is_absolute() and paths.REPO in root.parents:  # the repository's own data folder
+        root = root.relative_to(paths.REPO)
+    lines = [
+        f"**Recipe of config `{run.name or '?'}`** (read from its resolved values):",
+        "",
+        f"- optimizer: {opt}, weight decay {_num_text(t.weight_decay)} (none on the offsets "
+        f"p_n); {clip}",
+        *_stage_lines("stage 1 (single frame)", t.stage1, t),
+        *_stage_lines("stage 2 (temporal)", t.stage2, t),
+        f"- offsets p_n: lr x{_num_text(t.offsets_lr_mult)} of the stage's lr",
+        f"- batch size {t.batch_size} per process; horizontal flip: "
+        f"{'yes' if t.flip else 'no'}",
+        f"- key frames in training: old key from [t{t.old_key_range[0]:+d}, "
+        f"t{t.old_key_range[1]:+d}), new key from [t{t.new_key_range[0]:+d}, "
+        f"t{t.new_key_range[1]:+d}), clipped to the snippet",
+        f"- inference: key interval {e.key_interval}, {e.mode} mode",
+        f"- data: `{root}`"
+        + (f" (SynthVID preset `{d.preset}`, seed {d.synth_seed})" if d.preset else "")
+        + f"; splits: {splits}; DET stills {'mixed in' if d.use_det else 'not used'}"
+        + (f"; at most {d.max_videos} videos a split" if d.max_videos else ""),
+    ]
+    return "\n".join(lines)
+
+
+TUNING_COLUMNS = ("name", "what changed", "data", "steps", "dev mAP", "slow", "medium", "fast",
+                  "train s", "note")
+
+
+def tuning_table(path: Path) -> pd.DataFrame:
+    """Every tuning run of a JSON-lines file (one run a line: name, overrides (list), data,
+    steps, dev_mAP, motion {slow, medium, fast} or null, train_s, note; optional train_mAP
+    for a run that measured the training frames). mAP columns in percent, NaN when absent."""
+    path = Path(path)
+    rows = []
+    with open(_need(path, "the tuning runs (see notebook 06)"), encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{lineno}: not valid JSON ({exc})") from None
+            if not isinstance(r, dict) or "name" not in r:
+                raise ValueError(f"{path}:{lineno}: a tuning run needs at least a 'name'")
+            motion = r.get("motion") or {}
+            note = r.get("note") or ""
+            if r.get("train_mAP") is not None:
+                note = f"train mAP {_percent(r['train_mAP']):.1f} (not dev); {note}".rstrip("; ")
+            rows.append({
+                "name": r["name"], "what changed": " ".join(r.get("overrides") or []) or "-",
+                "data": r.get("data") or "", "steps": r.get("steps"),
+                "dev mAP": _percent(r.get("dev_mAP")),
+                **{k: _percent(motion.get(k)) for k in ("slow", "medium", "fast")},
+                "train s": r.get("train_s"), "note": note})
+    return pd.DataFrame(rows, columns=list(TUNING_COLUMNS))
 
 # --------------------------------------------------------------------------------------------
 # Where it learns to focus: offsets, S(p_n), detection strips
