@@ -31,7 +31,7 @@ test: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 tests
 	# The smoke pipeline (train, detect, evaluate, bench) the notebooks read, then every
 	# notebook under nbval against its committed report-preset outputs.
-	$(VENV)/bin/lsts report --preset smoke --seeds 0 --only data stats train detect bench
+	$(VENV)/bin/lsts report --preset smoke --seeds 0 --only data stats train detect bench alignment claims
 	LSTS_PRESET=smoke $(PY) -m pytest --nbval --nbval-current-env \
 		--nbval-sanitize-with notebooks/nbval_sanitize.cfg notebooks
 

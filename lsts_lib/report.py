@@ -10,9 +10,12 @@ see `engine.rundir`):
   4. detect     each compared model over the test split (data.test_split), then
                 `lsts evaluate`
   5. bench      `lsts bench` (every variant, preset and paper size) and `lsts bench-lsts`
-  6. notebooks  01..06 executed in order by papermill into their committed location
-  7. html       an HTML edition of the executed notebooks (nbconvert) in report/
-  8. readme     the README's results table regenerated from the run's JSON
+  6. alignment  `lsts alignment` of the first seed's propagating runs on the test split:
+                their displacement against SynthVID's true motion
+  7. claims     `lsts claims`: each claim's paired interval (seeds + test videos), verdict
+  8. notebooks  01..06 executed in order by papermill into their committed location
+  9. html       an HTML edition of the executed notebooks (nbconvert) in report/
+  10. readme     the README's results table regenerated from the run's JSON
 
 Every stage goes through the same `lsts` commands a user would type, so the report
 is exactly as reproducible as those commands.
@@ -26,6 +29,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from lsts_lib import atomic, paths
@@ -33,9 +37,11 @@ from lsts_lib.argtypes import nonnegative_int, positive_int
 from lsts_lib.engine import rundir
 from lsts_lib.engine.bench import bench_inputs
 from lsts_lib.engine.config import RunConfig, load_config, load_plan
-from lsts_lib.engine.plan import Orchestrator, lsts_child, preset_plan
+from lsts_lib.engine.plan import Orchestrator, PlannedRun, lsts_child, preset_plan
+from lsts_lib.models.variants import get_variant
 
-STAGES = ("data", "stats", "train", "detect", "bench", "notebooks", "html", "readme")
+STAGES = ("data", "stats", "train", "detect", "bench", "alignment", "claims", "notebooks",
+          "html", "readme")
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
 
 
@@ -135,6 +141,37 @@ class Report:
                       lambda: lsts_child(*args_lsts))
 
     # 6 ------------------------------------------------------------------------------
+    def stage_alignment(self) -> None:
+        split = self.config.data.test_split
+        runs = [r for r in self.plan if r.compared and r.seed == self.seeds[0]
+                and not get_variant(r.variant).every_frame_key]
+
+        def one(run: PlannedRun) -> None:
+            out = run.dir / "alignment.json"
+            inputs = {"model_sha256": rundir.sha256_file(run.model), "split": split,
+                      "data_sha256": rundir.dataset_fingerprint(self.data)}
+            self._stamped("alignment", f"alignment_{run.variant}_seed{run.seed}", inputs,
+                          [out], lambda: lsts_child(
+                              "alignment", "--run", str(run.dir), "--data", str(self.data),
+                              "--split", split, "--json", str(out), threads=1))
+
+        with ThreadPoolExecutor(max_workers=self.jobs) as pool:
+            for f in [pool.submit(one, r) for r in runs]:
+                f.result()
+
+    # 7 ------------------------------------------------------------------------------
+    def stage_claims(self) -> None:
+        out = self.runs / "claims.json"
+        split = self.config.data.test_split
+        bench = self.runs / "bench_cpu.json"
+        evals = sorted(str(r.dir / rundir.EVAL) for r in self.plan if r.compared)
+        inputs = {"split": split, "evals": {e: rundir.sha256_file(e) for e in evals},
+                  "bench": rundir.sha256_file(bench) if bench.is_file() else None}
+        self._stamped("claims", "claims", inputs, [out], lambda: lsts_child(
+            "claims", "--runs", str(self.runs), "--data", str(self.data), "--split", split,
+            "--json", str(out)))
+
+    # 8 ------------------------------------------------------------------------------
     def stage_notebooks(self) -> None:
         import papermill as pm
 
@@ -153,7 +190,7 @@ class Report:
             scrub_machine_paths(out_dir / nb.name)
             print(f"  done in {time.perf_counter() - start:.0f} s", flush=True)
 
-    # 7 ------------------------------------------------------------------------------
+    # 9 ------------------------------------------------------------------------------
     def stage_html(self) -> None:
         out_dir = paths.REPO / "report" if self.preset == "report" else self.runs / "html"
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -163,7 +200,7 @@ class Report:
                         "--output-dir", str(out_dir), *map(str, notebooks)], check=True)
         print(f"HTML edition in {out_dir}")
 
-    # 8 ------------------------------------------------------------------------------
+    # 10 -----------------------------------------------------------------------------
     def stage_readme(self) -> None:
         from lsts_lib.results import update_readme, update_readme_paper
 

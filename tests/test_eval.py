@@ -467,6 +467,7 @@ def fake_dataset(monkeypatch):
 
     module = types.ModuleType("lsts_lib.data.vid")
     module.VIDDataset = FakeVID
+    module.EVAL_SPLITS = ("val", "test")
     monkeypatch.setitem(sys.modules, "lsts_lib.data.vid", module)
 
 

@@ -154,6 +154,7 @@ def test_cli_reports_the_bad_line_and_exits_1(tmp_path, monkeypatch, capsys):
 
     module = types.ModuleType("lsts_lib.data.vid")
     module.VIDDataset = FakeVID
+    module.EVAL_SPLITS = ("val", "test")
     monkeypatch.setitem(sys.modules, "lsts_lib.data.vid", module)
     from lsts_lib.cli import main
 
@@ -193,7 +194,7 @@ def test_cli_refuses_a_split_without_devkit_frame_ids(tmp_path, capsys):
     det.write_text(f"{GOOD}\n")
     args = ["evaluate", "--data", str(tmp_path), "--split", "train", "--detections", str(det)]
     assert main(args) == 1
-    assert "val split only" in capsys.readouterr().err
+    assert "evaluates val or test only" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

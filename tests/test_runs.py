@@ -364,3 +364,13 @@ def test_orchestrator_resumes_only_a_last_pt_of_the_same_inputs(
     assert env["init_from"]["sha256"] == rundir.sha256_file(plan[0].model)
     assert rundir.Stamp(plan[1].dir, "train").recorded_inputs()["init_from"]["sha256"] \
         == rundir.sha256_file(plan[0].model)
+
+
+def test_a_run_is_keyed_on_the_model_code_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A code change that computes something else for the same config must not reuse old runs.
+    import lsts_lib.engine.train as train_mod
+
+    cfg = load_config("smoke")
+    before = train_mod.train_inputs(cfg, None)
+    monkeypatch.setattr(train_mod, "MODEL_CODE_VERSION", before["model_code"] + 1)
+    assert train_mod.train_inputs(cfg, None) != before

@@ -142,7 +142,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", required=True, type=Path, help="run directory (its model.pt)")
     parser.add_argument("--data", required=True, type=Path,
                         help="SynthVID dataset root (with Motion/)")
-    parser.add_argument("--split", default="val", choices=["train", "val"])
+    parser.add_argument("--split", default="val", choices=["train", "val", "test"])
     parser.add_argument("--json", required=True, type=Path, help="output JSON file")
     parser.add_argument("--max-videos", type=positive_int, default=None,
                         help="only the first N videos")

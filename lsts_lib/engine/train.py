@@ -64,6 +64,7 @@ from lsts_lib.engine.env import environment
 from lsts_lib.engine.flow_pretrain import load_flownet
 from lsts_lib.engine.optim import build_optimizer, lr_factor, total_steps
 from lsts_lib.engine.trainlog import CsvLog
+from lsts_lib.models import MODEL_CODE_VERSION
 from lsts_lib.models.config import ModelConfig
 from lsts_lib.models.detector import OFFSETS_KEY, VideoDetector, build_detector
 from lsts_lib.models.variants import VARIANTS, run_overrides
@@ -127,9 +128,10 @@ def _comparable(cfg: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def train_inputs(cfg: Mapping[str, Any], init_from: Path | None) -> dict[str, Any]:
-    """What a finished run is keyed on: config, data content, starting weights' content."""
+    """What a finished run is keyed on: config, model code version, data content, starting
+    weights' content."""
     root = Path(cfg["data"]["root"])
-    inputs = {"config": _comparable(cfg),
+    inputs = {"config": _comparable(cfg), "model_code": MODEL_CODE_VERSION,
               "data": {"root": str(root), "sha256": rundir.dataset_fingerprint(root)},
               "init_from": None if init_from is None else {
                   "path": str(init_from), "sha256": rundir.sha256_file(init_from)}}

@@ -22,3 +22,9 @@ __all__ = [
     "VideoDetector", "build_backbone", "build_detector", "cpu_small_config", "key_frame_indices",
     "low_split_index", "paper_config", "tiny_config", "warp",
 ]
+
+# Bumped whenever the model code computes something else for the same config (a stamp keyed
+# on the config alone would reuse a run trained by the old code). 2: the official quality
+# net (no activations), res5a dilated, low2high on the pre-ReLU res4b3 sum, RPN target stds
+# and cross-border anchors ignored.
+MODEL_CODE_VERSION = 2
