@@ -29,7 +29,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from lsts_lib import atomic, paths
@@ -37,8 +36,7 @@ from lsts_lib.argtypes import nonnegative_int, positive_int
 from lsts_lib.engine import rundir
 from lsts_lib.engine.bench import bench_inputs
 from lsts_lib.engine.config import RunConfig, load_config, load_plan
-from lsts_lib.engine.plan import Orchestrator, PlannedRun, lsts_child, preset_plan
-from lsts_lib.models.variants import get_variant
+from lsts_lib.engine.plan import Orchestrator, lsts_child, preset_plan
 
 STAGES = ("data", "stats", "train", "detect", "bench", "alignment", "claims", "notebooks",
           "html", "readme")
@@ -142,22 +140,9 @@ class Report:
 
     # 6 ------------------------------------------------------------------------------
     def stage_alignment(self) -> None:
-        split = self.config.data.test_split
-        runs = [r for r in self.plan if r.compared and r.seed == self.seeds[0]
-                and not get_variant(r.variant).every_frame_key]
-
-        def one(run: PlannedRun) -> None:
-            out = run.dir / "alignment.json"
-            inputs = {"model_sha256": rundir.sha256_file(run.model), "split": split,
-                      "data_sha256": rundir.dataset_fingerprint(self.data)}
-            self._stamped("alignment", f"alignment_{run.variant}_seed{run.seed}", inputs,
-                          [out], lambda: lsts_child(
-                              "alignment", "--run", str(run.dir), "--data", str(self.data),
-                              "--split", split, "--json", str(out), threads=1))
-
-        with ThreadPoolExecutor(max_workers=self.jobs) as pool:
-            for f in [pool.submit(one, r) for r in runs]:
-                f.result()
+        # The first seed's runs: what the propagation does is a property of the method; the
+        # seeds' spread is in the accuracy tables.
+        self.orchestrator.align([r for r in self.plan if r.seed == self.seeds[0]])
 
     # 7 ------------------------------------------------------------------------------
     def stage_claims(self) -> None:

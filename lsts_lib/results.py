@@ -756,7 +756,6 @@ def update_readme_paper(readme: Path) -> str:
 # --------------------------------------------------------------------------------------------
 # Alignment against the true motion (`lsts alignment`, report stage "alignment")
 # --------------------------------------------------------------------------------------------
-ALIGNMENT = "alignment.json"
 MOTION_CLASSES = ("all", "slow", "medium", "fast")
 
 
@@ -767,7 +766,7 @@ def alignment_table(runs: Path) -> pd.DataFrame:
     current frame's own high-level feature. Empty when no run was measured."""
     rows = []
     for run, seed, d in run_dirs(runs):
-        path = d / ALIGNMENT
+        path = d / rundir.ALIGNMENT
         if not path.is_file():
             continue
         res = _read_json(path, f"lsts alignment --run {d} --json {path}")

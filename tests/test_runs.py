@@ -374,3 +374,29 @@ def test_a_run_is_keyed_on_the_model_code_version(monkeypatch: pytest.MonkeyPatc
     before = train_mod.train_inputs(cfg, None)
     monkeypatch.setattr(train_mod, "MODEL_CODE_VERSION", before["model_code"] + 1)
     assert train_mod.train_inputs(cfg, None) != before
+
+
+def test_the_plan_aligns_only_compared_runs_that_propagate(
+    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lsts_lib.engine import plan as plan_mod
+
+    seen: list[tuple[str, str]] = []
+
+    def fake_alignment(run: Path, data: Path, split: str) -> dict:
+        seen.append((Path(run).parent.name, split))
+        return {"methods": {}}
+
+    monkeypatch.setattr(plan_mod, "alignment", fake_alignment)
+    plan = run_plan(tmp_path / "runs", [0], ["single_frame", "copy_prop", "lsts"],
+                    shared_stage1=True)
+    for r in plan:  # alignment is keyed on the model's content: give each run one
+        r.dir.mkdir(parents=True)
+        r.model.write_bytes(r.variant.encode())
+    orch = Orchestrator("smoke", data_root)
+    outs = orch.align(plan)
+    # Not the shared stage-1 model, not single_frame (every frame is a key frame).
+    assert seen == [("copy_prop", "test"), ("lsts", "test")]
+    assert all(p.is_file() for p in outs)
+    orch.align(plan)  # done: stamped on model, split and data
+    assert len(seen) == 2

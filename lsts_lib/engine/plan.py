@@ -30,7 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lsts_lib import atomic
 from lsts_lib.engine import rundir
+from lsts_lib.engine.alignment import alignment
 from lsts_lib.engine.config import RunConfig, load_config, load_plan
 from lsts_lib.engine.detect import detect
 from lsts_lib.engine.train import resumable, train, train_inputs
@@ -207,6 +209,26 @@ class Orchestrator:
                            "--detections", str(detections), "--json", str(out), threads=1)
             stamp.mark(inputs, [rundir.EVAL])
         return out
+
+    def align_one(self, run: PlannedRun) -> Path:
+        """`lsts alignment` of a propagating run on the evaluated split; returns its JSON."""
+        out = run.dir / rundir.ALIGNMENT
+        inputs = {"model_sha256": rundir.sha256_file(run.model), "split": self.eval_split,
+                  "data_sha256": rundir.dataset_fingerprint(self.data_root)}
+        stamp = rundir.Stamp(run.dir, "alignment")
+        if "alignment" in self.redo or not stamp.done(inputs):
+            if self.jobs is None:
+                atomic.write_json(out, alignment(run.dir, self.data_root, self.eval_split))
+            else:
+                lsts_child("alignment", "--run", str(run.dir), "--data", str(self.data_root),
+                           "--split", self.eval_split, "--json", str(out), threads=1)
+            stamp.mark(inputs, [rundir.ALIGNMENT])
+        return out
+
+    def align(self, plan: list[PlannedRun]) -> list[Path]:
+        """Alignment of the compared runs that propagate features (not single-frame ones)."""
+        return self._map(self.align_one, [r for r in plan if r.compared
+                                          and not get_variant(r.variant).every_frame_key])
 
     def detect(self, plan: list[PlannedRun]) -> list[Path]:
         """Detect and evaluate the compared runs of the plan (not a shared stage-1 model)."""

@@ -128,6 +128,7 @@ SUMMARY = "summary.json"
 DDP = "ddp.json"
 DETECTIONS = "detections"
 EVAL = "eval.json"
+ALIGNMENT = "alignment.json"  # `lsts alignment` of the run
 # What `lsts train` itself writes; only these are deleted when a run is redone.
 TRAIN_FILES = (LAST, MODEL, LOG, SUMMARY, DDP, ENV, CONFIG)
 
