@@ -289,6 +289,21 @@ def test_optimizer_and_lr_schedule_choices() -> None:
         assert groups["offsets"]["lr"] == pytest.approx(0.01 * run.train.offsets_lr_mult)
         assert groups["offsets"]["weight_decay"] == 0.0
         assert groups["base"]["weight_decay"] == run.train.weight_decay
+        assert opt.defaults["fused"] is True
+
+    # The fused update is the textbook one: three steps match the per-tensor loop's.
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(5, 3)) for _ in range(2)]
+    ref = [torch.nn.Parameter(p.detach().clone()) for p in params]
+    opts = [torch.optim.AdamW(ps, lr=0.01, fused=f, foreach=None if f else False)
+            for ps, f in ((params, True), (ref, False))]
+    for _ in range(3):
+        for ps, o in zip((params, ref), opts, strict=True):
+            o.zero_grad()
+            sum((p ** 2).sum() for p in ps).backward()
+            o.step()
+    for p, r in zip(params, ref, strict=True):
+        torch.testing.assert_close(p, r, rtol=1e-5, atol=1e-6)
 
     # Cosine: 1 -> 0.5 at half way -> 0 at the end; warm-up still scales the first steps.
     cos = StageConfig(steps=100, lr_schedule="cosine", lr_steps=(0.5,))
