@@ -17,7 +17,7 @@ from lsts_lib.data.vid import VIDDataset, load_frame
 from lsts_lib.engine.alignment import ZERO, measure_alignment
 from lsts_lib.engine.checkpoint import FORMAT, save_atomic
 from lsts_lib.engine.config import load_config
-from lsts_lib.eval.alignment import AlignmentStats, endpoint_errors, object_cells
+from lsts_lib.eval.alignment import AlignmentStats, endpoint_errors, focus_stats, object_cells
 from lsts_lib.models import build_detector
 from lsts_lib.models.config import ModelConfig
 from lsts_lib.models.detector import VideoDetector
@@ -69,6 +69,26 @@ def test_stats_split_by_class_and_report_medians() -> None:
     assert s["medium"]["epe_mean_px"] is None
     assert s["all"]["feature_mse"] == pytest.approx(4.0 / 3 / 2)
     assert s["all"]["feature_rel_l2"] == pytest.approx(np.sqrt(4.0 / 12.0))
+
+
+def test_focus_of_uniform_and_one_hot_weights() -> None:
+    N, h, w = 9, 2, 3
+    mask = np.array([[True, False, True], [False, True, False]])
+    uniform = np.full((N, h, w), 1.0 / N)
+    ent, top = focus_stats(uniform, mask)
+    assert np.allclose(ent, np.log(N)) and np.allclose(top, 1.0 / N) and len(ent) == 3
+    one_hot = np.zeros((N, h, w))
+    one_hot[4] = 1.0
+    ent, top = focus_stats(one_hot, mask)
+    assert np.allclose(ent, 0.0) and np.allclose(top, 1.0)
+    stats = AlignmentStats()
+    stats.add("lsts", np.array(["slow", "fast"]), np.array([1.0, 2.0]),
+              focus=(np.array([0.0, 2.0]), np.array([1.0, 0.5]), N))
+    row = stats.summary()["lsts"]["all"]
+    assert row["s_entropy_nats"] == pytest.approx(1.0) and row["s_max"] == pytest.approx(0.75)
+    assert row["s_uniform_entropy_nats"] == pytest.approx(np.log(N))
+    with pytest.raises(ValueError, match="must be"):
+        focus_stats(uniform[0], mask)
 
 
 def test_cell_flow_is_the_true_displacement_at_the_cell_centres(data_root: Path) -> None:
@@ -158,6 +178,9 @@ def test_lsts_at_initialisation_is_close_to_copy_prop(data_root: Path) -> None:
     assert lsts["cells"] == zero["cells"] > 0
     assert lsts["epe_mean_px"] == pytest.approx(zero["epe_mean_px"], rel=0.05)
     assert 0 < lsts["feature_rel_l2"] < 10
+    # ... and its weights are spread over all N points, nearly log N nats.
+    assert lsts["s_entropy_nats"] == pytest.approx(lsts["s_uniform_entropy_nats"], rel=0.01)
+    assert "s_entropy_nats" not in zero
 
 
 def test_cli_writes_json_and_rejects_data_without_motion(data_root: Path, tmp_path: Path,

@@ -29,7 +29,13 @@ from lsts_lib.data.vid import VIDDataset, load_frame
 from lsts_lib.engine import rundir
 from lsts_lib.engine.config import MODES, RunConfig
 from lsts_lib.engine.detect import load_detector
-from lsts_lib.eval.alignment import AlignmentStats, endpoint_errors, feature_errors, object_cells
+from lsts_lib.eval.alignment import (
+    AlignmentStats,
+    endpoint_errors,
+    feature_errors,
+    focus_stats,
+    object_cells,
+)
 from lsts_lib.models.detector import KeyState, VideoDetector, key_frame_indices
 
 ZERO = "zero_motion"
@@ -111,11 +117,15 @@ def _measure_frame(model: VideoDetector, stats: AlignmentStats, method: str,
     own = model.extract_high(model.extract_low(x))[0].float().cpu().numpy()
     classes = cls[mask]
     channels = own.shape[0]
-    for name, disp, feat in ((method, prop.displacement, prop.feature),
-                             (ZERO, torch.zeros_like(prop.displacement), state.memory)):
+    focus = None
+    if prop.weights is not None:
+        S = prop.weights
+        focus = (*focus_stats(S[0].float().cpu().numpy(), mask), S.shape[1])
+    for name, disp, feat, foc in ((method, prop.displacement, prop.feature, focus),
+                                  (ZERO, torch.zeros_like(prop.displacement), state.memory, None)):
         epe = endpoint_errors(disp[0].float().cpu().numpy(), truth, mask, scale, model.stride)
         sq, ref = feature_errors(feat[0].float().cpu().numpy(), own, mask)
-        stats.add(name, classes, epe, sq, ref, channels)
+        stats.add(name, classes, epe, sq, ref, channels, foc)
     return 1
 
 

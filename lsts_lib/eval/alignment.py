@@ -12,7 +12,9 @@ fast) and over all:
   end-point error (EPE): || d_method - d_true || in original image pixels (mean, median);
   feature error: || F_prop - F_t ||^2 per cell, F_prop the propagated memory and F_t the
     frame's own high-level feature (backbone on t): the mean over cells and channels (MSE)
-    and the relative L2 sqrt(sum ||F_prop - F_t||^2 / sum ||F_t||^2).
+    and the relative L2 sqrt(sum ||F_prop - F_t||^2 / sum ||F_t||^2);
+  focus (LSTS only): how peaked the weights S_n(p0) are at those cells, their entropy
+    -sum_n S_n log S_n in nats (log N when uniform, 0 when one-hot) and their largest weight.
 
 The model-running loop is `lsts_lib.engine.alignment`; this module only scores arrays.
 """
@@ -27,7 +29,8 @@ import numpy as np
 from lsts_lib.data.motion import motion_category
 from lsts_lib.data.types import FrameAnnotation
 
-__all__ = ["CLASSES", "object_cells", "endpoint_errors", "feature_errors", "AlignmentStats"]
+__all__ = ["CLASSES", "object_cells", "endpoint_errors", "feature_errors", "focus_stats",
+           "AlignmentStats"]
 
 CLASSES = ("all", "slow", "medium", "fast")
 
@@ -82,6 +85,15 @@ def feature_errors(propagated: np.ndarray, own: np.ndarray, mask: np.ndarray
     return ((p - o) ** 2).sum(axis=0), (o ** 2).sum(axis=0)
 
 
+def focus_stats(S: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(entropy in nats, largest weight) of the weights S (N, h, w) at the masked cells: (P,) each."""
+    if S.ndim != 3 or S.shape[1:] != mask.shape:
+        raise ValueError(f"S {S.shape} and mask {mask.shape} must be (N, h, w) and (h, w)")
+    w = S[:, mask].astype(np.float64)
+    ent = -(w * np.log(np.where(w > 0, w, 1.0))).sum(axis=0)
+    return ent, w.max(axis=0)
+
+
 class AlignmentStats:
     """Per-method, per-class accumulator of end-point and feature errors."""
 
@@ -89,27 +101,36 @@ class AlignmentStats:
         self._epe: dict[str, dict[str, list[np.ndarray]]] = defaultdict(lambda: defaultdict(list))
         self._sq: dict[str, dict[str, list[np.ndarray]]] = defaultdict(lambda: defaultdict(list))
         self._ref: dict[str, dict[str, list[np.ndarray]]] = defaultdict(lambda: defaultdict(list))
+        self._focus: dict[str, dict[str, list[np.ndarray]]] = defaultdict(lambda: defaultdict(list))
         self._channels: int | None = None
+        self._points: int | None = None
 
     def add(self, method: str, classes: np.ndarray, epe: np.ndarray,
             sq_err: np.ndarray | None = None, own_sq: np.ndarray | None = None,
-            channels: int | None = None) -> None:
+            channels: int | None = None,
+            focus: tuple[np.ndarray, np.ndarray, int] | None = None) -> None:
         """One frame's cells of one method: their class (P,), EPE (P,) and optionally the
-        feature errors of `feature_errors` with the channel count C (for the MSE)."""
+        feature errors of `feature_errors` with the channel count C (for the MSE) and the
+        (entropy, largest weight) of `focus_stats` with the number of points N."""
         if not len(classes) == len(epe):
             raise ValueError(f"{len(classes)} classes for {len(epe)} errors")
+        if focus is not None:
+            self._points = int(focus[2])
         for name in CLASSES:
             sel = np.ones(len(classes), bool) if name == "all" else classes == name
             self._epe[method][name].append(epe[sel])
             if sq_err is not None and own_sq is not None:
                 self._sq[method][name].append(sq_err[sel])
                 self._ref[method][name].append(own_sq[sel])
+            if focus is not None:
+                self._focus[method][name].append(np.stack([focus[0][sel], focus[1][sel]]))
         if channels is not None:
             self._channels = int(channels)
 
     def summary(self) -> dict[str, dict[str, dict[str, Any]]]:
         """{method: {class: {cells, epe_mean_px, epe_median_px[, feature_mse,
-        feature_rel_l2]}}}; None for a class without cells."""
+        feature_rel_l2][, s_entropy_nats, s_uniform_entropy_nats, s_max]}}}; None for a class
+        without cells."""
         out: dict[str, dict[str, dict[str, Any]]] = {}
         for method, per_class in self._epe.items():
             out[method] = {}
@@ -126,5 +147,10 @@ class AlignmentStats:
                     row["feature_mse"] = float(sq.mean() / self._channels) if has else None
                     row["feature_rel_l2"] = (float(np.sqrt(sq.sum() / ref.sum()))
                                              if len(sq) and ref.sum() > 0 else None)
+                if self._focus[method].get(name):
+                    f = np.concatenate(self._focus[method][name], axis=1)
+                    row["s_entropy_nats"] = float(f[0].mean()) if f.shape[1] else None
+                    row["s_uniform_entropy_nats"] = float(np.log(self._points or 1))
+                    row["s_max"] = float(f[1].mean()) if f.shape[1] else None
                 out[method][name] = row
         return out
