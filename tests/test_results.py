@@ -323,3 +323,46 @@ def test_tuning_table(tmp_path: Path) -> None:
     path.write_text("{bad\n")
     with pytest.raises(ValueError, match=r"tuning.jsonl:1"):
         R.tuning_table(path)
+
+
+def write_alignment(run_dir: Path, method: str, epe: float, entropy: float | None = None) -> None:
+    """An alignment.json as `lsts alignment` writes it (one method, every motion class)."""
+    row = {"cells": 10, "epe_mean_px": epe, "epe_median_px": epe, "feature_mse": 1.0,
+           "feature_rel_l2": 0.5}
+    if entropy is not None:
+        row |= {"s_entropy_nats": entropy, "s_uniform_entropy_nats": math.log(81), "s_max": 0.7}
+    (run_dir / "alignment.json").write_text(json.dumps(
+        {"method": method, "methods": {method: {c: row for c in R.MOTION_CLASSES}}}))
+
+
+@pytest.mark.parametrize("lsts_epe, entropy, says", [
+    (41.5, 0.8, ["41.5 px", "6.2 px", "aligns worse than copying", "weights are peaked"]),
+    (3.0, 4.0, ["aligns better than copying", "weights stay spread"]),
+])
+def test_discussion_follows_the_numbers(runs: Path, lsts_epe: float, entropy: float,
+                                        says: list[str]) -> None:
+    write_run(runs, "copy_prop", 0, 0.45)
+    write_alignment(runs / "copy_prop" / "seed0", "copy", 6.2)
+    write_alignment(runs / "lsts" / "seed0", "lsts", lsts_epe, entropy)
+    text = R.discussion_markdown(runs)
+    assert "52.0 ± 2.0 % VID mAP" in text  # the single-frame row of MAPS, not a typed number
+    for s in says:
+        assert s in text
+    assert "No claims were judged yet" in text
+    table = R.alignment_table(runs)
+    assert table.set_index("run").loc[R.run_label("lsts"), "S entropy (nats)"] == entropy
+    assert math.isnan(table.set_index("run").loc[R.run_label("copy_prop"), "max S_n"])
+
+
+def test_discussion_names_the_noise_that_leaves_a_claim_open(runs: Path) -> None:
+    wide = Interval(-1.0, -7.0, 5.0, 0.95, 2000, "paired bootstrap over test videos")
+    narrow = Interval(-1.0, -2.0, 0.0, 0.95, 5, "paired t over seeds")
+    c = R.Claim("beats_flow", "LSTS beats flow", "rule", ("lsts", "flow_warp"),
+                verdict=R.INCONCLUSIVE, reason="accuracy inconclusive",
+                t_interval=narrow, bootstrap=wide,
+                combined=Interval(-1.0, -7.1, 5.1, 0.95, 5, "seeds + test videos"))
+    assert "a larger test split would decide it" in R._claim_sentence(c)
+    c.t_interval, c.bootstrap = wide, narrow
+    assert "more seeds would decide it" in R._claim_sentence(c)
+    c.verdict = R.NOT_TESTABLE
+    assert "decide" not in R._claim_sentence(c)
