@@ -854,6 +854,28 @@ TUNING_COLUMNS = ("name", "what changed", "data", "steps", "dev mAP", "slow", "m
                   "train s", "note")
 
 
+# A stage has plateaued on the dev split when its last interval changed the seed-mean dev mAP
+# by less than this many points (fixed before the final run).
+PLATEAU_POINTS = 1.0
+
+
+def dev_curve_table(dev: pd.DataFrame) -> pd.DataFrame:
+    """Per variant (mean over seeds) of dev.csv rows: dev mAP at the first and last evaluation,
+    the change over the last interval, and whether that is a plateau (< PLATEAU_POINTS)."""
+    rows = []
+    for variant, g in dev.groupby("variant", sort=False):
+        m = 100 * g.groupby("step")["mAP"].mean()
+        if len(m) < 2:
+            continue
+        last = float(m.iloc[-1] - m.iloc[-2])
+        rows.append({"variant": variant, "seeds": g["seed"].nunique(),
+                     "first step": int(m.index[0]), "dev mAP first": float(m.iloc[0]),
+                     "last step": int(m.index[-1]), "dev mAP last": float(m.iloc[-1]),
+                     "last interval (steps)": int(m.index[-1] - m.index[-2]),
+                     "change over it": last, "plateau": abs(last) < PLATEAU_POINTS})
+    return pd.DataFrame(rows)
+
+
 def tuning_table(path: Path) -> pd.DataFrame:
     """Every tuning run of a JSON-lines file (one run a line: name, overrides (list), data,
     steps, dev_mAP, motion {slow, medium, fast} or null, train_s, note; optional train_mAP

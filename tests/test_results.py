@@ -366,3 +366,16 @@ def test_discussion_names_the_noise_that_leaves_a_claim_open(runs: Path) -> None
     assert "more seeds would decide it" in R._claim_sentence(c)
     c.verdict = R.NOT_TESTABLE
     assert "decide" not in R._claim_sentence(c)
+
+
+def test_dev_curve_table_says_where_a_stage_plateaus() -> None:
+    dev = pd.DataFrame({
+        "variant": ["stage1"] * 3 + ["lsts"] * 6,
+        "seed": [0] * 3 + [0, 0, 0, 1, 1, 1],
+        "step": [600, 1200, 1800] + [0, 50, 100] * 2,
+        "mAP": [0.10, 0.30, 0.305] + [0.20, 0.22, 0.30, 0.22, 0.24, 0.30]})
+    t = R.dev_curve_table(dev).set_index("variant")
+    assert t.loc["stage1", "plateau"] and t.loc["stage1", "change over it"] == pytest.approx(0.5)
+    assert t.loc["lsts", "dev mAP first"] == pytest.approx(21.0)
+    assert t.loc["lsts", "change over it"] == pytest.approx(7.0) and not t.loc["lsts", "plateau"]
+    assert t.loc["lsts", "seeds"] == 2 and t.loc["lsts", "last interval (steps)"] == 50

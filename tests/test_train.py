@@ -15,6 +15,7 @@ import pytest
 import torch
 import yaml
 
+from lsts_lib.data.vid import VIDDataset
 from lsts_lib.engine import checkpoint as ckpt_mod
 from lsts_lib.engine import train as train_mod
 from lsts_lib.engine.checkpoint import load_checkpoint, save_atomic, state_hash
@@ -91,6 +92,25 @@ def test_same_seed_same_weights_other_seed_differs(
     train("smoke", other, overrides(data_root, **{"model.variant": "lsts", "seed": 1}),
           init_from=stage1, progress=False)
     assert state_hash(weights(other)) != state_hash(weights(reference))
+
+
+def test_dev_curve_measures_without_changing_training(
+    reference: Path, stage1: Path, data_root: Path, tmp_path: Path
+) -> None:
+    """train.stage2.dev_every: dev-split mAP at step 0 (other weights), every 3 steps and at
+    the end, in dev.csv; the trained weights are the same as without it."""
+    run = tmp_path / "dev"
+    train("smoke", run, overrides(data_root, **{"model.variant": "lsts",
+                                                "train.stage2.dev_every": 3,
+                                                "train.stage2.dev_max_videos": 1}),
+          init_from=stage1, progress=False)
+    assert state_hash(weights(run)) == state_hash(weights(reference))
+    rows = read_log(run / "dev.csv")
+    assert [int(r["step"]) for r in rows] == [0, 3, STEPS]
+    one_video = len(VIDDataset(data_root, "val", max_videos=1).videos[0].frames)
+    assert all(0.0 <= r["mAP"] <= 1.0 and r["frames"] == one_video for r in rows)
+    with pytest.raises(ValueError, match="train.stage2.dev_every"):
+        load_config("smoke", ["train.stage2.dev_every=-1"])
 
 
 def test_sigkill_then_resume_matches_uninterrupted(

@@ -227,9 +227,15 @@ class StageConfig:
     warmup_steps: int = 0
     init_from: str | None = None
     lr_mult: dict[str, float] = field(default_factory=dict)  # {module prefix: multiplier}
+    # The dev-split curve: VID mAP on data.val_split every `dev_every` steps and at the end
+    # (and at step 0 when the run starts from other weights); 0 = off. Written to dev.csv.
+    dev_every: int = 0
+    dev_max_videos: int | None = None  # the first N dev videos only (null = all)
 
     def validate(self, name: str) -> None:
         _int(f"train.{name}.steps", self.steps, 1, optional=True)
+        _int(f"train.{name}.dev_every", self.dev_every, 0)
+        _int(f"train.{name}.dev_max_videos", self.dev_max_videos, 1, optional=True)
         _num(f"train.{name}.epochs", self.epochs, 0, strict=True, optional=True)
         if self.steps is None and self.epochs is None:
             _fail(f"train.{name}.steps", None, "the stage needs steps or epochs")

@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from lsts_lib import atomic
 from lsts_lib.argtypes import positive_int
-from lsts_lib.data.types import ClassList
+from lsts_lib.data.types import ClassList, Video
 from lsts_lib.data.vid import VIDDataset, load_frame
 from lsts_lib.engine import rundir
 from lsts_lib.engine.checkpoint import load_checkpoint
@@ -143,20 +143,11 @@ def detect(
             bar.update(1)
             yield img
 
-    per_frame: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     start = time.perf_counter()
-    for video in ds.videos:
-        dets = model.detect_video(frames_of(video), mode=mode, key_interval=k)
-        if len(dets) != len(video.frames):
-            raise RuntimeError(f"{video.name}: {len(dets)} detections for {len(video.frames)} frames")
-        for i, d in enumerate(dets):
-            per_frame[video.start_index + i] = (d["boxes"].cpu().numpy(),
-                                                d["scores"].cpu().numpy(),
-                                                d["labels"].cpu().numpy())
+    result = detect_videos(model, ds.videos, mode, k, frames_of)
     wall = time.perf_counter() - start
     bar.close()
 
-    result = Detections.from_frames(per_frame)
     write_vid_detections(out / "detections.txt", result)
     write_coco_results(out / "detections.json", result)
     model_s = max(wall - decode, 1e-9)
@@ -171,6 +162,24 @@ def detect(
     atomic.write_json(timing_path, timing)
     stamp.mark(settings, OUTPUTS)
     return timing
+
+
+def detect_videos(model: VideoDetector, videos: Sequence[Video], mode: str, k: int,
+                  frames_of: Callable[[Video], Iterator[torch.Tensor]] | None = None
+                  ) -> Detections:
+    """Detections of every frame of `videos` (frames read by `frames_of`, default from disk)."""
+    read = frames_of or (lambda v: (load_frame(f).to(next(model.parameters()).device)
+                                    for f in v.frames))
+    per_frame: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    for video in videos:
+        dets = model.detect_video(read(video), mode=mode, key_interval=k)
+        if len(dets) != len(video.frames):
+            raise RuntimeError(f"{video.name}: {len(dets)} detections for {len(video.frames)} frames")
+        for i, d in enumerate(dets):
+            per_frame[video.start_index + i] = (d["boxes"].cpu().numpy(),
+                                                d["scores"].cpu().numpy(),
+                                                d["labels"].cpu().numpy())
+    return Detections.from_frames(per_frame)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

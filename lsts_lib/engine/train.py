@@ -43,6 +43,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from lsts_lib import atomic
+from lsts_lib.data.vid import VIDDataset
 from lsts_lib.engine import rundir
 from lsts_lib.engine.checkpoint import (
     FORMAT,
@@ -59,11 +60,13 @@ from lsts_lib.engine.config import (
     parse_overrides,
 )
 from lsts_lib.engine.data import TrainStream, build_stream, torch_seed
+from lsts_lib.engine.detect import detect_videos
 from lsts_lib.engine.distributed import Dist, pick_device, set_threads
 from lsts_lib.engine.env import environment
 from lsts_lib.engine.flow_pretrain import load_flownet
 from lsts_lib.engine.optim import build_optimizer, lr_factor, total_steps
 from lsts_lib.engine.trainlog import CsvLog
+from lsts_lib.eval.vid_eval import evaluate_dataset
 from lsts_lib.models import MODEL_CODE_VERSION
 from lsts_lib.models.config import ModelConfig
 from lsts_lib.models.detector import OFFSETS_KEY, VideoDetector, build_detector
@@ -254,6 +257,37 @@ def _grad_norm(model: nn.Module, clip: float | None, step: int, last_path: Path)
     return gnorm
 
 
+class DevCurve:
+    """VID mAP on the dev split (data.val_split) during training, every
+    train.<stage>.dev_every steps, at the end, and at step 0 of a run that starts from other
+    weights: the curve that says whether a stage has plateaued (the loss cannot: OHEM keeps
+    the hardest RoIs). Detection uses the run's eval settings; rows go to dev.csv."""
+
+    def __init__(self, run: RunConfig, every: int, max_videos: int | None, path: Path,
+                 from_weights: bool) -> None:
+        self.every = every
+        self.from_weights = from_weights
+        self.ds = VIDDataset(Path(run.data.root), split=run.data.val_split, max_videos=max_videos)
+        self.mode, self.k = run.eval.mode, run.eval.key_interval
+        self.log = CsvLog(path)
+
+    def due(self, step: int, steps: int) -> bool:
+        if step == 0:
+            return self.from_weights
+        return step % self.every == 0 or step == steps
+
+    def measure(self, model: VideoDetector, step: int) -> dict[str, Any]:
+        t = time.perf_counter()
+        res = evaluate_dataset(self.ds, detect_videos(model, self.ds.videos, self.mode, self.k))
+        nan = float("nan")
+        row = {"step": step, "mAP": nan if res["mAP"] is None else res["mAP"],
+               **{m: nan if v is None else v for m, v in res["motion"].items()},
+               "frames": sum(len(v.frames) for v in self.ds.videos),
+               "seconds": time.perf_counter() - t}
+        self.log.write(row)
+        return row
+
+
 def _last_good(last_path: Path) -> str:
     """Where a stopped run can be resumed from, naming last.pt only when it exists."""
     if last_path.is_file():
@@ -344,6 +378,8 @@ def train(
             find_unused_parameters=True)
 
     log = CsvLog(out / rundir.LOG)
+    dev = (DevCurve(run, sched.dev_every, sched.dev_max_videos, out / rundir.DEV_LOG,
+                    from_weights=init_path is not None) if sched.dev_every and d.main else None)
     if d.main:
         out.mkdir(parents=True, exist_ok=True)
         dump_config(cfg, out / rundir.CONFIG)
@@ -351,10 +387,11 @@ def train(
         env.update(stage=run.stage, steps=steps, resumed_at=start_step,
                    train_samples=len(stream), **{k: inputs[k] for k in ("data", "init_from")})
         atomic.write_json(out / rundir.ENV, env)
-        if start_step:
-            log.truncate_after(start_step)
-        elif (out / rundir.LOG).exists():
-            (out / rundir.LOG).unlink()
+        for name, csv_log in ((rundir.LOG, log), (rundir.DEV_LOG, dev and dev.log)):
+            if start_step and csv_log:
+                csv_log.truncate_after(start_step)
+            elif not start_step and (out / name).exists():
+                (out / name).unlink()
 
     def checkpoint(step: int) -> None:
         if not d.main:
@@ -378,6 +415,8 @@ def train(
                disable=(not d.main) if progress is None else (not progress or not d.main),
                mininterval=1.0, dynamic_ncols=True)
     wall0 = time.perf_counter()
+    if dev and start_step == 0 and dev.due(0, steps):
+        dev.measure(model, 0)
     model.train()
     for step in range(start_step, steps):
         t0, c0 = time.perf_counter(), time.process_time()
@@ -406,6 +445,10 @@ def train(
             log.write(row)
             bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{row['lr']:.2g}", refresh=False)
             bar.update(1)
+        if dev and dev.due(step + 1, steps):
+            dev_row = dev.measure(model, step + 1)
+            bar.write(f"step {step + 1}: dev mAP {100 * dev_row['mAP']:.1f} % "
+                      f"({dev_row['frames']} {run.data.val_split} frames)")
         if (step + 1) % run.train.checkpoint_every == 0 and step + 1 < steps:
             checkpoint(step + 1)
         if kill_at and step + 1 == kill_at:

@@ -61,19 +61,21 @@ def read_log(path: Path) -> list[dict[str, float]]:
         return [{k: float(v) for k, v in r.items()} for r in csv.DictReader(fh)]
 
 
-def load_logs(runs_root: str | Path, variants: Iterable[str], seeds: Iterable[int]):
-    """All log.csv of a runs folder as one pandas DataFrame (+ variant, seed columns)."""
+def load_logs(runs_root: str | Path, variants: Iterable[str], seeds: Iterable[int],
+              name: str = LOG):
+    """All `name` files (log.csv, or dev.csv for the dev-split curves) of a runs folder as one
+    pandas DataFrame (+ variant, seed columns)."""
     import pandas as pd
 
     frames = []
     for v in variants:
         for s in seeds:
-            path = run_dir(runs_root, v, s) / LOG
+            path = run_dir(runs_root, v, s) / name
             if path.is_file():
                 df = pd.read_csv(path)
                 df.insert(0, "seed", s)
                 df.insert(0, "variant", v)
                 frames.append(df)
     if not frames:
-        raise FileNotFoundError(f"{runs_root}: no log.csv under <variant>/seed<k>/")
+        raise FileNotFoundError(f"{runs_root}: no {name} under <variant>/seed<k>/")
     return pd.concat(frames, ignore_index=True)
