@@ -69,8 +69,9 @@ RESAMPLES = 2000
 class _Scores:
     """mAP (points) of each run's detections for any reweighting of the test videos.
 
-    Each (run, seed) is matched once; each distinct resample is scored once per (run, seed),
-    however many claims use it: every bootstrap here draws the same resamples (one seed).
+    Each (run, seed) is matched once; each distinct set of resamples is scored once per
+    (run, seed), all its resamples together, however many claims use it: every bootstrap
+    here draws the same resamples (one seed).
     """
 
     def __init__(self, runs: Path, data_root: Path, split: str) -> None:
@@ -83,9 +84,9 @@ class _Scores:
         self.split = split
         self.classes, self.videos = dataset.classes, list(dataset.videos)
         self._sizes = frame_sizes(self.videos)
-        self._fn: dict[tuple[str, int], Callable[[np.ndarray], float | None]] = {}
-        self._draw: dict[bytes, int] = {}  # resample -> its number
-        self._memo: dict[tuple[str, int], dict[int, float]] = {}
+        self._fn: dict[tuple[str, int], Callable[[np.ndarray], np.ndarray]] = {}
+        self._draw: dict[bytes, int] = {}  # counts matrix -> its number
+        self._memo: dict[tuple[str, int], dict[int, np.ndarray]] = {}
 
     @property
     def num_videos(self) -> int:
@@ -97,7 +98,7 @@ class _Scores:
     def run_dir(self, run: str, seed: int) -> Path:
         return self.found[run][seed]
 
-    def _scorer(self, run: str, seed: int) -> Callable[[np.ndarray], float | None]:
+    def _scorer(self, run: str, seed: int) -> Callable[[np.ndarray], np.ndarray]:
         if (run, seed) not in self._fn:
             path = self.found[run][seed] / rundir.DETECTIONS / "detections.txt"
             if not path.is_file():
@@ -108,21 +109,25 @@ class _Scores:
             self._fn[run, seed] = video_weighted_map(self.classes, self.videos, dets)
         return self._fn[run, seed]
 
-    def map(self, run: str, seed: int, counts: np.ndarray) -> float:
-        """mAP in points when video i counts counts[i] times (NaN without ground truth)."""
+    def map(self, run: str, seed: int, counts: np.ndarray) -> np.ndarray:
+        """mAP in points of each row of `counts` (k, videos), video i counted counts[r, i]
+        times in row r (NaN without ground truth)."""
         counts = np.asarray(counts, dtype=np.int64)
         key = self._draw.setdefault(counts.tobytes(), len(self._draw))
         memo = self._memo.setdefault((run, seed), {})
         if key not in memo:
-            value = self._scorer(run, seed)(counts)
-            memo[key] = math.nan if value is None else 100.0 * value
+            memo[key] = 100.0 * self._scorer(run, seed)(counts)
         return memo[key]
 
-    def seed_mean(self, run: str, seeds: list[int], counts: np.ndarray) -> float:
-        return float(np.mean([self.map(run, s, counts) for s in seeds]))
+    def observed(self, run: str, seed: int) -> float:
+        """mAP in points on the test split itself."""
+        return float(self.map(run, seed, np.ones((1, self.num_videos), dtype=np.int64))[0])
+
+    def seed_mean(self, run: str, seeds: list[int], counts: np.ndarray) -> np.ndarray:
+        return np.mean([self.map(run, s, counts) for s in seeds], axis=0)
 
 
-def _bootstrap(sc: _Scores, statistic: Callable[[np.ndarray], float], resamples: int,
+def _bootstrap(sc: _Scores, statistic: Callable[[np.ndarray], np.ndarray], resamples: int,
                seed: int) -> Interval:
     iv = paired_bootstrap(statistic, sc.num_videos, resamples, CONFIDENCE, seed)
     if not (math.isfinite(iv.low) and math.isfinite(iv.high)):
@@ -138,9 +143,8 @@ def _paired(sc: _Scores, c: Claim, resamples: int, seed: int) -> str | None:
     seeds = sorted(set(sc.seeds(a)) & set(sc.seeds(b)))
     if not seeds:
         return f"no seed run for both {a} (seeds {sc.seeds(a)}) and {b} (seeds {sc.seeds(b)})"
-    ones = np.ones(sc.num_videos, dtype=np.int64)
     c.seeds = seeds
-    c.per_seed = {r: [sc.map(r, s, ones) for s in seeds] for r in (a, b)}
+    c.per_seed = {r: [sc.observed(r, s) for s in seeds] for r in (a, b)}
     if not all(math.isfinite(v) for r in (a, b) for v in c.per_seed[r]):
         return f"mAP undefined: the {sc.split} split has no ground truth"
     c.bootstrap = _bootstrap(

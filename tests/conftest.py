@@ -122,3 +122,26 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from lsts_lib.data.synthvid import generate
 
     return generate(tmp_path_factory.mktemp("synthvid") / "smoke", "smoke", 0, progress=False)
+
+
+def per_resample_map(classes, videos, dets, interpolation: str = "continuous"):
+    """The reweighted mAP one resample at a time, as `video_weighted_map` computed it before
+    it scored resamples together: every detection weighted by its video's count, then
+    evaluate_vid's per-class AP. counts (videos,) -> mAP, or None without GT."""
+    from lsts_lib.eval.vid_eval import DEVKIT, _class_aps, _match, _mean
+
+    dets = dets.canonical()
+    m = _match(videos, dets, DEVKIT)
+    frame_video = np.repeat(np.arange(len(videos)), [len(v.frames) for v in videos])
+    det_video = frame_video[m.det_frame]
+    gt_video = np.repeat(frame_video, np.diff(m.gt_frame_start))
+    tp = (m.matched_gt >= 0).astype(np.float64)
+
+    def score(counts: np.ndarray) -> float | None:
+        w = np.asarray(counts, dtype=np.float64)[det_video]
+        num_gt = np.bincount(m.gt_labels, weights=np.asarray(counts, np.float64)[gt_video],
+                             minlength=classes.num_classes + 1)
+        return _mean(_class_aps(m, dets, tp * w, (1.0 - tp) * w, num_gt, classes.num_classes,
+                                interpolation))
+
+    return score

@@ -145,6 +145,40 @@ def test_per_map_values_equal_the_devkit_evaluation(runs: Path, split: Path) -> 
         assert value == pytest.approx(100 * evaluate_dataset(ds, dets)["mAP"])
 
 
+def assert_same(got, want, path: str = "") -> None:
+    """Equal claims: the same structure, texts and verdicts, numbers within 1e-9."""
+    if isinstance(want, dict):
+        assert isinstance(got, dict) and got.keys() == want.keys(), path
+        for k in want:
+            assert_same(got[k], want[k], f"{path}.{k}")
+    elif isinstance(want, list | tuple):
+        assert len(got) == len(want), path
+        for i, (g, w) in enumerate(zip(got, want, strict=True)):
+            assert_same(g, w, f"{path}[{i}]")
+    elif isinstance(want, float):
+        assert got == pytest.approx(want, rel=0, abs=1e-9, nan_ok=True), path
+    else:
+        assert got == want, path
+
+
+def test_claims_equal_scoring_one_resample_at_a_time(runs: Path, split: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from conftest import per_resample_map
+
+    got = [c.to_dict() for c in C.compute_claims(runs, split, "val", bench(), RESAMPLES)]
+
+    def one_at_a_time(classes, videos, dets):
+        score = per_resample_map(classes, videos, dets)
+        return lambda counts: np.array([math.nan if (v := score(c)) is None else v
+                                        for c in counts])
+
+    monkeypatch.setattr(C, "video_weighted_map", one_at_a_time)
+    want = [c.to_dict() for c in C.compute_claims(runs, split, "val", bench(), RESAMPLES)]
+    assert [c["verdict"] for c in want] == [R.HELD, R.NOT_TESTABLE, R.INCONCLUSIVE, R.NOT_HELD,
+                                           R.HELD]
+    assert_same(got, want)
+
+
 def test_cost_part_and_gap_can_fail(runs: Path, split: Path) -> None:
     cs = {c.key: c for c in C.compute_claims(runs, split, "val", bench(
         {**BENCH_MS, "lsts": 600.0}), RESAMPLES)}

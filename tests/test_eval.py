@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sys
 import types
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -609,6 +610,45 @@ def test_video_weighted_map_equals_evaluating_the_resampled_split():
     assert score(np.array([2, 0, 1])) == pytest.approx(resampled["mAP"], abs=1e-12)
     with pytest.raises(ValueError, match="one entry per video"):
         score(np.ones(2))
+
+
+@pytest.mark.parametrize("interpolation", ["continuous", "coco101"])
+def test_video_weighted_map_scores_resamples_together_as_one_at_a_time(interpolation):
+    """The batched scorer (TPs only, counts @ cumulative counts, rows in chunks) against the
+    one-resample-at-a-time definition: tied scores, a class whose GT is in two videos only
+    (resamples without it, or without any GT), duplicated videos."""
+    from conftest import per_resample_map
+
+    from lsts_lib.eval import video_weighted_map
+
+    videos, d = random_case(11, n_videos=5, n_frames=6)
+    d = Detections(d.frame_ids, d.labels, np.round(d.scores, 1), d.boxes)  # many equal scores
+    for i, v in enumerate(videos):  # bird (2): GT in videos 1 and 3 only
+        if i not in (1, 3):
+            v.frames = [replace(f, labels=np.where(f.labels == 2, 1, f.labels))
+                        for f in v.frames]
+    assert len(np.unique(np.round(d.scores, 1))) < len(d) // 4
+    rng = np.random.default_rng(0)
+    counts = np.concatenate([
+        np.ones((1, 5)),
+        [np.bincount(rng.integers(0, 5, 5), minlength=5) for _ in range(40)],
+        [[1, 0, 2, 0, 1], [0, 0, 0, 0, 0], [3, 0, 2, 1, 0], [0, 2, 0, 0, 0], [0, 0, 0, 1, 0]],
+    ]).astype(np.int64)
+    want = [per_resample_map(CLASSES, videos, d, interpolation)(c) for c in counts]
+    assert want[-4] is None and 0 < want[-5] < 1  # no GT at all; no bird GT
+    score = video_weighted_map(CLASSES, videos, d, interpolation=interpolation)
+    got = score(counts)
+    assert got.shape == (len(counts),)
+    assert np.isnan(got[-4]) and np.isfinite(np.delete(got, -4)).all()
+    np.testing.assert_allclose(np.delete(got, -4), np.delete(np.array(want), -4).astype(float),
+                               rtol=0, atol=1e-12)
+    want_all = evaluate_vid(CLASSES, videos, d, interpolation=interpolation, motion_ranges=None)
+    assert got[0] == pytest.approx(want_all["mAP"], abs=1e-12)
+    # rows in chunks of one, and leading axes, change nothing
+    small = video_weighted_map(CLASSES, videos, d, interpolation=interpolation,
+                               chunk_elements=1)
+    np.testing.assert_array_equal(small(counts[:-1].reshape(5, 9, 5)),
+                                  got[:-1].reshape(5, 9))
 
 
 def test_video_weighted_map_breaks_ties_as_evaluate_vid():

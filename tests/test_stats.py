@@ -41,17 +41,21 @@ def test_paired_t_interval_refuses_bad_input(a, b) -> None:
         paired_t_interval(a, b)
 
 
+def weighted_mean(values: np.ndarray):
+    """The bootstrap statistic 'mean of `values`' for each row of unit counts."""
+    return lambda counts: counts @ values / counts.sum(axis=1)
+
+
 def test_bootstrap_of_a_constant_difference_is_a_point() -> None:
     diffs = np.full(20, 3.0)
-    iv = paired_bootstrap(lambda c: float(np.average(diffs, weights=c)), 20, resamples=200)
+    iv = paired_bootstrap(weighted_mean(diffs), 20, resamples=200)
     assert (iv.low, iv.estimate, iv.high) == pytest.approx((3.0, 3.0, 3.0))
 
 
 def test_bootstrap_interval_of_a_mean_has_the_normal_width() -> None:
     rng = np.random.default_rng(1)
     diffs = rng.normal(0.0, 1.0, 400)
-    iv = paired_bootstrap(lambda c: float(np.average(diffs, weights=c)), len(diffs),
-                          resamples=2000, seed=3)
+    iv = paired_bootstrap(weighted_mean(diffs), len(diffs), resamples=2000, seed=3)
     expected = 1.96 * diffs.std(ddof=1) / math.sqrt(len(diffs))
     assert iv.estimate == pytest.approx(diffs.mean())
     assert iv.half_width == pytest.approx(expected, rel=0.15)
@@ -60,8 +64,25 @@ def test_bootstrap_interval_of_a_mean_has_the_normal_width() -> None:
 
 def test_bootstrap_is_deterministic_for_a_seed() -> None:
     diffs = np.arange(10, dtype=float)
-    f = lambda c: float(np.average(diffs, weights=c))  # noqa: E731
+    f = weighted_mean(diffs)
     assert str(paired_bootstrap(f, 10, seed=5)) == str(paired_bootstrap(f, 10, seed=5))
+
+
+def test_bootstrap_draws_the_resamples_of_the_one_at_a_time_rule() -> None:
+    # All resamples are scored in one call; a seed still gives the resamples (and so the
+    # interval) that drawing and scoring them one by one gave.
+    diffs = np.random.default_rng(2).normal(size=15)
+    rng = np.random.default_rng(7)
+    one_by_one = [float(np.average(diffs, weights=np.bincount(rng.integers(0, 15, 15),
+                                                              minlength=15)))
+                  for _ in range(300)]
+    low, high = np.quantile(one_by_one, [0.025, 0.975])
+    iv = paired_bootstrap(weighted_mean(diffs), 15, resamples=300, seed=7)
+    assert (iv.low, iv.high) == pytest.approx((min(low, iv.estimate), max(high, iv.estimate)),
+                                              abs=1e-12)
+    assert iv.estimate == pytest.approx(diffs.mean())
+    with pytest.raises(ValueError, match="shape"):
+        paired_bootstrap(lambda c: c.sum(), 15, resamples=20)
 
 
 def test_combine_adds_half_widths_in_quadrature() -> None:

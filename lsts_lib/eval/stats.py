@@ -81,7 +81,7 @@ def paired_t_interval(a: Sequence[float], b: Sequence[float],
 
 
 def paired_bootstrap(
-    score: Callable[[np.ndarray], float],
+    score: Callable[[np.ndarray], np.ndarray],
     num_units: int,
     resamples: int = 1000,
     confidence: float = 0.95,
@@ -89,10 +89,12 @@ def paired_bootstrap(
 ) -> Interval:
     """Percentile bootstrap of a paired statistic over resampled test units (videos).
 
-    `score(counts)` returns the statistic (e.g. mean over seeds of mAP_a - mAP_b) when test
-    unit i is counted `counts[i]` times; `counts = ones` is the observed test set. Each
-    resample draws `num_units` units with replacement, the same draw for both variants, so
-    the videos' shared difficulty cancels in the difference.
+    `score(counts)` returns the statistic (e.g. mean over seeds of mAP_a - mAP_b) for each
+    row of `counts` (shape (k, num_units)), test unit i being counted `counts[r, i]` times
+    in row r; a row of ones is the observed test set. Each resample draws `num_units` units
+    with replacement, the same draw for both variants, so the videos' shared difficulty
+    cancels in the difference. All resamples go to `score` in one call, so that it may
+    score them together.
     """
     _check_confidence(confidence)
     if num_units < 2:
@@ -100,11 +102,19 @@ def paired_bootstrap(
     if resamples < 10:
         raise ValueError(f"resamples must be >= 10, got {resamples}")
     rng = np.random.default_rng(seed)
-    observed = float(score(np.ones(num_units, dtype=np.int64)))
-    draws = np.array([
-        score(np.bincount(rng.integers(0, num_units, num_units), minlength=num_units))
-        for _ in range(resamples)
-    ], dtype=np.float64)
+    # One rng call per resample: a seed gives the same resamples as it always did.
+    counts = np.stack([np.bincount(rng.integers(0, num_units, num_units), minlength=num_units)
+                       for _ in range(resamples)])
+
+    def scores(rows: np.ndarray) -> np.ndarray:
+        out = np.asarray(score(rows), dtype=np.float64)
+        if out.shape != (len(rows),):
+            raise ValueError(f"score must return one value per row of counts: shape "
+                             f"{(len(rows),)}, got {out.shape}")
+        return out
+
+    observed = float(scores(np.ones((1, num_units), dtype=np.int64))[0])
+    draws = scores(counts)
     alpha = (1.0 - confidence) / 2
     low, high = np.quantile(draws, [alpha, 1.0 - alpha])
     return Interval(observed, float(min(low, observed)), float(max(high, observed)), confidence,

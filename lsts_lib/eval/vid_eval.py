@@ -144,22 +144,36 @@ def average_precision(
         raise ValueError("average_precision: no ground truth")
     tp_c = np.cumsum(np.asarray(tp, dtype=np.float64))
     fp_c = np.cumsum(np.asarray(fp, dtype=np.float64))
-    rec = tp_c / float(num_gt)
+    return float(_ap_from_cumulative(tp_c, fp_c, float(num_gt), interpolation))
+
+
+def _ap_from_cumulative(
+    tp_c: np.ndarray,
+    fp_c: np.ndarray,
+    num_gt: float | np.ndarray,
+    interpolation: Interpolation,
+) -> np.ndarray:
+    """`average_precision` of each row (last axis: cumulative tp/fp weights in descending
+    score order); `num_gt` (> 0) broadcasts against the leading axes."""
+    rec = tp_c / np.asarray(num_gt, dtype=np.float64)[..., None]
     prec = tp_c / np.maximum(tp_c + fp_c, np.finfo(np.float64).eps)
+    n, lead = rec.shape[-1], rec.shape[:-1]
     if interpolation == "continuous":
-        mrec = np.concatenate(([0.0], rec, [1.0]))
-        mpre = np.concatenate(([0.0], prec, [0.0]))
-        mpre = np.maximum.accumulate(mpre[::-1])[::-1]
-        steps = np.flatnonzero(mrec[1:] != mrec[:-1])
-        return float(np.sum((mrec[steps + 1] - mrec[steps]) * mpre[steps + 1]))
+        mrec = np.concatenate((np.zeros(lead + (1,)), rec, np.ones(lead + (1,))), axis=-1)
+        # The envelope right of each recall step, down to the precision 0 after the last
+        # detection; where recall does not change the strip has width 0.
+        env = np.concatenate((prec, np.zeros(lead + (1,))), axis=-1)
+        env = np.flip(np.maximum.accumulate(np.flip(env, -1), axis=-1), -1)
+        return np.sum(np.diff(mrec, axis=-1) * env, axis=-1)
     if interpolation == "coco101":
-        if len(prec) == 0:
-            return 0.0
-        env = np.maximum.accumulate(prec[::-1])[::-1]
+        if n == 0:
+            return np.zeros(lead)
+        env = np.flip(np.maximum.accumulate(np.flip(prec, -1), axis=-1), -1)
         rec_thrs = np.linspace(0.0, 1.0, 101)
-        idx = np.searchsorted(rec, rec_thrs, side="left")
-        q = np.where(idx < len(env), env[np.minimum(idx, len(env) - 1)], 0.0)
-        return float(np.mean(q))
+        idx = np.stack([np.searchsorted(r, rec_thrs, side="left")
+                        for r in rec.reshape(-1, n)]).reshape(lead + (len(rec_thrs),))
+        q = np.where(idx < n, np.take_along_axis(env, np.minimum(idx, n - 1), -1), 0.0)
+        return np.mean(q, axis=-1)
     raise ValueError(f"unknown interpolation {interpolation!r} (continuous or coco101)")
 
 
@@ -242,6 +256,20 @@ def _match(videos: Sequence[Video], dets: Detections, rule: MatchRule) -> _Match
     )
 
 
+def _ap_order(m: _Matched, dets: Detections) -> np.ndarray:
+    """Positions into ``m.det_order`` in the order AP reads them: descending score, ties in
+    split/frame order (stable)."""
+    return np.argsort(-dets.scores[m.det_order], kind="stable")
+
+
+def _num_gt(gt_labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """GT count per label (index 0 unused: labels are 1..num_classes)."""
+    num_gt = np.bincount(gt_labels, minlength=num_classes + 1)
+    if len(num_gt) > num_classes + 1:
+        raise ValueError(f"ground truth has label {len(num_gt) - 1} > {num_classes} classes")
+    return num_gt
+
+
 def _class_aps(
     m: _Matched,
     dets: Detections,
@@ -252,11 +280,8 @@ def _class_aps(
     interpolation: Interpolation,
 ) -> list[float | None]:
     """Per-class AP (None without GT) from tp/fp weights aligned with ``m.det_order``."""
-    scores = dets.scores[m.det_order]
-    labels = dets.labels[m.det_order]
-    # Global order: descending score; ties keep split/frame order (stable).
-    order = np.argsort(-scores, kind="stable")
-    labels, tp, fp = labels[order], tp[order], fp[order]
+    order = _ap_order(m, dets)
+    labels, tp, fp = dets.labels[m.det_order][order], tp[order], fp[order]
     aps: list[float | None] = []
     for c in range(1, num_classes + 1):
         if num_gt[c] <= 0:
@@ -339,9 +364,7 @@ def evaluate_vid(
     dets.validate(num_classes, None, source="detections", frame_sizes=frame_sizes(videos))
     dets = dets.canonical()
     m = _match(videos, dets, rule)
-    num_gt = np.bincount(m.gt_labels, minlength=num_classes + 1)
-    if len(num_gt) > num_classes + 1:
-        raise ValueError(f"ground truth has label {len(num_gt) - 1} > {num_classes} classes")
+    num_gt = _num_gt(m.gt_labels, num_classes)
 
     tp = (m.matched_gt >= 0).astype(np.float64)
     fp = 1.0 - tp
@@ -411,31 +434,71 @@ def video_weighted_map(
     *,
     rule: MatchRule = DEVKIT,
     interpolation: Interpolation = "continuous",
-) -> Callable[[np.ndarray], float | None]:
-    """mAP as a function of how often each video counts (all ones = ``evaluate_vid``'s mAP).
+    chunk_elements: int = 1 << 21,
+) -> Callable[[np.ndarray], np.ndarray]:
+    """mAP as a function of how often each video counts, for many reweightings at once.
 
-    Matching is per frame, so it is done once; a resample of the test videos (the bootstrap
-    in ``lsts_lib.eval.stats``) only reweights each video's detections and ground truth, which
-    is the same as evaluating a split that holds that video ``counts[i]`` times.
+    ``score(counts)``: counts of shape (..., len(videos)), video i counted counts[..., i]
+    times, give the mAPs, shape (...), NaN where no class has ground truth; all ones is
+    ``evaluate_vid``'s mAP. Matching is per frame, so it is done once; a reweighting (a
+    bootstrap resample of the test videos, ``lsts_lib.eval.stats``) scales each video's
+    detections and ground truth, the same as evaluating a split that holds video i
+    counts[i] times, except that a video's copies act as one (tied scores of two copies
+    do not interleave).
+
+    Per class, recall changes only at a true positive (TP) and the envelope's maximum right
+    of a TP is reached at a TP (a false positive only lowers precision), so AP needs the
+    cumulative TP and FP weights at the TPs alone; for every reweighting these are the
+    integer products counts @ (each video's cumulative TP and FP counts at each TP), exact
+    in float64. Memory: about ``chunk_elements`` floats per temporary.
     """
-    num_classes = classes.num_classes
+    num_classes, n_videos = classes.num_classes, len(videos)
     dets.validate(num_classes, None, source="detections", frame_sizes=frame_sizes(videos))
     dets = dets.canonical()  # the same tie order as evaluate_vid
     m = _match(videos, dets, rule)
-    frame_video = np.repeat(np.arange(len(videos)), [len(v.frames) for v in videos])
-    det_video = frame_video[m.det_frame]
+    frame_video = np.repeat(np.arange(n_videos), [len(v.frames) for v in videos])
     gt_video = np.repeat(frame_video, np.diff(m.gt_frame_start))
-    tp = (m.matched_gt >= 0).astype(np.float64)
-    fp = 1.0 - tp
+    gt_per_video = np.stack([_num_gt(m.gt_labels[gt_video == i], num_classes)
+                             for i in range(n_videos)]).astype(np.float64)
+    order = _ap_order(m, dets)
+    labels = dets.labels[m.det_order][order]
+    hit = (m.matched_gt >= 0)[order]
+    det_video = frame_video[m.det_frame][order]
+    # class -> (videos, TPs) cumulative TP and FP counts of each video at each of its TPs
+    at_tps: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    for c in 1 + np.flatnonzero(gt_per_video[:, 1:].sum(axis=0) > 0):  # others: no AP
+        sel = labels == c
+        h, v = hit[sel], det_video[sel]
+        last = np.flatnonzero(h)[-1] + 1 if h.any() else 0  # later FPs change no AP
+        one = np.zeros((n_videos, last))
+        one[v[:last], np.arange(last)] = 1.0
+        tps = h[:last]
+        at_tps[int(c)] = (np.cumsum(one * tps, axis=1)[:, tps],
+                          np.cumsum(one * ~tps, axis=1)[:, tps])
+    widest = max([tp.shape[1] for tp, _ in at_tps.values()] + [1])
+    rows = max(1, chunk_elements // widest)
 
-    def score(counts: np.ndarray) -> float | None:
+    def score_rows(counts: np.ndarray) -> np.ndarray:
+        num_gt = counts @ gt_per_video
+        total, n = np.zeros(len(counts)), np.zeros(len(counts))
+        for c, (tp_at, fp_at) in at_tps.items():
+            has = num_gt[:, c] > 0
+            ap = _ap_from_cumulative(counts @ tp_at, counts @ fp_at,
+                                     np.where(has, num_gt[:, c], 1.0), interpolation)
+            total += np.where(has, ap, 0.0)
+            n += has
+        with np.errstate(invalid="ignore"):
+            return total / n
+
+    def score(counts: np.ndarray) -> np.ndarray:
         counts = np.asarray(counts, dtype=np.float64)
-        if counts.shape != (len(videos),):
-            raise ValueError(f"counts must have one entry per video ({len(videos)}), "
-                             f"got shape {counts.shape}")
-        w = counts[det_video]
-        num_gt = np.bincount(m.gt_labels, weights=counts[gt_video], minlength=num_classes + 1)
-        return _mean(_class_aps(m, dets, tp * w, fp * w, num_gt, num_classes, interpolation))
+        if counts.ndim == 0 or counts.shape[-1] != n_videos:
+            raise ValueError(f"counts must have one entry per video ({n_videos}) on their "
+                             f"last axis, got shape {counts.shape}")
+        flat = counts.reshape(-1, n_videos)
+        out = np.concatenate([score_rows(flat[a:a + rows]) for a in range(0, len(flat), rows)]
+                             + [np.zeros(0)])
+        return out.reshape(counts.shape[:-1])
 
     return score
 
