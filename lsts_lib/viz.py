@@ -1,15 +1,15 @@
 """Drawing helpers shared by the notebooks: frames with boxes, strips of consecutive frames,
-the results' bar charts, and where LSTS samples (S_n(p0) over an image)."""
+the evidence of each claim, and where LSTS samples (S_n(p0) over an image)."""
 
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
-import pandas as pd
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -127,46 +127,99 @@ def frame_strip(
     return fig
 
 
-def bar_with_errors(summary: pd.DataFrame, runs: Sequence[str], metric: str = "mAP", ax=None,
-                    title: str | None = None):
-    """Bars of a metric's mean per run with the seed std as error bars (and each seed's dot
-    when the tidy rows are attached as `summary.attrs['rows']`)."""
-    if ax is None:
-        _, ax = plt.subplots(figsize=(4, 3))
-    runs = [r for r in runs if r in summary.index]
-    means = [summary.loc[r, metric] for r in runs]
-    std_col = f"{metric}_std"
-    errs = [summary.loc[r, std_col] if std_col in summary.columns else 0.0 for r in runs]
-    errs = [0.0 if not math.isfinite(e) else e for e in errs]
-    x = range(len(runs))
-    # The run a claim is about (listed first) in orange, what it is compared with in blue.
-    ax.bar(x, means, yerr=errs if any(errs) else None, capsize=4,
-           color=["tab:orange" if i == 0 else "tab:blue" for i in range(len(runs))])
-    rows = summary.attrs.get("rows")
-    if rows is not None and metric in rows:
-        for i, r in enumerate(runs):
-            ys = rows.loc[rows["run"] == r, metric]
-            ax.plot([i] * len(ys), ys, "k.", ms=4)
-    labels = [summary.loc[r, "label"] if "label" in summary.columns else results.run_label(r)
-              for r in runs]
-    ax.set_xticks(list(x), [lab.replace(" (", "\n(").replace(", ", ",\n") for lab in labels],
-                  fontsize=7)
-    ax.set_ylabel(results.METRICS.get(metric, results.COSTS.get(metric, metric)))
-    if title:
-        ax.set_title(title, fontsize=9)
-    return ax
+# What each claim asserts about its paired difference a - b (mAP points): "above" a bound
+# (a beats b) or "below" it (single_frame - lsts small: LSTS close to per-frame accuracy).
+# The bounds are the rules' own constants, applied by `lsts claims` (lsts_lib/claims.py).
+_CLAIMED_SIDE: dict[str, tuple[float, str]] = {"per_frame": (results.CLOSE_MAP_POINTS, "below")}
+# Claims with a cost part: which run of (a, b) is timed against the other (the time ratio
+# `lsts claims` judges is that run over the other) and the largest ratio the claim allows.
+_COST_PART: dict[str, tuple[int, float, str]] = {
+    "beats_flow": (0, results.SPEED_MARGIN, "<"), "per_frame": (1, results.COST_FRACTION, "≤")}
+_CLAIM_GREEN = "tab:green"
 
 
-def plot_claim(claim: results.Claim, summary: pd.DataFrame, axes=None):
-    """One figure per claim: mAP bars with error bars, plus the time bars for cost claims."""
-    cost = claim.key in ("beats_flow", "per_frame")
-    if axes is None:
-        _, axes = plt.subplots(1, 2 if cost else 1, figsize=(7 if cost else 3.8, 3))
-    axes = list(axes) if isinstance(axes, Sequence) or hasattr(axes, "__len__") else [axes]
-    bar_with_errors(summary, claim.runs, "mAP", axes[0], f"{claim.statement}\n[{claim.verdict}]")
-    if cost and len(axes) > 1:
-        bar_with_errors(summary, claim.runs, "cpu_ms", axes[1], "amortised CPU ms/frame")
-    return axes
+def _wrap(text: str, width: int) -> str:
+    return "\n".join(textwrap.wrap(text, width))
+
+
+def plot_claim(claim: results.Claim) -> Figure | None:
+    """One claim's evidence: the per-seed paired differences a - b (mAP points) as dots, their
+    seed mean with the combined 95 % interval (seeds + test videos; the test-video bootstrap
+    alone with one seed), the zero line and the claimed side shaded; for a claim with a cost
+    part, a second panel with the amortised CPU time ratio against its bound.
+
+    None when the claim has no paired numbers (a run was not made): nothing to draw.
+    """
+    if not claim.seeds or claim.difference is None:
+        return None
+    a, b = claim.runs
+    iv = claim.combined or claim.bootstrap
+    assert iv is not None  # `lsts claims` fills both with the difference
+    cost = _COST_PART.get(claim.key)
+    ratio = _cost_ratio(claim, *cost) if cost else None
+    fig, axes = plt.subplots(1, 2 if ratio else 1, figsize=(7.6 if ratio else 4.6, 4.0),
+                             layout="constrained", squeeze=False,
+                             gridspec_kw={"width_ratios": [3, 2]} if ratio else None)
+    ax = axes[0, 0]
+    diffs = np.asarray(claim.per_seed[a]) - np.asarray(claim.per_seed[b])
+    jitter = np.linspace(-0.12, 0.12, len(diffs)) if len(diffs) > 1 else np.zeros(1)
+    ax.plot(jitter, diffs, "o", color="0.25", ms=5, label=f"one seed ({len(diffs)})")
+    which = "seeds + test videos" if claim.combined else "test videos only (1 seed)"
+    ax.errorbar([1.0], [iv.estimate], yerr=[[iv.estimate - iv.low], [iv.high - iv.estimate]],
+                fmt="D", color="tab:blue", ms=6, capsize=6, lw=2,
+                label=f"seed mean, {100 * iv.confidence:.0f} % interval\n({which})")
+    ax.axhline(0.0, color="k", lw=0.8)
+    bound, side = _CLAIMED_SIDE.get(claim.key, (0.0, "above"))
+    values = [*diffs, iv.low, iv.high, 0.0, bound]
+    low, high = min(values), max(values)
+    pad = 0.12 * (high - low or 1.0)
+    ax.set_ylim(low - pad, high + pad)
+    y0, y1 = ax.get_ylim()
+    what = (f"claimed: {results.run_label(a)} better" if side == "above" else
+            f"claimed: gap at most {bound:g} points")
+    span = (bound, y1) if side == "above" else (y0, bound)
+    ax.axhspan(*span, color=_CLAIM_GREEN, alpha=0.12, lw=0, label=what)
+    if bound:
+        ax.axhline(bound, color=_CLAIM_GREEN, ls="--", lw=1)
+    ax.set_xlim(-0.5, 1.5)
+    ax.set_xticks([0.0, 1.0], ["per seed", "seed mean"])
+    ax.set_ylabel(_wrap(f"{results.run_label(a)} − {results.run_label(b)} (mAP points, %)", 34),
+                  fontsize=8)
+    ax.set_title("accuracy: paired difference", fontsize=9)
+    ax.legend(fontsize=7, loc="best", framealpha=0.9)
+    if ratio:
+        _plot_cost(axes[0, 1], claim, *ratio)
+    fig.suptitle(_wrap(f"{claim.statement}: {claim.verdict}", 60), fontsize=10)
+    return fig
+
+
+def _cost_ratio(claim: results.Claim, timed: int, bound: float, op: str
+                ) -> tuple[str, str, float, float, float, str] | None:
+    """(timed run, other run, its ms, other ms, bound, op) from the claim's numbers, or None."""
+    run, other = claim.runs[timed], claim.runs[1 - timed]
+    t, t0 = (claim.numbers.get(f"{r}.cpu_ms") for r in (run, other))
+    if t is None or t0 is None or not (math.isfinite(t) and math.isfinite(t0)):
+        return None
+    return run, other, float(t), float(t0), bound, op
+
+
+def _plot_cost(ax: Axes, claim: results.Claim, run: str, other: str, t: float, t0: float,
+               bound: float, op: str) -> None:
+    ratio = t / t0
+    top = 1.25 * max(ratio, bound, 1.0)
+    ax.axhspan(0.0, bound, color=_CLAIM_GREEN, alpha=0.12, lw=0,
+               label=f"claimed: ratio {op} {bound:g}")
+    ax.axhline(bound, color=_CLAIM_GREEN, ls="--", lw=1)
+    ax.axhline(1.0, color="k", lw=0.8)
+    ax.bar([0], [ratio], width=0.5, color="tab:orange")
+    ax.set_xlim(-0.75, 0.75)
+    ax.set_ylim(0.0, top)
+    ax.set_xticks([])
+    ax.set_xlabel(f"ratio {ratio:.2f} = {t:.0f} / {t0:.0f} ms", fontsize=9)
+    ax.set_ylabel(_wrap(f"CPU time per frame, {results.run_label(run)} / "
+                        f"{results.run_label(other)}", 34), fontsize=8)
+    ax.set_title("cost: amortised time ratio", fontsize=9)
+    ax.legend(fontsize=7, loc="upper right", framealpha=0.9)
 
 
 def draw_focus(ax, image, p0_cell: tuple[int, int], p, S_p0, cell_px: tuple[float, float],
@@ -197,3 +250,4 @@ def draw_detections(ax, image, gt_boxes, det_boxes, det_labels, class_names: Seq
                    fontsize=6)
     ax.set_title(title, fontsize=8)
     ax.axis("off")
+
