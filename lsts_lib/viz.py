@@ -1,11 +1,12 @@
 """Drawing helpers shared by the notebooks: frames with boxes, strips of consecutive frames,
-the evidence of each claim, and where LSTS samples (S_n(p0) over an image)."""
+the evidence of each claim, the learned offsets p_n and where LSTS samples (S_n(p0) over an
+image)."""
 
 from __future__ import annotations
 
 import math
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -14,6 +15,7 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+from matplotlib.ticker import MaxNLocator
 
 from lsts_lib import results
 from lsts_lib.data.types import FrameAnnotation
@@ -220,6 +222,70 @@ def _plot_cost(ax: Axes, claim: results.Claim, run: str, other: str, t: float, t
                         f"{results.run_label(other)}", 34), fontsize=8)
     ax.set_title("cost: amortised time ratio", fontsize=9)
     ax.legend(fontsize=7, loc="upper right", framealpha=0.9)
+
+
+def _arrow_gain(largest: float, target: float = 0.45) -> float:
+    """Magnification (1, 2, 5, 10, 20, ...) that draws the largest displacement at most
+    `target` feature cells long, the spacing of a 9x9 grid's neighbours being one cell."""
+    if largest <= 0 or largest >= target:
+        return 1.0
+    gain = 1.0
+    for k in range(12):
+        for step in (1.0, 2.0, 5.0):
+            cand = step * 10.0 ** k
+            if cand * largest <= target:
+                gain = cand
+    return gain
+
+
+def plot_offsets(offsets: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]]
+                 ) -> Figure:
+    """Where the sampling offsets p_n started and where training took them, one row per run:
+    left, the initial p_n (grey crosses) and the learned ones (a colour per seed) with an
+    arrow from each initial to its learned position (magnified when too short to see, the
+    factor in the title); right, each point's displacement p_n - p_n(init). `offsets` maps a
+    run's label to {seed name: (initial, learned)}, arrays (N, 2) of (dx, dy) feature cells
+    (`results.load_offsets`). y grows downwards, as in the image."""
+    if not offsets:
+        raise ValueError("plot_offsets needs at least one run")
+    fig, axes = plt.subplots(len(offsets), 2, figsize=(10, 4.6 * len(offsets)),
+                             layout="constrained", squeeze=False)
+    for (name, seeds), (ax, dax) in zip(offsets.items(), axes, strict=True):
+        moves = [learned - init for init, learned in seeds.values()]
+        largest = max(float(np.linalg.norm(m, axis=1).max()) for m in moves)
+        gain = _arrow_gain(largest)
+        first = next(iter(seeds.values()))[0]
+        ax.scatter(first[:, 0], first[:, 1], c="0.6", marker="x", s=22, lw=1,
+                   label="initial p_n", zorder=1)
+        for j, (seed, move) in enumerate(zip(seeds, moves, strict=True)):
+            init = seeds[seed][0]
+            colour = plt.get_cmap("tab10")(j % 10)
+            if not np.array_equal(init, first):  # Gaussian draws differ between seeds
+                ax.scatter(init[:, 0], init[:, 1], c="0.6", marker="x", s=22, lw=1, zorder=1)
+            ax.quiver(init[:, 0], init[:, 1], gain * move[:, 0], gain * move[:, 1],
+                      color=colour, angles="xy", scale_units="xy", scale=1, width=0.004,
+                      zorder=2, label=f"{seed}: move" + (f" x{gain:g}" if gain > 1 else ""))
+            dax.scatter(move[:, 0], move[:, 1], s=12, color=colour, alpha=0.8, label=seed)
+        ax.set_title(f"{name}: p_n, initial -> learned"
+                     + (f" (arrows magnified x{gain:g})" if gain > 1 else ""), fontsize=9)
+        dax.set_title(f"{name}: displacement p_n - p_n(init), largest {largest:.3f} cells",
+                      fontsize=9)
+        for a, what in ((ax, ""), (dax, "Δ")):
+            a.set_xlabel(f"{what}dx (feature cells, 16 px each)")
+            a.set_ylabel(f"{what}dy (feature cells)")
+            a.set_aspect("equal")
+            a.grid(alpha=0.3)
+        reach = 1.15 * max(largest, 1e-3)
+        dax.set_xlim(-reach, reach)
+        dax.set_ylim(reach, -reach)
+        dax.axhline(0.0, color="k", lw=0.6)
+        dax.axvline(0.0, color="k", lw=0.6)
+        dax.xaxis.set_major_locator(MaxNLocator(5))
+        dax.yaxis.set_major_locator(MaxNLocator(5))
+        ax.invert_yaxis()
+        ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        dax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return fig
 
 
 def draw_focus(ax, image, p0_cell: tuple[int, int], p, S_p0, cell_px: tuple[float, float],

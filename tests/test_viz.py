@@ -1,4 +1,4 @@
-"""The report's figures drawn from constructed claims (numbers made up to exercise
+"""The report's figures drawn from constructed claims and offsets (numbers made up to exercise
 the drawing, not results of anything): what a reader must see is on the axes."""
 
 from __future__ import annotations
@@ -8,13 +8,16 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import pytest
+from matplotlib.collections import PathCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+from matplotlib.quiver import Quiver
 
 from lsts_lib import atomic, viz
 from lsts_lib import results as R
 from lsts_lib.claims import claims_json
 from lsts_lib.eval.stats import HELD, NOT_TESTABLE, Interval
+from lsts_lib.models.lsts import uniform_offsets
 
 matplotlib.use("Agg")  # no display: draw to memory
 
@@ -125,3 +128,30 @@ def test_plot_claim_one_seed_uses_the_bootstrap(tmp_path: Path) -> None:
     assert "test videos only" in ax.get_legend().get_texts()[-1].get_text()
 
 
+@pytest.mark.parametrize("largest, gain", [(0.083, 5.0), (0.3, 1.0), (0.004, 100.0)])
+def test_arrow_gain(largest: float, gain: float) -> None:
+    assert viz._arrow_gain(largest) == gain
+    assert gain * largest <= 0.45 or gain == 1.0
+
+
+def test_plot_offsets_scatter_labels_and_arrows() -> None:
+    init = uniform_offsets(3, 1.0).numpy()  # 9 points
+    rng = np.random.default_rng(0)
+    seeds = {f"seed{s}": (init, init + rng.uniform(-0.05, 0.05, init.shape)) for s in range(2)}
+    fig = viz.plot_offsets({"LSTS": seeds})
+    ax, dax = fig.axes[:2]
+    assert "dx" in ax.get_xlabel() and "dy" in ax.get_ylabel()
+    assert "dx" in dax.get_xlabel() and "dy" in dax.get_ylabel()
+    assert ax.yaxis_inverted() and dax.yaxis_inverted()  # dy grows downwards, as in images
+    quivers = [c for c in ax.collections if isinstance(c, Quiver)]
+    assert len(quivers) == 2 and all(q.N == len(init) for q in quivers)
+    gain = viz._arrow_gain(max(np.linalg.norm(b - a, axis=1).max() for a, b in seeds.values()))
+    assert gain > 1 and f"x{gain:g}" in ax.get_title()
+    np.testing.assert_allclose(quivers[0].U, gain * (seeds["seed0"][1] - init)[:, 0], rtol=1e-5)
+    points = [c for c in dax.collections if isinstance(c, PathCollection)]
+    assert len(points) == 2
+    np.testing.assert_allclose(points[1].get_offsets(), seeds["seed1"][1] - init, rtol=1e-5)
+    # No histogram any more: only the two scatter panels (and no bar patches).
+    assert len(fig.axes) == 2
+    with pytest.raises(ValueError):
+        viz.plot_offsets({})
