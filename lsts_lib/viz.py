@@ -1,9 +1,10 @@
 """Drawing helpers shared by the notebooks: frames with boxes, strips of consecutive frames,
-the evidence of each claim, the learned offsets p_n and where LSTS samples (S_n(p0) over an
-image)."""
+the evidence of each claim, the learned offsets p_n, where LSTS samples (S_n(p0) over an
+image) and the architecture."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import textwrap
 from collections.abc import Mapping, Sequence
@@ -14,7 +15,7 @@ import numpy as np
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle
 from matplotlib.ticker import MaxNLocator
 
 from lsts_lib import results
@@ -317,3 +318,97 @@ def draw_detections(ax, image, gt_boxes, det_boxes, det_labels, class_names: Seq
     ax.set_title(title, fontsize=8)
     ax.axis("off")
 
+
+def _box(ax: Axes, xy: tuple[float, float], text: str, colour: str, w: float = 1.9,
+         h: float = 0.95, fontsize: float = 8.0) -> tuple[float, float, float, float]:
+    """A rounded box centred at xy; returns (x0, y0, x1, y1)."""
+    x, y = xy
+    ax.add_patch(FancyBboxPatch((x - w / 2, y - h / 2), w, h, fc=colour, ec="0.25", lw=1.0,
+                                boxstyle="round,pad=0.04,rounding_size=0.12", zorder=2))
+    ax.text(x, y, text, ha="center", va="center", fontsize=fontsize, zorder=3)
+    return x - w / 2, y - h / 2, x + w / 2, y + h / 2
+
+
+def _arrow(ax: Axes, start: tuple[float, float], end: tuple[float, float], text: str = "",
+           *, rad: float = 0.0, dashed: bool = False, colour: str = "0.2",
+           text_offset: tuple[float, float] = (0.0, 0.2), fontsize: float = 8.0) -> None:
+    ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=11, lw=1.2,
+                                 color=colour, ls="--" if dashed else "-",
+                                 connectionstyle=f"arc3,rad={rad}", zorder=1,
+                                 shrinkA=0, shrinkB=0))
+    if text:
+        mx, my = (start[0] + end[0]) / 2, (start[1] + end[1]) / 2
+        ax.text(mx + text_offset[0], my + text_offset[1], text, ha="center", va="bottom",
+                fontsize=fontsize, color=colour, zorder=3)
+
+
+def architecture_figure() -> Figure:
+    """The LSTS detector as the paper builds it (ResNet-101, R-FCN head), drawn from the
+    library's stages: a key frame goes through the whole backbone and SRFU updates the memory
+    M, on which the head runs; a non-key frame goes through the low part only, low2high
+    lifts it, and DFA aligns M to it with LSTS and fuses the two. Names as in the paper and in
+    `lsts_lib.models` (detector.py, srfu_dfa.py, lsts.py, fusion.py)."""
+    fig, ax = plt.subplots(figsize=(16, 7.0), layout="constrained")
+    ax.set_xlim(-0.1, 16.8)
+    ax.set_ylim(-0.75, 7.1)
+    ax.set_axis_off()
+    frame_c, back_c, lsts_c, fuse_c, head_c, mem_c = (
+        "#e8e8e8", "#cfe2f3", "#fde9c9", "#d9ead3", "#ead1dc", "#fff2a8")
+    xs = [1.0, 3.45, 5.9, 8.35, 10.8, 13.25, 15.7]  # columns of the two paths
+    yk, yn, ym = 5.0, 1.1, 3.05  # key row, non-key row, memory
+    # The module groups, drawn first so the boxes sit on them.
+    for y, name in ((yk, "SRFU: Sparsely Recursive Feature Updating (key frames)"),
+                    (yn, "DFA: Dense Feature Aggregation (non-key frames)")):
+        ax.add_patch(FancyBboxPatch((xs[3] - 1.15, y - 0.78), xs[4] - xs[3] + 2.3, 1.56,
+                                    boxstyle="round,pad=0.02,rounding_size=0.15", fc="none",
+                                    ec="0.45", ls="--", lw=1.0, zorder=0))
+        ax.text((xs[3] + xs[4]) / 2, y + 1.25 if y == yk else y - 1.25, name, ha="center",
+                va="center", fontsize=8.5, style="italic", color="0.3")
+    k = [_box(ax, (xs[0], yk), "key frame $I_k$\n(one in 10)", frame_c),
+         _box(ax, (xs[1], yk), "low part $N_{low}$\nResNet up to res4b3\n(Conv4_3)", back_c),
+         _box(ax, (xs[2], yk), "high part $N_{high}$\nres4b4 … res5c (dilated)\n+ feat_conv",
+              back_c),
+         _box(ax, (xs[3], yk), "LSTS key→key\nalign $M_{k-1}$ to $F_k$", lsts_c),
+         _box(ax, (xs[4], yk), "quality net\nfuse aligned $M_{k-1}$\nwith $F_k$", fuse_c),
+         _box(ax, (xs[5], yk), "R-FCN head\n(RPN + PS-RoI pooling)", head_c),
+         _box(ax, (xs[6], yk), "detections\nof $I_k$", frame_c)]
+    n = [_box(ax, (xs[0], yn), "non-key frame $I_t$", frame_c),
+         _box(ax, (xs[1], yn), "low part $N_{low}$\n(same weights)", back_c),
+         _box(ax, (xs[2], yn), "low2high\n1x1 → 3x3 → 3x3 conv\n→ $L_t$", back_c),
+         _box(ax, (xs[3], yn), "LSTS key→cur\nalign $M_k$ to $L_t$", lsts_c),
+         _box(ax, (xs[4], yn), "quality net\nfuse aligned $M_k$\nwith $L_t$", fuse_c),
+         _box(ax, (xs[5], yn), "R-FCN head\n(same weights)", head_c),
+         _box(ax, (xs[6], yn), "detections\nof $I_t$", frame_c)]
+    mem = _box(ax, ((xs[3] + xs[4]) / 2, ym), "memory $M_k$\n(1024 ch, stride 16)", mem_c,
+               w=2.1, h=0.8)
+    offs = _box(ax, (xs[1] + 0.6, ym), "offsets $p_n$: one global\n(N, 2) parameter, "
+                "shared\nby both LSTS alignments", lsts_c, w=2.6, h=0.9, fontsize=7.5)
+    for row, labels in ((k, ["", "", "$F_k$", "", "$M_k$", ""]),
+                        (n, ["", "", "", "", "$F_t$", ""])):
+        for (a, b), text in zip(itertools.pairwise(row), labels, strict=True):
+            _arrow(ax, (a[2], (a[1] + a[3]) / 2), (b[0], (b[1] + b[3]) / 2), text)
+    # F_k (and L_t) also enter the fusion directly, bypassing the alignment.
+    for row, side in ((k, 1), (n, -1)):
+        y = row[2][3] if side > 0 else row[2][1]
+        start, end = ((row[2][0] + row[2][2]) / 2 + 0.4, y), ((row[4][0] + row[4][2]) / 2, y)
+        ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=11, lw=1.2,
+                                     color="0.2", shrinkA=0, shrinkB=0, zorder=1,
+                                     connectionstyle=f"bar,fraction={-0.1 * side}"))
+    # The memory: written by SRFU's fusion, read by the next key's SRFU and by DFA.
+    mx = (mem[0] + mem[2]) / 2
+    _arrow(ax, ((k[4][0] + k[4][2]) / 2, k[4][1]), (mx + 0.5, mem[3]), "write $M_k$",
+           text_offset=(0.55, -0.1))
+    _arrow(ax, (mx - 0.5, mem[3]), ((k[3][0] + k[3][2]) / 2, k[3][1]),
+           "next key: $M_{k-1}$", dashed=True, text_offset=(-0.75, -0.1))
+    _arrow(ax, (mx - 0.3, mem[1]), ((n[3][0] + n[3][2]) / 2, n[3][3]), "read $M_k$",
+           text_offset=(-0.55, -0.15))
+    for target, y in ((k[3], k[3][1]), (n[3], n[3][3])):
+        _arrow(ax, ((offs[0] + offs[2]) / 2 + 0.6, offs[3] if y > ym else offs[1]),
+               (target[0] + 0.35, y), dashed=True, colour="#b07d2b")
+    ax.text(8.35, 6.95, "LSTS detector: full backbone on key frames only; every other frame "
+            "reuses the key's memory through learned sampling", ha="center", va="center",
+            fontsize=10, weight="bold")
+    ax.text(mem[2] + 0.25, ym, "carried from key frame to key frame:\nsolid = this key writes "
+            "it,\ndashed = the next key reads it", ha="left", va="center", fontsize=7,
+            color="0.3")
+    return fig

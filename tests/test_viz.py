@@ -3,6 +3,7 @@ the drawing, not results of anything): what a reader must see is on the axes."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import matplotlib
@@ -155,3 +156,23 @@ def test_plot_offsets_scatter_labels_and_arrows() -> None:
     assert len(fig.axes) == 2
     with pytest.raises(ValueError):
         viz.plot_offsets({})
+
+
+def test_architecture_figure_names_the_papers_parts() -> None:
+    fig = viz.architecture_figure()
+    texts = " ".join(t.get_text() for t in fig.findobj(matplotlib.text.Text))
+    for name in ("key frame", "non-key frame", "res4b3", "Conv4_3", "low2high", "LSTS key→key",
+                 "LSTS key→cur", "quality net", "SRFU", "DFA", "memory", "R-FCN head",
+                 "offsets $p_n$"):
+        assert name in texts, name
+    _inside(fig)
+
+
+def test_readme_shows_the_architecture_and_every_image_it_names_exists() -> None:
+    from lsts_lib import paths
+
+    readme = (paths.REPO / "README.md").read_text(encoding="utf-8")
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", readme)
+    assert "figures/01_architecture.png" in images
+    for image in images:
+        assert (paths.REPO / image).is_file(), image
