@@ -1,19 +1,22 @@
 """Drawing helpers shared by the notebooks: frames with boxes, strips of consecutive frames,
-the results' bar charts, and where LSTS samples (S_n(p0) over an image)."""
+the evidence of each claim, the learned offsets p_n, where LSTS samples (S_n(p0) over an
+image) and the architecture."""
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Sequence
+import textwrap
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
-import pandas as pd
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle
+from matplotlib.ticker import MaxNLocator
 
 from lsts_lib import results
 from lsts_lib.data.types import FrameAnnotation
@@ -127,46 +130,163 @@ def frame_strip(
     return fig
 
 
-def bar_with_errors(summary: pd.DataFrame, runs: Sequence[str], metric: str = "mAP", ax=None,
-                    title: str | None = None):
-    """Bars of a metric's mean per run with the seed std as error bars (and each seed's dot
-    when the tidy rows are attached as `summary.attrs['rows']`)."""
-    if ax is None:
-        _, ax = plt.subplots(figsize=(4, 3))
-    runs = [r for r in runs if r in summary.index]
-    means = [summary.loc[r, metric] for r in runs]
-    std_col = f"{metric}_std"
-    errs = [summary.loc[r, std_col] if std_col in summary.columns else 0.0 for r in runs]
-    errs = [0.0 if not math.isfinite(e) else e for e in errs]
-    x = range(len(runs))
-    # The run a claim is about (listed first) in orange, what it is compared with in blue.
-    ax.bar(x, means, yerr=errs if any(errs) else None, capsize=4,
-           color=["tab:orange" if i == 0 else "tab:blue" for i in range(len(runs))])
-    rows = summary.attrs.get("rows")
-    if rows is not None and metric in rows:
-        for i, r in enumerate(runs):
-            ys = rows.loc[rows["run"] == r, metric]
-            ax.plot([i] * len(ys), ys, "k.", ms=4)
-    labels = [summary.loc[r, "label"] if "label" in summary.columns else results.run_label(r)
-              for r in runs]
-    ax.set_xticks(list(x), [lab.replace(" (", "\n(").replace(", ", ",\n") for lab in labels],
-                  fontsize=7)
-    ax.set_ylabel(results.METRICS.get(metric, results.COSTS.get(metric, metric)))
-    if title:
-        ax.set_title(title, fontsize=9)
-    return ax
+# What each claim asserts about its paired difference a - b (mAP points): "above" a bound
+# (a beats b) or "below" it (single_frame - lsts small: LSTS close to per-frame accuracy).
+# The bounds are the rules' own constants, applied by `lsts claims` (lsts_lib/claims.py).
+_CLAIMED_SIDE: dict[str, tuple[float, str]] = {"per_frame": (results.CLOSE_MAP_POINTS, "below")}
+# Claims with a cost part: which run of (a, b) is timed against the other (the time ratio
+# `lsts claims` judges is that run over the other) and the largest ratio the claim allows.
+_COST_PART: dict[str, tuple[int, float, str]] = {
+    "beats_flow": (0, results.SPEED_MARGIN, "<"), "per_frame": (1, results.COST_FRACTION, "≤")}
+_CLAIM_GREEN = "tab:green"
 
 
-def plot_claim(claim: results.Claim, summary: pd.DataFrame, axes=None):
-    """One figure per claim: mAP bars with error bars, plus the time bars for cost claims."""
-    cost = claim.key in ("beats_flow", "per_frame")
-    if axes is None:
-        _, axes = plt.subplots(1, 2 if cost else 1, figsize=(7 if cost else 3.8, 3))
-    axes = list(axes) if isinstance(axes, Sequence) or hasattr(axes, "__len__") else [axes]
-    bar_with_errors(summary, claim.runs, "mAP", axes[0], f"{claim.statement}\n[{claim.verdict}]")
-    if cost and len(axes) > 1:
-        bar_with_errors(summary, claim.runs, "cpu_ms", axes[1], "amortised CPU ms/frame")
-    return axes
+def _wrap(text: str, width: int) -> str:
+    return "\n".join(textwrap.wrap(text, width))
+
+
+def plot_claim(claim: results.Claim) -> Figure | None:
+    """One claim's evidence: the per-seed paired differences a - b (mAP points) as dots, their
+    seed mean with the combined 95 % interval (seeds + test videos; the test-video bootstrap
+    alone with one seed), the zero line and the claimed side shaded; for a claim with a cost
+    part, a second panel with the amortised CPU time ratio against its bound.
+
+    None when the claim has no paired numbers (a run was not made): nothing to draw.
+    """
+    if not claim.seeds or claim.difference is None:
+        return None
+    a, b = claim.runs
+    iv = claim.combined or claim.bootstrap
+    assert iv is not None  # `lsts claims` fills both with the difference
+    cost = _COST_PART.get(claim.key)
+    ratio = _cost_ratio(claim, *cost) if cost else None
+    fig, axes = plt.subplots(1, 2 if ratio else 1, figsize=(7.6 if ratio else 4.6, 4.0),
+                             layout="constrained", squeeze=False,
+                             gridspec_kw={"width_ratios": [3, 2]} if ratio else None)
+    ax = axes[0, 0]
+    diffs = np.asarray(claim.per_seed[a]) - np.asarray(claim.per_seed[b])
+    jitter = np.linspace(-0.12, 0.12, len(diffs)) if len(diffs) > 1 else np.zeros(1)
+    ax.plot(jitter, diffs, "o", color="0.25", ms=5, label=f"one seed ({len(diffs)})")
+    which = "seeds + test videos" if claim.combined else "test videos only (1 seed)"
+    ax.errorbar([1.0], [iv.estimate], yerr=[[iv.estimate - iv.low], [iv.high - iv.estimate]],
+                fmt="D", color="tab:blue", ms=6, capsize=6, lw=2,
+                label=f"seed mean, {100 * iv.confidence:.0f} % interval\n({which})")
+    ax.axhline(0.0, color="k", lw=0.8)
+    bound, side = _CLAIMED_SIDE.get(claim.key, (0.0, "above"))
+    values = [*diffs, iv.low, iv.high, 0.0, bound]
+    low, high = min(values), max(values)
+    pad = 0.12 * (high - low or 1.0)
+    ax.set_ylim(low - pad, high + pad)
+    y0, y1 = ax.get_ylim()
+    what = (f"claimed: {results.run_label(a)} better" if side == "above" else
+            f"claimed: gap at most {bound:g} points")
+    span = (bound, y1) if side == "above" else (y0, bound)
+    ax.axhspan(*span, color=_CLAIM_GREEN, alpha=0.12, lw=0, label=what)
+    if bound:
+        ax.axhline(bound, color=_CLAIM_GREEN, ls="--", lw=1)
+    ax.set_xlim(-0.5, 1.5)
+    ax.set_xticks([0.0, 1.0], ["per seed", "seed mean"])
+    ax.set_ylabel(_wrap(f"{results.run_label(a)} − {results.run_label(b)} (mAP points, %)", 34),
+                  fontsize=8)
+    ax.set_title("accuracy: paired difference", fontsize=9)
+    ax.legend(fontsize=7, loc="best", framealpha=0.9)
+    if ratio:
+        _plot_cost(axes[0, 1], claim, *ratio)
+    fig.suptitle(_wrap(f"{claim.statement}: {claim.verdict}", 60), fontsize=10)
+    return fig
+
+
+def _cost_ratio(claim: results.Claim, timed: int, bound: float, op: str
+                ) -> tuple[str, str, float, float, float, str] | None:
+    """(timed run, other run, its ms, other ms, bound, op) from the claim's numbers, or None."""
+    run, other = claim.runs[timed], claim.runs[1 - timed]
+    t, t0 = (claim.numbers.get(f"{r}.cpu_ms") for r in (run, other))
+    if t is None or t0 is None or not (math.isfinite(t) and math.isfinite(t0)):
+        return None
+    return run, other, float(t), float(t0), bound, op
+
+
+def _plot_cost(ax: Axes, claim: results.Claim, run: str, other: str, t: float, t0: float,
+               bound: float, op: str) -> None:
+    ratio = t / t0
+    top = 1.25 * max(ratio, bound, 1.0)
+    ax.axhspan(0.0, bound, color=_CLAIM_GREEN, alpha=0.12, lw=0,
+               label=f"claimed: ratio {op} {bound:g}")
+    ax.axhline(bound, color=_CLAIM_GREEN, ls="--", lw=1)
+    ax.axhline(1.0, color="k", lw=0.8)
+    ax.bar([0], [ratio], width=0.5, color="tab:orange")
+    ax.set_xlim(-0.75, 0.75)
+    ax.set_ylim(0.0, top)
+    ax.set_xticks([])
+    ax.set_xlabel(f"ratio {ratio:.2f} = {t:.0f} / {t0:.0f} ms", fontsize=9)
+    ax.set_ylabel(_wrap(f"CPU time per frame, {results.run_label(run)} / "
+                        f"{results.run_label(other)}", 34), fontsize=8)
+    ax.set_title("cost: amortised time ratio", fontsize=9)
+    ax.legend(fontsize=7, loc="upper right", framealpha=0.9)
+
+
+def _arrow_gain(largest: float, target: float = 0.45) -> float:
+    """Magnification (1, 2, 5, 10, 20, ...) that draws the largest displacement at most
+    `target` feature cells long, the spacing of a 9x9 grid's neighbours being one cell."""
+    if largest <= 0 or largest >= target:
+        return 1.0
+    gain = 1.0
+    for k in range(12):
+        for step in (1.0, 2.0, 5.0):
+            cand = step * 10.0 ** k
+            if cand * largest <= target:
+                gain = cand
+    return gain
+
+
+def plot_offsets(offsets: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]]
+                 ) -> Figure:
+    """Where the sampling offsets p_n started and where training took them, one row per run:
+    left, the initial p_n (grey crosses) and the learned ones (a colour per seed) with an
+    arrow from each initial to its learned position (magnified when too short to see, the
+    factor in the title); right, each point's displacement p_n - p_n(init). `offsets` maps a
+    run's label to {seed name: (initial, learned)}, arrays (N, 2) of (dx, dy) feature cells
+    (`results.load_offsets`). y grows downwards, as in the image."""
+    if not offsets:
+        raise ValueError("plot_offsets needs at least one run")
+    fig, axes = plt.subplots(len(offsets), 2, figsize=(10, 4.6 * len(offsets)),
+                             layout="constrained", squeeze=False)
+    for (name, seeds), (ax, dax) in zip(offsets.items(), axes, strict=True):
+        moves = [learned - init for init, learned in seeds.values()]
+        largest = max(float(np.linalg.norm(m, axis=1).max()) for m in moves)
+        gain = _arrow_gain(largest)
+        first = next(iter(seeds.values()))[0]
+        ax.scatter(first[:, 0], first[:, 1], c="0.6", marker="x", s=22, lw=1,
+                   label="initial p_n", zorder=1)
+        for j, (seed, move) in enumerate(zip(seeds, moves, strict=True)):
+            init = seeds[seed][0]
+            colour = plt.get_cmap("tab10")(j % 10)
+            if not np.array_equal(init, first):  # Gaussian draws differ between seeds
+                ax.scatter(init[:, 0], init[:, 1], c="0.6", marker="x", s=22, lw=1, zorder=1)
+            ax.quiver(init[:, 0], init[:, 1], gain * move[:, 0], gain * move[:, 1],
+                      color=colour, angles="xy", scale_units="xy", scale=1, width=0.004,
+                      zorder=2, label=f"{seed}: move" + (f" x{gain:g}" if gain > 1 else ""))
+            dax.scatter(move[:, 0], move[:, 1], s=12, color=colour, alpha=0.8, label=seed)
+        ax.set_title(f"{name}: p_n, initial -> learned"
+                     + (f" (arrows magnified x{gain:g})" if gain > 1 else ""), fontsize=9)
+        dax.set_title(f"{name}: displacement p_n - p_n(init), largest {largest:.3f} cells",
+                      fontsize=9)
+        for a, what in ((ax, ""), (dax, "Δ")):
+            a.set_xlabel(f"{what}dx (feature cells, 16 px each)")
+            a.set_ylabel(f"{what}dy (feature cells)")
+            a.set_aspect("equal")
+            a.grid(alpha=0.3)
+        reach = 1.15 * max(largest, 1e-3)
+        dax.set_xlim(-reach, reach)
+        dax.set_ylim(reach, -reach)
+        dax.axhline(0.0, color="k", lw=0.6)
+        dax.axvline(0.0, color="k", lw=0.6)
+        dax.xaxis.set_major_locator(MaxNLocator(5))
+        dax.yaxis.set_major_locator(MaxNLocator(5))
+        ax.invert_yaxis()
+        ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        dax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return fig
 
 
 def draw_focus(ax, image, p0_cell: tuple[int, int], p, S_p0, cell_px: tuple[float, float],
@@ -197,3 +317,98 @@ def draw_detections(ax, image, gt_boxes, det_boxes, det_labels, class_names: Seq
                    fontsize=6)
     ax.set_title(title, fontsize=8)
     ax.axis("off")
+
+
+def _box(ax: Axes, xy: tuple[float, float], text: str, colour: str, w: float = 1.9,
+         h: float = 0.95, fontsize: float = 8.0) -> tuple[float, float, float, float]:
+    """A rounded box centred at xy; returns (x0, y0, x1, y1)."""
+    x, y = xy
+    ax.add_patch(FancyBboxPatch((x - w / 2, y - h / 2), w, h, fc=colour, ec="0.25", lw=1.0,
+                                boxstyle="round,pad=0.04,rounding_size=0.12", zorder=2))
+    ax.text(x, y, text, ha="center", va="center", fontsize=fontsize, zorder=3)
+    return x - w / 2, y - h / 2, x + w / 2, y + h / 2
+
+
+def _arrow(ax: Axes, start: tuple[float, float], end: tuple[float, float], text: str = "",
+           *, rad: float = 0.0, dashed: bool = False, colour: str = "0.2",
+           text_offset: tuple[float, float] = (0.0, 0.2), fontsize: float = 8.0) -> None:
+    ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=11, lw=1.2,
+                                 color=colour, ls="--" if dashed else "-",
+                                 connectionstyle=f"arc3,rad={rad}", zorder=1,
+                                 shrinkA=0, shrinkB=0))
+    if text:
+        mx, my = (start[0] + end[0]) / 2, (start[1] + end[1]) / 2
+        ax.text(mx + text_offset[0], my + text_offset[1], text, ha="center", va="bottom",
+                fontsize=fontsize, color=colour, zorder=3)
+
+
+def architecture_figure() -> Figure:
+    """The LSTS detector as the paper builds it (ResNet-101, R-FCN head), drawn from the
+    library's stages: a key frame goes through the whole backbone and SRFU updates the memory
+    M, on which the head runs; a non-key frame goes through the low part only, low2high
+    lifts it, and DFA aligns M to it with LSTS and fuses the two. Names as in the paper and in
+    `lsts_lib.models` (detector.py, srfu_dfa.py, lsts.py, fusion.py)."""
+    fig, ax = plt.subplots(figsize=(16, 7.0), layout="constrained")
+    ax.set_xlim(-0.1, 16.8)
+    ax.set_ylim(-0.75, 7.1)
+    ax.set_axis_off()
+    frame_c, back_c, lsts_c, fuse_c, head_c, mem_c = (
+        "#e8e8e8", "#cfe2f3", "#fde9c9", "#d9ead3", "#ead1dc", "#fff2a8")
+    xs = [1.0, 3.45, 5.9, 8.35, 10.8, 13.25, 15.7]  # columns of the two paths
+    yk, yn, ym = 5.0, 1.1, 3.05  # key row, non-key row, memory
+    # The module groups, drawn first so the boxes sit on them.
+    for y, name in ((yk, "SRFU: Sparsely Recursive Feature Updating (key frames)"),
+                    (yn, "DFA: Dense Feature Aggregation (non-key frames)")):
+        ax.add_patch(FancyBboxPatch((xs[3] - 1.15, y - 0.78), xs[4] - xs[3] + 2.3, 1.56,
+                                    boxstyle="round,pad=0.02,rounding_size=0.15", fc="none",
+                                    ec="0.45", ls="--", lw=1.0, zorder=0))
+        ax.text((xs[3] + xs[4]) / 2, y + 1.25 if y == yk else y - 1.25, name, ha="center",
+                va="center", fontsize=8.5, style="italic", color="0.3")
+    k = [_box(ax, (xs[0], yk), "key frame $I_k$\n(one in 10)", frame_c),
+         _box(ax, (xs[1], yk), "low part $N_{low}$\nResNet up to res4b3\n(Conv4_3)", back_c),
+         _box(ax, (xs[2], yk), "high part $N_{high}$\nres4b4 … res5c (dilated)\n+ feat_conv",
+              back_c),
+         _box(ax, (xs[3], yk), "LSTS key→key\nalign $M_{k-1}$ to $F_k$", lsts_c),
+         _box(ax, (xs[4], yk), "quality net\nfuse aligned $M_{k-1}$\nwith $F_k$", fuse_c),
+         _box(ax, (xs[5], yk), "R-FCN head\n(RPN + PS-RoI pooling)", head_c),
+         _box(ax, (xs[6], yk), "detections\nof $I_k$", frame_c)]
+    n = [_box(ax, (xs[0], yn), "non-key frame $I_t$", frame_c),
+         _box(ax, (xs[1], yn), "low part $N_{low}$\n(same weights)", back_c),
+         _box(ax, (xs[2], yn), "low2high\n1x1 → 3x3 → 3x3 conv\n→ $L_t$", back_c),
+         _box(ax, (xs[3], yn), "LSTS key→cur\nalign $M_k$ to $L_t$", lsts_c),
+         _box(ax, (xs[4], yn), "quality net\nfuse aligned $M_k$\nwith $L_t$", fuse_c),
+         _box(ax, (xs[5], yn), "R-FCN head\n(same weights)", head_c),
+         _box(ax, (xs[6], yn), "detections\nof $I_t$", frame_c)]
+    mem = _box(ax, ((xs[3] + xs[4]) / 2, ym), "memory $M_k$\n(1024 ch, stride 16)", mem_c,
+               w=2.1, h=0.8)
+    offs = _box(ax, (xs[1] + 0.6, ym), "offsets $p_n$: one global\n(N, 2) parameter, "
+                "shared\nby both LSTS alignments", lsts_c, w=2.6, h=0.9, fontsize=7.5)
+    for row, labels in ((k, ["", "", "$F_k$", "", "$M_k$", ""]),
+                        (n, ["", "", "", "", "$F_t$", ""])):
+        for (a, b), text in zip(itertools.pairwise(row), labels, strict=True):
+            _arrow(ax, (a[2], (a[1] + a[3]) / 2), (b[0], (b[1] + b[3]) / 2), text)
+    # F_k (and L_t) also enter the fusion directly, bypassing the alignment.
+    for row, side in ((k, 1), (n, -1)):
+        y = row[2][3] if side > 0 else row[2][1]
+        start, end = ((row[2][0] + row[2][2]) / 2 + 0.4, y), ((row[4][0] + row[4][2]) / 2, y)
+        ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=11, lw=1.2,
+                                     color="0.2", shrinkA=0, shrinkB=0, zorder=1,
+                                     connectionstyle=f"bar,fraction={-0.1 * side}"))
+    # The memory: written by SRFU's fusion, read by the next key's SRFU and by DFA.
+    mx = (mem[0] + mem[2]) / 2
+    _arrow(ax, ((k[4][0] + k[4][2]) / 2, k[4][1]), (mx + 0.5, mem[3]), "write $M_k$",
+           text_offset=(0.55, -0.1))
+    _arrow(ax, (mx - 0.5, mem[3]), ((k[3][0] + k[3][2]) / 2, k[3][1]),
+           "next key: $M_{k-1}$", dashed=True, text_offset=(-0.75, -0.1))
+    _arrow(ax, (mx - 0.3, mem[1]), ((n[3][0] + n[3][2]) / 2, n[3][3]), "read $M_k$",
+           text_offset=(-0.55, -0.15))
+    for target, y in ((k[3], k[3][1]), (n[3], n[3][3])):
+        _arrow(ax, ((offs[0] + offs[2]) / 2 + 0.6, offs[3] if y > ym else offs[1]),
+               (target[0] + 0.35, y), dashed=True, colour="#b07d2b")
+    ax.text(8.35, 6.95, "LSTS detector: full backbone on key frames only; every other frame "
+            "reuses the key's memory through learned sampling", ha="center", va="center",
+            fontsize=10, weight="bold")
+    ax.text(mem[2] + 0.25, ym, "carried from key frame to key frame:\nsolid = this key writes "
+            "it,\ndashed = the next key reads it", ha="left", va="center", fontsize=7,
+            color="0.3")
+    return fig

@@ -16,7 +16,6 @@ import torch
 import yaml
 
 from lsts_lib import results as R
-from lsts_lib import viz
 from lsts_lib.claims import claims_json
 from lsts_lib.data.types import FrameAnnotation, Video
 from lsts_lib.engine.checkpoint import FORMAT, save_atomic
@@ -206,23 +205,6 @@ def test_readme_gpu_recipe_is_generated_and_one_stage(tmp_path: Path) -> None:
     bare.write_text("no markers\n")
     with pytest.raises(ValueError, match="paper-commands"):
         R.update_readme_paper(bare)
-
-
-def test_bar_with_errors(runs: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    df = R.load_runs(runs, R.load_bench(runs))
-    s = R.summary_table(df)
-    s.attrs["rows"] = df
-    ax = viz.bar_with_errors(s, ["lsts", "lsts_fixed"], "mAP")
-    heights = [p.get_height() for p in ax.patches]
-    assert heights == pytest.approx([50.0, 44.0])
-    from matplotlib.container import BarContainer
-
-    bars = next(c for c in ax.containers if isinstance(c, BarContainer))
-    segments = bars.errorbar.lines[2][0].get_segments()  # one vertical segment per bar
-    assert [seg[1][1] - seg[0][1] for seg in segments] == pytest.approx([2.0, 2.0])  # +- std 1
 
 
 # ------------------------------------------------------------------ what only notebooks used

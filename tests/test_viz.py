@@ -1,0 +1,178 @@
+"""The report's figures drawn from constructed claims and offsets (numbers made up to exercise
+the drawing, not results of anything): what a reader must see is on the axes."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pytest
+from matplotlib.collections import PathCollection
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+from matplotlib.quiver import Quiver
+
+from lsts_lib import atomic, viz
+from lsts_lib import results as R
+from lsts_lib.claims import claims_json
+from lsts_lib.eval.stats import HELD, NOT_TESTABLE, Interval
+from lsts_lib.models.lsts import uniform_offsets
+
+matplotlib.use("Agg")  # no display: draw to memory
+
+SEEDS = [0, 1, 2, 3]
+PER_SEED = {"lsts": [20.0, 22.0, 21.0, 23.0], "flow_warp": [18.0, 19.5, 20.0, 20.0],
+            "lsts_fixed": [19.0, 21.0, 20.5, 21.5], "single_frame": [22.0, 23.0, 22.5, 24.0]}
+
+
+def _claim(key: str, a: str, b: str, numbers: dict[str, float] | None = None) -> R.Claim:
+    diffs = np.subtract(PER_SEED[a], PER_SEED[b])
+    est = float(diffs.mean())
+    return R.Claim(
+        key, f"statement of {key}, long enough that a fixed-width title would have been cut "
+        "at the figure's edge", "rule", (a, b), verdict=HELD, reason="why", seeds=SEEDS,
+        per_seed={a: PER_SEED[a], b: PER_SEED[b]}, difference=est,
+        t_interval=Interval(est, est - 1.0, est + 1.0, 0.95, len(SEEDS), "paired t over seeds"),
+        bootstrap=Interval(est, est - 0.5, est + 2.0, 0.95, 100, "paired bootstrap"),
+        combined=Interval(est, est - 1.2, est + 2.2, 0.95, len(SEEDS), "seeds + test videos"),
+        numbers=numbers or {})
+
+
+def _from_claims_json(tmp_path: Path, claims: list[R.Claim]) -> list[R.Claim]:
+    """The claims as notebook 05 gets them: written by `lsts claims`' writer, read back."""
+    runs = tmp_path / "runs" / "report"
+    runs.mkdir(parents=True)
+    atomic.write_json(runs / R.CLAIMS_FILE, claims_json(
+        claims, split="test", data=tmp_path, num_videos=10, resamples=100, seed=0,
+        test_noise=None))
+    return R.load_claims(runs)[0]
+
+
+def _inside(fig: Figure) -> None:
+    """Everything drawn (titles, labels, legends) lies within the figure: nothing clipped."""
+    fig.canvas.draw()
+    tight = fig.get_tightbbox(fig.canvas.get_renderer())  # inches, drawn artists only
+    page = fig.bbox_inches
+    assert page.x0 - 0.01 <= tight.x0 and tight.x1 <= page.x1 + 0.01, (tight, page)
+    assert page.y0 - 0.01 <= tight.y0 and tight.y1 <= page.y1 + 0.01, (tight, page)
+
+
+def test_plot_claim_shows_paired_differences_and_the_interval(tmp_path: Path) -> None:
+    (claim,) = _from_claims_json(tmp_path, [_claim("learnable_sampling", "lsts", "lsts_fixed")])
+    fig = viz.plot_claim(claim)
+    assert fig is not None and len(fig.axes) == 1
+    ax = fig.axes[0]
+    diffs = np.subtract(PER_SEED["lsts"], PER_SEED["lsts_fixed"])
+    seeds_line = next(ln for ln in ax.get_lines() if ln.get_marker() == "o")
+    assert len(seeds_line.get_ydata()) == len(SEEDS)
+    assert sorted(seeds_line.get_ydata()) == pytest.approx(sorted(diffs))
+    # The error bar is the combined interval, around the seed-mean difference.
+    est_line = next(ln for ln in ax.get_lines() if ln.get_marker() == "D")
+    est = float(est_line.get_ydata()[0])
+    assert est == pytest.approx(diffs.mean())
+    bar = next(c for c in ax.collections if c.__class__.__name__ == "LineCollection")
+    (seg,) = bar.get_segments()
+    low, high = sorted(seg[:, 1])
+    assert low < est < high
+    assert (low, high) == pytest.approx((est - 1.2, est + 2.2))
+    assert "mAP points, %" in ax.get_ylabel()
+    assert 0.0 in [ln.get_ydata()[0] for ln in ax.get_lines() if ln.get_linestyle() == "-"
+                   and len(ln.get_xdata()) == 2]  # the zero line
+    # The claimed side (a beats b: above 0) is shaded from 0 up.
+    (shade,) = [p for p in ax.patches if isinstance(p, Rectangle)
+                and p.get_facecolor()[3] < 0.5]
+    assert shade.get_y() == pytest.approx(0.0) and shade.get_height() > 0
+    assert claim.statement.split(",")[0] in fig._suptitle.get_text().replace("\n", " ")
+    _inside(fig)
+
+
+def test_plot_claim_cost_panel_and_close_claim(tmp_path: Path) -> None:
+    claims = _from_claims_json(tmp_path, [
+        _claim("beats_flow", "lsts", "flow_warp", {"lsts.cpu_ms": 200.0,
+                                                   "flow_warp.cpu_ms": 400.0}),
+        _claim("per_frame", "single_frame", "lsts", {"lsts.cpu_ms": 200.0,
+                                                     "single_frame.cpu_ms": 1000.0})])
+    for claim, ratio, bound in ((claims[0], 0.5, R.SPEED_MARGIN),
+                                (claims[1], 0.2, R.COST_FRACTION)):
+        fig = viz.plot_claim(claim)
+        assert fig is not None and len(fig.axes) == 2
+        cost = fig.axes[1]
+        (bar,) = [p for p in cost.patches if isinstance(p, Rectangle)
+                  and p.get_facecolor()[3] == 1.0]
+        assert bar.get_height() == pytest.approx(ratio)  # LSTS's time over the other's
+        assert f"{bound:g}" in cost.get_legend().get_texts()[0].get_text()
+        _inside(fig)
+    # "Close to per-frame accuracy": the allowed side is below CLOSE_MAP_POINTS.
+    ax = viz.plot_claim(claims[1]).axes[0]
+    (shade,) = [p for p in ax.patches if isinstance(p, Rectangle) and p.get_facecolor()[3] < 0.5]
+    assert shade.get_y() + shade.get_height() == pytest.approx(R.CLOSE_MAP_POINTS)
+
+
+def test_plot_claim_without_runs_draws_nothing() -> None:
+    claim = R.Claim("srfu", "SRFU adds accuracy", "rule", ("lsts", "lsts_no_srfu"),
+                    verdict=NOT_TESTABLE, reason="variant lsts_no_srfu not run in this preset")
+    assert viz.plot_claim(claim) is None
+
+
+def test_plot_claim_one_seed_uses_the_bootstrap(tmp_path: Path) -> None:
+    c = _claim("dfa", "lsts", "flow_warp")
+    c.seeds, c.per_seed = [0], {k: v[:1] for k, v in c.per_seed.items()}
+    c.t_interval = c.combined = None
+    fig = viz.plot_claim(c)
+    ax = fig.axes[0]
+    assert len(next(ln for ln in ax.get_lines() if ln.get_marker() == "o").get_ydata()) == 1
+    (seg,) = next(c_ for c_ in ax.collections
+                  if c_.__class__.__name__ == "LineCollection").get_segments()
+    assert sorted(seg[:, 1]) == pytest.approx([c.bootstrap.low, c.bootstrap.high])
+    assert "test videos only" in ax.get_legend().get_texts()[-1].get_text()
+
+
+@pytest.mark.parametrize("largest, gain", [(0.083, 5.0), (0.3, 1.0), (0.004, 100.0)])
+def test_arrow_gain(largest: float, gain: float) -> None:
+    assert viz._arrow_gain(largest) == gain
+    assert gain * largest <= 0.45 or gain == 1.0
+
+
+def test_plot_offsets_scatter_labels_and_arrows() -> None:
+    init = uniform_offsets(3, 1.0).numpy()  # 9 points
+    rng = np.random.default_rng(0)
+    seeds = {f"seed{s}": (init, init + rng.uniform(-0.05, 0.05, init.shape)) for s in range(2)}
+    fig = viz.plot_offsets({"LSTS": seeds})
+    ax, dax = fig.axes[:2]
+    assert "dx" in ax.get_xlabel() and "dy" in ax.get_ylabel()
+    assert "dx" in dax.get_xlabel() and "dy" in dax.get_ylabel()
+    assert ax.yaxis_inverted() and dax.yaxis_inverted()  # dy grows downwards, as in images
+    quivers = [c for c in ax.collections if isinstance(c, Quiver)]
+    assert len(quivers) == 2 and all(q.N == len(init) for q in quivers)
+    gain = viz._arrow_gain(max(np.linalg.norm(b - a, axis=1).max() for a, b in seeds.values()))
+    assert gain > 1 and f"x{gain:g}" in ax.get_title()
+    np.testing.assert_allclose(quivers[0].U, gain * (seeds["seed0"][1] - init)[:, 0], rtol=1e-5)
+    points = [c for c in dax.collections if isinstance(c, PathCollection)]
+    assert len(points) == 2
+    np.testing.assert_allclose(points[1].get_offsets(), seeds["seed1"][1] - init, rtol=1e-5)
+    # No histogram any more: only the two scatter panels (and no bar patches).
+    assert len(fig.axes) == 2
+    with pytest.raises(ValueError):
+        viz.plot_offsets({})
+
+
+def test_architecture_figure_names_the_papers_parts() -> None:
+    fig = viz.architecture_figure()
+    texts = " ".join(t.get_text() for t in fig.findobj(matplotlib.text.Text))
+    for name in ("key frame", "non-key frame", "res4b3", "Conv4_3", "low2high", "LSTS key→key",
+                 "LSTS key→cur", "quality net", "SRFU", "DFA", "memory", "R-FCN head",
+                 "offsets $p_n$"):
+        assert name in texts, name
+    _inside(fig)
+
+
+def test_readme_shows_the_architecture_and_every_image_it_names_exists() -> None:
+    from lsts_lib import paths
+
+    readme = (paths.REPO / "README.md").read_text(encoding="utf-8")
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", readme)
+    assert "figures/01_architecture.png" in images
+    for image in images:
+        assert (paths.REPO / image).is_file(), image
