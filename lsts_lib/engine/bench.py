@@ -22,6 +22,12 @@ torch.utils.flop_counter.FlopCounterMode (convolutions and matrix products; torc
 RoI/NMS ops and grid sampling are not counted). Peak memory is the peak of live tensor bytes
 created during the frame (a dispatch-level tracker on CPU, torch.cuda.max_memory_allocated on
 CUDA), weights excluded.
+
+The machine's own peak is measured in the same run with the same threads (`machine_peak`: a
+large GEMM and the 3x3 convolutions of ResNet-101's bottlenecks at the paper's input), and
+every stage and frame reports its achieved GFLOP/s (counted FLOPs / median time) and that
+rate's fraction of the peak. Counted FLOPs leave out RoI/NMS/grid sampling and elementwise
+work, so a fraction is a lower bound on how busy the machine was.
 """
 
 from __future__ import annotations
@@ -39,8 +45,8 @@ from tqdm.auto import tqdm
 from lsts_lib.argtypes import positive_int
 from lsts_lib.data.vid import VID_CLASSES
 from lsts_lib.engine.config import RunConfig, load_config
-from lsts_lib.engine.env import cpu_model
-from lsts_lib.engine.measure import flops_of, peak_mb, time_ms
+from lsts_lib.engine.env import cpu_capability, cpu_flags, cpu_model
+from lsts_lib.engine.measure import flops_of, machine_peak, peak_mb, time_ms
 from lsts_lib.models.config import ModelConfig
 from lsts_lib.models.detector import build_detector
 from lsts_lib.models.flownet import warp
@@ -59,11 +65,41 @@ PAPER_INPUT = (600, 1000)
 
 
 def device_info(device: torch.device) -> dict[str, Any]:
-    info: dict[str, Any] = {"type": device.type, "cpu": cpu_model(),
-                            "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                            "torch": torch.__version__}
+    info: dict[str, Any] = {"type": device.type, "cpu": cpu_model(), "cpu_flags": cpu_flags(),
+                            "cpu_capability": cpu_capability(), "cpu_cores": os.cpu_count(),
+                            "torch_threads": torch.get_num_threads(), "torch": torch.__version__}
     info["name"] = torch.cuda.get_device_name(device) if device.type == "cuda" else info["cpu"]
     return info
+
+
+def backbone_conv_shapes(hw: tuple[int, int] = PAPER_INPUT
+                         ) -> dict[str, tuple[int, int, int, int]]:
+    """(channels, height, width, dilation) of the 3x3 convolution of each ResNet-101 stage's
+    bottlenecks at input `hw`: res2..res4 at strides 4, 8, 16, res5 dilated at stride 16."""
+    def at(stride: int) -> tuple[int, int]:
+        return -(-hw[0] // stride), -(-hw[1] // stride)
+    return {"res2": (64, *at(4), 1), "res3": (128, *at(8), 1), "res4": (256, *at(16), 1),
+            "res5": (512, *at(16), 2)}
+
+
+def add_rates(entry: dict[str, Any], peak_gflop_per_s: float) -> None:
+    """Add `gflop_per_s` and `fraction_of_peak` to a timed entry ({"ms", "flops", ...}) in
+    place; both None where no FLOPs are counted (preprocess, warp: nothing to rate)."""
+    if not entry["flops"] or entry["ms"] <= 0:
+        entry["gflop_per_s"] = entry["fraction_of_peak"] = None
+        return
+    rate = entry["flops"] / entry["ms"] / 1e6
+    entry["gflop_per_s"] = round(rate, 2)
+    entry["fraction_of_peak"] = round(rate / peak_gflop_per_s, 4)
+
+
+def rate_results(results: dict[str, Any], peak_gflop_per_s: float) -> None:
+    """`add_rates` to every stage and to the key and non-key frame of every variant."""
+    for res in results.values():
+        for kind in ("key", "nonkey"):
+            for stage in res[kind]["stages"].values():
+                add_rates(stage, peak_gflop_per_s)
+            add_rates(res[kind], peak_gflop_per_s)
 
 
 def size_model(run: RunConfig, size: str) -> tuple[ModelConfig, tuple[int, int]]:
@@ -248,17 +284,19 @@ def bench(
     k = run.eval.key_interval if key_interval is None else key_interval
     if repeats < 1 or k < 1:
         raise ValueError(f"bench: repeats ({repeats}) and key interval ({k}) must be >= 1")
+    peak = {"fp32": machine_peak(dev, backbone_conv_shapes())}
     report: dict[str, Any] = {
         "schema": "lsts-bench-v1", "config": run.name,
-        "device": device_info(dev), "key_interval": k, "repeats": repeats,
-        "warmup": 1, "statistic": "median", "sizes": {}, "results": {},
+        "device": device_info(dev), "machine_peak": peak, "key_interval": k,
+        "repeats": repeats, "warmup": 1, "statistic": "median", "sizes": {}, "results": {},
     }
     for size in sizes:
         model_cfg, hw = size_model(run, size)
         report["sizes"][size] = {"input_hw": list(hw), "backbone": model_cfg.backbone,
                                  "feat_channels": model_cfg.feat_channels}
-        report["results"][size] = bench_size(model_cfg, picked, hw, k, repeats, dev,
-                                             progress=progress)
+        results = bench_size(model_cfg, picked, hw, k, repeats, dev, progress=progress)
+        rate_results(results, peak["fp32"]["gflop_per_s"])
+        report["results"][size] = results
     paper = report["results"].get("paper", {})
     if "lsts" in paper and STAGE1 in paper:
         report["paper_lsts_speedup"] = paper["lsts"]["speedup_vs_single_frame"]
@@ -270,18 +308,32 @@ def bench(
 
 
 def summary_lines(report: dict[str, Any]) -> list[str]:
-    lines = [f"device: {report['device']['name']} ({report['device']['torch_threads']} threads), "
-             f"key interval {report['key_interval']}, median of {report['repeats']}"]
+    dev = report["device"]
+    lines = [f"device: {dev['name']} ({dev['torch_threads']} threads, "
+             f"{' '.join(dev.get('cpu_flags') or [dev.get('cpu_capability', '?')])}), "
+             f"torch {dev['torch']}, key interval {report['key_interval']}, median of "
+             f"{report['repeats']}"]
+    for dtype, p in report.get("machine_peak", {}).items():
+        lines.append(f"machine peak ({dtype}): {p['gflop_per_s']:.0f} GFLOP/s ("
+                     + ", ".join(f"{n} {k['gflop_per_s']:.0f}" for n, k in p["kernels"].items())
+                     + ")")
     for size, res in report["results"].items():
         hw = report["sizes"][size]["input_hw"]
         lines.append(f"{size} ({hw[0]}x{hw[1]}, {report['sizes'][size]['backbone']}):")
         lines.append(f"  {'variant':16s} {'key ms':>9s} {'nonkey ms':>9s} {'amort ms':>9s} "
-                     f"{'GFLOPs':>8s} {'peak MB':>8s} {'speedup':>7s}")
+                     f"{'GFLOPs':>8s} {'peak MB':>8s} {'speedup':>7s} {'key %pk':>7s} "
+                     f"{'nonkey %pk':>10s}")
         for name, r in res.items():
             lines.append(f"  {name:16s} {r['key']['ms']:9.1f} {r['nonkey']['ms']:9.1f} "
                          f"{r['amortised_ms']:9.1f} {r['amortised_gflops']:8.2f} "
-                         f"{r['peak_mb']:8.1f} {r.get('speedup_vs_single_frame', 1):6.2f}x")
+                         f"{r['peak_mb']:8.1f} {r.get('speedup_vs_single_frame', 1):6.2f}x "
+                         f"{_percent(r['key'].get('fraction_of_peak')):>7s} "
+                         f"{_percent(r['nonkey'].get('fraction_of_peak')):>10s}")
     return lines
+
+
+def _percent(fraction: float | None) -> str:
+    return "-" if fraction is None else f"{100 * fraction:.0f}%"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
