@@ -233,3 +233,43 @@ def test_cpu_flags_read_proc_cpuinfo(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     assert env.cpu_model() == "Some Xeon"
     monkeypatch.setattr(env, "Path", lambda p: tmp_path / "absent")
     assert env.cpu_flags() is None  # no /proc/cpuinfo (macOS, Windows): not recorded
+
+
+def test_detect_with_speed_options_matches_the_default(
+    lsts_model: Path, data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture
+) -> None:
+    """Issue 10: --channels-last and --fold-bn give the default's detections (float
+    tolerance); the options are in timing.json and in the reuse stamp; --amp on a CPU without
+    native bf16 is refused in one line before anything is written."""
+    from lsts_lib.cli import main
+    from lsts_lib.engine import inference
+    from lsts_lib.engine.inference import InferenceOptions
+
+    ds = VIDDataset(data_root, "val", max_videos=2)
+    ids = frame_ids(ds.videos)
+    n = ds.classes.num_classes
+    ref = detect(lsts_model, data_root, tmp_path / "ref", max_videos=2, progress=False)
+    options = InferenceOptions(channels_last=True, fold_bn=True)
+    fast = detect(lsts_model, data_root, tmp_path / "fast", max_videos=2, progress=False,
+                  options=options)
+    assert "options" not in ref["settings"] and ref["options"]["name"] == "fp32_nchw"
+    assert fast["settings"]["options"] == fast["options"]["name"] == "channels_last+fold_bn"
+    # The smoke model has GroupNorm: nothing to fold, and the note says why.
+    assert "cannot be folded" in fast["option_notes"]["fold_bn"]
+    a = read_vid_detections(tmp_path / "ref" / "detections.txt", n, ids)
+    b = read_vid_detections(tmp_path / "fast" / "detections.txt", n, ids)
+    assert len(a) == len(b) > 0
+    np.testing.assert_array_equal(a.frame_ids, b.frame_ids)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    np.testing.assert_allclose(b.scores, a.scores, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(b.boxes, a.boxes, rtol=1e-3, atol=1e-2)
+    # Other options than the finished run's: not reused.
+    detect(lsts_model, data_root, tmp_path / "fast", max_videos=2, progress=False)
+    assert "reused" not in capsys.readouterr().out
+    monkeypatch.setattr(inference, "native_amp", lambda device, amp: False)
+    out = tmp_path / "amp"
+    assert main(["detect", "--checkpoint", str(lsts_model), "--data", str(data_root),
+                 "--out", str(out), "--amp"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--amp bf16: this CPU" in err and not out.exists()
