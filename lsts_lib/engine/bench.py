@@ -409,7 +409,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="timed calls per stage (default: eval.bench_repeats)")
     parser.add_argument("--key-interval", type=positive_int, default=None,
                         help="frames per key frame (default: eval.key_interval)")
-    inference.add_arguments(parser)
+    inference.add_arguments(parser, "each given option is timed alone and, with several, all "
+                            "together, beside the fp32 NCHW default of the same run")
 
 
 def main(args: argparse.Namespace) -> int:

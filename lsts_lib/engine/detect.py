@@ -211,7 +211,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-videos", type=positive_int, default=None,
                         help="only the first N videos")
     parser.add_argument("--redo", action="store_true", help="recompute even if OUT is up to date")
-    inference.add_arguments(parser)
+    inference.add_arguments(parser, "applied together to the whole run (default: fp32 NCHW)")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -156,10 +156,10 @@ def prepare(model: VideoDetector, options: InferenceOptions
     return model, notes
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser, description: str) -> None:
     """--channels-last, --amp, --compile, --fold-bn (the module docstring says what each
-    does)."""
-    group = parser.add_argument_group("inference speed options")
+    does); `description` says how the command uses them."""
+    group = parser.add_argument_group("inference speed options", description)
     group.add_argument("--channels-last", action="store_true",
                        help="model and frames in torch.channels_last layout")
     group.add_argument("--amp", nargs="?", const="bf16", default=None, choices=list(AMP_DTYPES),
