@@ -380,9 +380,9 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
                          f"{_percent(r['nonkey'].get('fraction_of_peak')):>10s}")
     for mode, entry in report.get("modes", {}).items():
         for size, res in entry["results"].items():
-            notes = next(iter(res.values()), {}).get("notes", {})
+            notes = dict.fromkeys(n for r in res.values() for n in r.get("notes", {}).values())
             lines.append(f"{mode} at {size} (speed-up vs {inference.DEFAULT_MODE}; "
-                         f"{'; '.join(notes.values())}):")
+                         f"{'; '.join(notes)}):")
             lines.append(f"  {'variant':16s} {'amort ms':>9s} {inference.DEFAULT_MODE:>9s} "
                          f"{'speedup':>7s} {'key':>6s} {'nonkey':>6s}")
             for name, r in res.items():
