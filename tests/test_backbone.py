@@ -128,3 +128,39 @@ def test_pretrained_weights_are_loaded_when_available(monkeypatch):
     assert torch.equal(net.low.conv1.conv1.weight, ref["conv1.weight"])
     assert torch.equal(net.high.layer4[1].conv2.weight, ref["layer4.1.conv2.weight"])
     assert torch.equal(net.low.conv1.bn1.running_var, ref["bn1.running_var"])
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
+def test_fold_bn_equals_the_unfolded_backbone(arch):
+    """Issue 10: frozen BN folded into the convolutions gives the same features, and none is
+    left; the original module is untouched."""
+    torch.manual_seed(0)
+    net = ResNetBackbone(arch, 32, pretrained=False, freeze_bn=True).eval()
+    norms = [m for m in net.modules() if isinstance(m, FrozenBatchNorm2d)]
+    for bn in norms:  # away from the identity map, as trained weights are
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.normal_(0, 0.2)
+        bn.running_mean.normal_(0, 0.2)
+        bn.running_var.uniform_(0.5, 2.0)
+    folded, count = bb.fold_bn(net)
+    assert count == len(norms) > 0
+    assert not any(isinstance(m, FrozenBatchNorm2d) for m in folded.modules())
+    assert sum(isinstance(m, FrozenBatchNorm2d) for m in net.modules()) == len(norms)
+    x = torch.rand(1, 3, 64, 96)
+    with torch.no_grad():
+        low, low_f = net.low(x), folded.low(x)
+        torch.testing.assert_close(low_f, low, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(folded.high(low_f), net.high(low), rtol=1e-4, atol=1e-4)
+        assert not torch.allclose(net.low(x + 0.5), low)  # the input matters: not a constant
+
+
+def test_fold_bn_leaves_group_norm_and_trains_no_batchnorm():
+    gn = ResNetBackbone("resnet18", 32, pretrained=False, freeze_bn=False, norm="gn").eval()
+    folded, count = bb.fold_bn(gn)
+    assert count == 0
+    assert sum(isinstance(m, torch.nn.GroupNorm) for m in folded.modules()) == sum(
+        isinstance(m, torch.nn.GroupNorm) for m in gn.modules()) > 0
+    bn = ResNetBackbone("resnet18", 32, pretrained=False, freeze_bn=False, norm="bn")
+    assert bb.fold_bn(bn)[1] == 0  # training mode: its statistics still move
+    assert bb.fold_bn(bn.eval())[1] == sum(
+        isinstance(m, torch.nn.BatchNorm2d) for m in bn.modules())

@@ -126,6 +126,17 @@ def test_bench_reports_every_stage_and_key(tmp_path: Path) -> None:
                 repeats=1, json_out=out, progress=False)
     assert json.loads(out.read_text())["schema"] == "lsts-bench-v1"
     assert rep["device"]["name"] and rep["key_interval"] == 4
+    # Provenance and the machine's peak, measured with the benchmark's threads.
+    dev = rep["device"]
+    assert dev["torch"] == torch.__version__ and dev["torch_threads"] == torch.get_num_threads()
+    assert dev["cpu_capability"] and (dev["cpu_flags"] is None or isinstance(dev["cpu_flags"],
+                                                                            list))
+    peak = rep["machine_peak"]["fp32"]
+    assert peak["threads"] == dev["torch_threads"] and peak["dtype"] == "float32"
+    assert set(peak["kernels"]) == {"gemm_2048", "conv3x3_res2", "conv3x3_res3",
+                                    "conv3x3_res4", "conv3x3_res5"}
+    assert peak["kernels"]["gemm_2048"]["gflops"] == pytest.approx(2 * 2048**3 / 1e9, rel=1e-3)
+    assert peak["gflop_per_s"] == max(k["gflop_per_s"] for k in peak["kernels"].values()) > 0
     res = rep["results"]["preset"]
     for name, r in res.items():
         for kind in ("key", "nonkey"):
@@ -140,6 +151,13 @@ def test_bench_reports_every_stage_and_key(tmp_path: Path) -> None:
                                              "dfa_fuse", "head"}
     assert lsts["amortised_ms"] == pytest.approx(
         (lsts["key"]["ms"] + (k - 1) * lsts["nonkey"]["ms"]) / k, abs=2e-3)
+    # Achieved rate = counted FLOPs / median ms, as a fraction of the measured peak.
+    low = lsts["nonkey"]["stages"]["low"]
+    assert low["gflop_per_s"] == pytest.approx(low["flops"] / low["ms"] / 1e6, rel=1e-2)
+    assert low["fraction_of_peak"] == pytest.approx(low["gflop_per_s"] / peak["gflop_per_s"],
+                                                    rel=1e-2)
+    assert 0 < lsts["key"]["fraction_of_peak"] and lsts["key"]["gflop_per_s"] > 0
+    assert lsts["key"]["stages"]["preprocess"]["fraction_of_peak"] is None  # no counted FLOPs
     # A non-key LSTS frame skips the high-level backbone: fewer FLOPs than a key frame.
     assert lsts["nonkey"]["flops"] < lsts["key"]["flops"]
     assert res["single_frame"]["amortised_gflops"] > lsts["amortised_gflops"]
@@ -197,3 +215,61 @@ def test_detect_device_this_machine_lacks_is_one_line(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"--device {device}: {why}" in err
     assert not out.exists()
+
+
+def test_cpu_flags_read_proc_cpuinfo(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from lsts_lib.engine import env
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("model name\t: Some Xeon\nflags\t\t: fpu sse4_2 avx2 fma avx512f amx_bf16 "
+                    "amx_tile\n")
+    real = Path
+
+    def fake_path(p: str | Path) -> Path:
+        return info if str(p) == "/proc/cpuinfo" else real(p)
+
+    monkeypatch.setattr(env, "Path", fake_path)
+    assert env.cpu_flags() == ["sse4_2", "avx2", "fma", "avx512f", "amx_tile", "amx_bf16"]
+    assert env.cpu_model() == "Some Xeon"
+    monkeypatch.setattr(env, "Path", lambda p: tmp_path / "absent")
+    assert env.cpu_flags() is None  # no /proc/cpuinfo (macOS, Windows): not recorded
+
+
+def test_detect_with_speed_options_matches_the_default(
+    lsts_model: Path, data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture
+) -> None:
+    """Issue 10: --channels-last and --fold-bn give the default's detections (float
+    tolerance); the options are in timing.json and in the reuse stamp; --amp on a CPU without
+    native bf16 is refused in one line before anything is written."""
+    from lsts_lib.cli import main
+    from lsts_lib.engine import inference
+    from lsts_lib.engine.inference import InferenceOptions
+
+    ds = VIDDataset(data_root, "val", max_videos=2)
+    ids = frame_ids(ds.videos)
+    n = ds.classes.num_classes
+    ref = detect(lsts_model, data_root, tmp_path / "ref", max_videos=2, progress=False)
+    options = InferenceOptions(channels_last=True, fold_bn=True)
+    fast = detect(lsts_model, data_root, tmp_path / "fast", max_videos=2, progress=False,
+                  options=options)
+    assert "options" not in ref["settings"] and ref["options"]["name"] == "fp32_nchw"
+    assert fast["settings"]["options"] == fast["options"]["name"] == "channels_last+fold_bn"
+    # The smoke model has GroupNorm: nothing to fold, and the note says why.
+    assert "cannot be folded" in fast["option_notes"]["fold_bn"]
+    a = read_vid_detections(tmp_path / "ref" / "detections.txt", n, ids)
+    b = read_vid_detections(tmp_path / "fast" / "detections.txt", n, ids)
+    assert len(a) == len(b) > 0
+    np.testing.assert_array_equal(a.frame_ids, b.frame_ids)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    np.testing.assert_allclose(b.scores, a.scores, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(b.boxes, a.boxes, rtol=1e-3, atol=1e-2)
+    # Other options than the finished run's: not reused.
+    detect(lsts_model, data_root, tmp_path / "fast", max_videos=2, progress=False)
+    assert "reused" not in capsys.readouterr().out
+    monkeypatch.setattr(inference, "native_amp", lambda device, amp: False)
+    out = tmp_path / "amp"
+    assert main(["detect", "--checkpoint", str(lsts_model), "--data", str(data_root),
+                 "--out", str(out), "--amp"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--amp bf16: this CPU" in err and not out.exists()

@@ -345,3 +345,22 @@ def test_score_threshold_is_the_official_1e4_inclusive():
     rois = [torch.tensor([[10.0, 10.0, 60.0, 60.0]])]
     (d,) = head._postprocess(logits, torch.zeros(1, 4), rois, [IMG])
     assert d["labels"].tolist() == [1, 2]  # class 3 below the threshold is dropped
+
+
+def test_boxes_stay_float32_under_bf16_autocast():
+    """Issue 10 (--amp): the convolutions may run in bf16, the box maths does not (bf16 keeps
+    8 significant bits: a coordinate near 300 would be off by up to 1 pixel)."""
+    head = make_head().eval()
+    feature = make_feature()
+    with torch.no_grad():
+        ref = head(feature, [IMG])[0][0]
+        anchors_seen = []
+        head.rpn.anchor_generator.register_forward_hook(
+            lambda m, inp, out: anchors_seen.extend(a.dtype for a in out))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got = head(feature.bfloat16(), [IMG])[0][0]
+    assert anchors_seen == [torch.float32]
+    assert got["boxes"].dtype == got["scores"].dtype == torch.float32
+    assert len(got["boxes"]) > 0
+    # Same top detection as float32, within bf16's rounding of the convolutions.
+    assert box_iou(got["boxes"][:1], ref["boxes"][:1]).item() > 0.9

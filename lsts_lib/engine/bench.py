@@ -22,12 +22,26 @@ torch.utils.flop_counter.FlopCounterMode (convolutions and matrix products; torc
 RoI/NMS ops and grid sampling are not counted). Peak memory is the peak of live tensor bytes
 created during the frame (a dispatch-level tracker on CPU, torch.cuda.max_memory_allocated on
 CUDA), weights excluded.
+
+Speed options (`--channels-last`, `--amp`, `--compile`, `--fold-bn`; engine.inference) are
+timed as modes beside the default float32 NCHW run, in the same run: each option alone and,
+when several are given, all together. Each mode's results have the default's layout plus its
+speed-up over the default; under --compile the first call of each stage (the warm-up)
+compiles and is not timed, and peak memory is not measured (compiled kernels allocate outside
+the tracker).
+
+The machine's own peak is measured in the same run with the same threads (`machine_peak`: a
+large GEMM and the 3x3 convolutions of ResNet-101's bottlenecks at the paper's input), and
+every stage and frame reports its achieved GFLOP/s (counted FLOPs / median time) and that
+rate's fraction of the peak. Counted FLOPs leave out RoI/NMS/grid sampling and elementwise
+work, so a fraction is a lower bound on how busy the machine was.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -38,9 +52,11 @@ from tqdm.auto import tqdm
 
 from lsts_lib.argtypes import positive_int
 from lsts_lib.data.vid import VID_CLASSES
+from lsts_lib.engine import inference
 from lsts_lib.engine.config import RunConfig, load_config
-from lsts_lib.engine.env import cpu_model
-from lsts_lib.engine.measure import flops_of, peak_mb, time_ms
+from lsts_lib.engine.env import cpu_capability, cpu_flags, cpu_model
+from lsts_lib.engine.inference import AMP_DTYPES, InferenceOptions
+from lsts_lib.engine.measure import flops_of, machine_peak, peak_mb, time_ms
 from lsts_lib.models.config import ModelConfig
 from lsts_lib.models.detector import build_detector
 from lsts_lib.models.flownet import warp
@@ -56,14 +72,45 @@ CATEGORY = {
 }
 CATEGORIES = ("low_backbone", "high_backbone", "lsts_alignment", "fusion", "head", "other")
 PAPER_INPUT = (600, 1000)
+SPEEDUP = f"speedup_vs_{inference.DEFAULT_MODE}"  # a mode's key: its speed-up over the default
 
 
 def device_info(device: torch.device) -> dict[str, Any]:
-    info: dict[str, Any] = {"type": device.type, "cpu": cpu_model(),
-                            "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                            "torch": torch.__version__}
+    info: dict[str, Any] = {"type": device.type, "cpu": cpu_model(), "cpu_flags": cpu_flags(),
+                            "cpu_capability": cpu_capability(), "cpu_cores": os.cpu_count(),
+                            "torch_threads": torch.get_num_threads(), "torch": torch.__version__}
     info["name"] = torch.cuda.get_device_name(device) if device.type == "cuda" else info["cpu"]
     return info
+
+
+def backbone_conv_shapes(hw: tuple[int, int] = PAPER_INPUT
+                         ) -> dict[str, tuple[int, int, int, int]]:
+    """(channels, height, width, dilation) of the 3x3 convolution of each ResNet-101 stage's
+    bottlenecks at input `hw`: res2..res4 at strides 4, 8, 16, res5 dilated at stride 16."""
+    def at(stride: int) -> tuple[int, int]:
+        return -(-hw[0] // stride), -(-hw[1] // stride)
+    return {"res2": (64, *at(4), 1), "res3": (128, *at(8), 1), "res4": (256, *at(16), 1),
+            "res5": (512, *at(16), 2)}
+
+
+def add_rates(entry: dict[str, Any], peak_gflop_per_s: float) -> None:
+    """Add `gflop_per_s` and `fraction_of_peak` to a timed entry ({"ms", "flops", ...}) in
+    place; both None where no FLOPs are counted (preprocess, warp: nothing to rate)."""
+    if not entry["flops"] or entry["ms"] <= 0:
+        entry["gflop_per_s"] = entry["fraction_of_peak"] = None
+        return
+    rate = entry["flops"] / entry["ms"] / 1e6
+    entry["gflop_per_s"] = round(rate, 2)
+    entry["fraction_of_peak"] = round(rate / peak_gflop_per_s, 4)
+
+
+def rate_results(results: dict[str, Any], peak_gflop_per_s: float) -> None:
+    """`add_rates` to every stage and to the key and non-key frame of every variant."""
+    for res in results.values():
+        for kind in ("key", "nonkey"):
+            for stage in res[kind]["stages"].values():
+                add_rates(stage, peak_gflop_per_s)
+            add_rates(res[kind], peak_gflop_per_s)
 
 
 def size_model(run: RunConfig, size: str) -> tuple[ModelConfig, tuple[int, int]]:
@@ -149,40 +196,45 @@ class FrameBench:
         return m.postprocess(m.run_head(feat, sizes)[0], sizes, orig)
 
 
-def _measure(stages: dict[str, Callable[[], Any]], repeats: int, device: torch.device
-             ) -> dict[str, dict[str, float]]:
+def _measure(stages: dict[str, Callable[[], Any]], repeats: int, device: torch.device,
+             memory: bool = True) -> dict[str, dict[str, Any]]:
     out = {}
     for name, fn in stages.items():
         out[name] = {"ms": round(time_ms(fn, repeats, device), 3), "flops": flops_of(fn),
-                     "peak_mb": round(peak_mb(fn, device), 3)}
+                     "peak_mb": round(peak_mb(fn, device), 3) if memory else None}
     return out
 
 
 def bench_size(model_cfg: ModelConfig, variants: list[str],
                hw: tuple[int, int], key_interval: int, repeats: int, device: torch.device,
-               seed: int = 0, progress: bool | None = None) -> dict[str, Any]:
-    """Benchmark every variant of `model_cfg` at one input size; returns {variant: results}."""
+               seed: int = 0, progress: bool | None = None,
+               options: InferenceOptions | None = None) -> dict[str, Any]:
+    """Benchmark every variant of `model_cfg` at one input size, run with `options` (default:
+    float32 NCHW); returns {variant: results}, each with the notes of `inference.prepare`."""
+    options = options or InferenceOptions()
     gen = torch.Generator().manual_seed(seed)
     image = torch.rand(3, *hw, generator=gen).to(device)
     results: dict[str, Any] = {}
     shared: dict[str, dict[str, float]] | None = None
-    bar = tqdm(list(variants), desc=f"bench {hw[0]}x{hw[1]}", disable=progress is False)
+    bar = tqdm(list(variants), desc=f"bench {hw[0]}x{hw[1]} {options.name}",
+               disable=progress is False)
+    memory = not options.compile
     for name in bar:
         bar.set_postfix_str(name)
         torch.manual_seed(seed)
         mcfg = get_variant(name).configure(model_cfg)
-        model = build_detector(mcfg).to(device).eval()
-        with torch.no_grad():
+        model, notes = inference.prepare(build_detector(mcfg).to(device).eval(), options)
+        with torch.no_grad(), options.autocast(device):  # inputs made as the stages run
             fb = FrameBench(model, image)
             if shared is None:  # preprocess/low/high/head: the same modules in every variant
-                shared = _measure(fb.key_stages(shared=True), repeats, device)
-            own_key = _measure(fb.key_stages(shared=False), repeats, device)
-            own_nonkey = _measure(fb.nonkey_stages(), repeats, device)
+                shared = _measure(fb.key_stages(shared=True), repeats, device, memory)
+            own_key = _measure(fb.key_stages(shared=False), repeats, device, memory)
+            own_nonkey = _measure(fb.nonkey_stages(), repeats, device, memory)
             # Whole frames once each, as a check of the stage sums (every stage is warm now).
             whole_key = time_ms(fb.whole_key, 1, device, warmup=False)
             whole_nonkey = time_ms(fb.whole_nonkey, 1, device, warmup=False)
-            mem_key = peak_mb(fb.whole_key, device)
-            mem_nonkey = peak_mb(fb.whole_nonkey, device)
+            mem_key = peak_mb(fb.whole_key, device) if memory else None
+            mem_nonkey = peak_mb(fb.whole_nonkey, device) if memory else None
         key = {n: shared[n] for n in ("preprocess", "low", "high")} | own_key
         key["head"] = shared["head"]
         spec = model.spec
@@ -197,6 +249,8 @@ def bench_size(model_cfg: ModelConfig, variants: list[str],
         k = spec.key_interval(key_interval)
         offsets = None if model.offsets is None else model.offsets.N
         res: dict[str, Any] = {"variant": mcfg.variant, "offsets": offsets}
+        if not options.is_default:
+            res["notes"] = notes
         for kind, stages in (("key", key), ("nonkey", nonkey)):
             res[kind] = {
                 "stages": stages,
@@ -207,15 +261,15 @@ def bench_size(model_cfg: ModelConfig, variants: list[str],
             }
         res["key"]["ms_measured"] = round(whole_key, 3)
         res["nonkey"]["ms_measured"] = round(whole_nonkey, 3)
-        res["key"]["peak_mb"] = round(mem_key, 3)
-        res["nonkey"]["peak_mb"] = round(mem_nonkey, 3)
+        res["key"]["peak_mb"] = _round(mem_key)
+        res["nonkey"]["peak_mb"] = _round(mem_nonkey)
         res["key_interval"] = k
         res["amortised_ms"] = round((res["key"]["ms"] + (k - 1) * res["nonkey"]["ms"]) / k, 3)
         res["amortised_ms_measured"] = round(
             (res["key"]["ms_measured"] + (k - 1) * res["nonkey"]["ms_measured"]) / k, 3)
         res["amortised_gflops"] = round(
             (res["key"]["flops"] + (k - 1) * res["nonkey"]["flops"]) / k / 1e9, 4)
-        res["peak_mb"] = round(max(mem_key, mem_nonkey), 3)
+        res["peak_mb"] = None if mem_key is None else round(max(mem_key, mem_nonkey), 3)
         results[name] = res
         del model, fb
     base = results.get(STAGE1)
@@ -223,6 +277,20 @@ def bench_size(model_cfg: ModelConfig, variants: list[str],
         for res in results.values():
             res["speedup_vs_single_frame"] = round(base["amortised_ms"] / res["amortised_ms"], 3)
     return results
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def add_speedups(mode: dict[str, Any], default: dict[str, Any]) -> None:
+    """`speedup_vs_fp32_nchw` of each variant of a mode (amortised, key and non-key frame)
+    over the same variant in the default run, in place."""
+    for name, res in mode.items():
+        base = default[name]
+        res[SPEEDUP] = round(base["amortised_ms"] / res["amortised_ms"], 3)
+        for kind in ("key", "nonkey"):
+            res[kind][SPEEDUP] = round(base[kind]["ms"] / res[kind]["ms"], 3)
 
 
 def bench(
@@ -234,8 +302,10 @@ def bench(
     key_interval: int | None = None,
     json_out: str | Path | None = None,
     progress: bool | None = None,
+    options: InferenceOptions | None = None,
 ) -> dict[str, Any]:
-    """Run the benchmark; return (and optionally write) its JSON-ready dict."""
+    """Run the benchmark; return (and optionally write) its JSON-ready dict. `options` adds
+    its modes (`InferenceOptions.modes`) beside the default float32 NCHW run."""
     cfg = load_config(config)
     run = RunConfig.from_dict(cfg)
     dev = torch.device(device)
@@ -248,17 +318,33 @@ def bench(
     k = run.eval.key_interval if key_interval is None else key_interval
     if repeats < 1 or k < 1:
         raise ValueError(f"bench: repeats ({repeats}) and key interval ({k}) must be >= 1")
+    options = options or InferenceOptions()
+    inference.check_options(options, dev)  # before minutes of measuring
+    modes = options.modes()
+    # The peak of each precision a mode runs in (its stages' fractions are of that peak).
+    peak = {dtype: machine_peak(dev, backbone_conv_shapes(), AMP_DTYPES.get(dtype, torch.float32))
+            for dtype in ["fp32", *dict.fromkeys(m.amp for m in modes if m.amp)]}
     report: dict[str, Any] = {
         "schema": "lsts-bench-v1", "config": run.name,
-        "device": device_info(dev), "key_interval": k, "repeats": repeats,
-        "warmup": 1, "statistic": "median", "sizes": {}, "results": {},
+        "device": device_info(dev), "machine_peak": peak, "key_interval": k,
+        "repeats": repeats, "warmup": 1, "statistic": "median", "sizes": {}, "results": {},
+        "modes": {m.name: {"options": m.to_dict(), "peak": m.amp or "fp32", "results": {}}
+                  for m in modes},
     }
     for size in sizes:
         model_cfg, hw = size_model(run, size)
         report["sizes"][size] = {"input_hw": list(hw), "backbone": model_cfg.backbone,
                                  "feat_channels": model_cfg.feat_channels}
-        report["results"][size] = bench_size(model_cfg, picked, hw, k, repeats, dev,
-                                             progress=progress)
+        results = bench_size(model_cfg, picked, hw, k, repeats, dev, progress=progress)
+        rate_results(results, peak["fp32"]["gflop_per_s"])
+        report["results"][size] = results
+        for m in modes:
+            entry = report["modes"][m.name]
+            mode_results = bench_size(model_cfg, picked, hw, k, repeats, dev,
+                                      progress=progress, options=m)
+            rate_results(mode_results, peak[entry["peak"]]["gflop_per_s"])
+            add_speedups(mode_results, results)
+            entry["results"][size] = mode_results
     paper = report["results"].get("paper", {})
     if "lsts" in paper and STAGE1 in paper:
         report["paper_lsts_speedup"] = paper["lsts"]["speedup_vs_single_frame"]
@@ -270,18 +356,45 @@ def bench(
 
 
 def summary_lines(report: dict[str, Any]) -> list[str]:
-    lines = [f"device: {report['device']['name']} ({report['device']['torch_threads']} threads), "
-             f"key interval {report['key_interval']}, median of {report['repeats']}"]
+    dev = report["device"]
+    lines = [f"device: {dev['name']} ({dev['torch_threads']} threads, "
+             f"{' '.join(dev.get('cpu_flags') or [dev.get('cpu_capability', '?')])}), "
+             f"torch {dev['torch']}, key interval {report['key_interval']}, median of "
+             f"{report['repeats']}"]
+    for dtype, p in report.get("machine_peak", {}).items():
+        lines.append(f"machine peak ({dtype}): {p['gflop_per_s']:.0f} GFLOP/s ("
+                     + ", ".join(f"{n} {k['gflop_per_s']:.0f}" for n, k in p["kernels"].items())
+                     + ")")
     for size, res in report["results"].items():
         hw = report["sizes"][size]["input_hw"]
         lines.append(f"{size} ({hw[0]}x{hw[1]}, {report['sizes'][size]['backbone']}):")
         lines.append(f"  {'variant':16s} {'key ms':>9s} {'nonkey ms':>9s} {'amort ms':>9s} "
-                     f"{'GFLOPs':>8s} {'peak MB':>8s} {'speedup':>7s}")
+                     f"{'GFLOPs':>8s} {'peak MB':>8s} {'speedup':>7s} {'key %pk':>7s} "
+                     f"{'nonkey %pk':>10s}")
         for name, r in res.items():
             lines.append(f"  {name:16s} {r['key']['ms']:9.1f} {r['nonkey']['ms']:9.1f} "
                          f"{r['amortised_ms']:9.1f} {r['amortised_gflops']:8.2f} "
-                         f"{r['peak_mb']:8.1f} {r.get('speedup_vs_single_frame', 1):6.2f}x")
+                         f"{r['peak_mb'] or math.nan:8.1f} "
+                         f"{r.get('speedup_vs_single_frame', 1):6.2f}x "
+                         f"{_percent(r['key'].get('fraction_of_peak')):>7s} "
+                         f"{_percent(r['nonkey'].get('fraction_of_peak')):>10s}")
+    for mode, entry in report.get("modes", {}).items():
+        for size, res in entry["results"].items():
+            notes = dict.fromkeys(n for r in res.values() for n in r.get("notes", {}).values())
+            lines.append(f"{mode} at {size} (speed-up vs {inference.DEFAULT_MODE}; "
+                         f"{'; '.join(notes)}):")
+            lines.append(f"  {'variant':16s} {'amort ms':>9s} {inference.DEFAULT_MODE:>9s} "
+                         f"{'speedup':>7s} {'key':>6s} {'nonkey':>6s}")
+            for name, r in res.items():
+                base = report["results"][size][name]
+                lines.append(f"  {name:16s} {r['amortised_ms']:9.1f} {base['amortised_ms']:9.1f} "
+                             f"{r[SPEEDUP]:6.2f}x {r['key'][SPEEDUP]:5.2f}x "
+                             f"{r['nonkey'][SPEEDUP]:5.2f}x")
     return lines
+
+
+def _percent(fraction: float | None) -> str:
+    return "-" if fraction is None else f"{100 * fraction:.0f}%"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -296,6 +409,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="timed calls per stage (default: eval.bench_repeats)")
     parser.add_argument("--key-interval", type=positive_int, default=None,
                         help="frames per key frame (default: eval.key_interval)")
+    inference.add_arguments(parser, "each given option is timed alone and, with several, all "
+                            "together, beside the fp32 NCHW default of the same run")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -304,7 +419,7 @@ def main(args: argparse.Namespace) -> int:
         torch.set_num_threads(threads)
     sizes = tuple(s.strip() for s in args.sizes.split(",") if s.strip())
     report = bench(args.config, args.device, sizes, args.variants, args.repeats,
-                   args.key_interval, args.json)
+                   args.key_interval, args.json, options=inference.from_args(args))
     print("\n".join(summary_lines(report)))
     if "paper_lsts_speedup" in report:
         print(f"LSTS vs single-frame at the paper size: {report['paper_lsts_speedup']:.2f}x "

@@ -2,12 +2,14 @@
 
     lsts detect --checkpoint runs/report/lsts/seed0/model.pt --data data/synthvid/report \
         --split val --out runs/report/lsts/seed0/detections [--mode offline --key-interval 10]
+        [--channels-last] [--amp [bf16|fp16]] [--compile] [--fold-bn]
 
 Writes into OUT:
   detections.txt   ILSVRC VID devkit lines `<frame id> <class> <score> x1 y1 x2 y2`
                    (global 1-based frame ids: video start index + frame offset)
   detections.json  the same detections as COCO results
-  timing.json      frames, seconds (model only and end to end), frames/s, device, settings
+  timing.json      frames, seconds (model only and end to end), frames/s, device, settings,
+                   the speed options (engine.inference) and what each did
   stamps/detect.json  the inputs (dataset fingerprint, checkpoint hash, split, mode, key
                    interval) and the outputs' hashes
 Both detection files are what `lsts evaluate` reads. A finished OUT made from the same data
@@ -31,9 +33,10 @@ from lsts_lib import atomic
 from lsts_lib.argtypes import positive_int
 from lsts_lib.data.types import ClassList, Video
 from lsts_lib.data.vid import VIDDataset, load_frame
-from lsts_lib.engine import rundir
+from lsts_lib.engine import inference, rundir
 from lsts_lib.engine.checkpoint import load_checkpoint
 from lsts_lib.engine.config import MODES, RunConfig
+from lsts_lib.engine.inference import InferenceOptions
 from lsts_lib.eval.detections_io import Detections, write_coco_results, write_vid_detections
 from lsts_lib.models.config import ModelConfig
 from lsts_lib.models.detector import VideoDetector, build_detector
@@ -101,15 +104,20 @@ def detect(
     max_videos: int | None = None,
     redo: bool = False,
     progress: bool | None = None,
+    options: InferenceOptions | None = None,
 ) -> dict[str, Any]:
     """Detect every frame of `split`; write OUT/detections.{txt,json} + timing.json; return timing.
 
-    mode and key_interval default to the run's eval settings. Relative paths are taken from
-    the current directory.
+    mode and key_interval default to the run's eval settings; `options` (default float32
+    NCHW) are the speed options of engine.inference. Relative paths are taken from the
+    current directory.
     """
     checkpoint, data, out = Path(checkpoint).resolve(), Path(data).resolve(), Path(out).resolve()
     _check_out(out, data)
-    device = str(_device(device))
+    options = options or InferenceOptions()
+    dev = _device(device)
+    inference.check_options(options, dev)
+    device = str(dev)
     model, ckpt = load_detector(checkpoint, device)
     ev = RunConfig.from_dict(ckpt["config"]).eval
     mode = mode or ev.mode
@@ -121,6 +129,8 @@ def detect(
     settings = {"checkpoint": str(checkpoint), "checkpoint_sha256": rundir.sha256_file(checkpoint),
                 "data": str(data), "data_sha256": rundir.dataset_fingerprint(data),
                 "split": split, "mode": mode, "key_interval": k, "max_videos": max_videos}
+    if not options.is_default:  # only then: the stamps of default runs stay as they were
+        settings["options"] = options.name
     timing_path = out / "timing.json"
     stamp = rundir.Stamp(out, "detect")
     if not redo and stamp.done(settings):
@@ -129,6 +139,7 @@ def detect(
 
     ds = VIDDataset(data, split=split, max_videos=max_videos)
     _check_classes(ckpt, ds.classes, checkpoint, data)
+    model, notes = inference.prepare(model, options)
     total = sum(len(v.frames) for v in ds.videos)
     bar = tqdm(total=total, desc=f"detect {model.variant} ({mode}, k={k})", unit="frame",
                disable=progress is False, mininterval=1.0, dynamic_ncols=True)
@@ -143,8 +154,18 @@ def detect(
             bar.update(1)
             yield img
 
+    warmup = 0.0
+    if options.compile and ds.videos:
+        # Compile outside the timing: one segment of the first video runs the key and the
+        # non-key path once (its detections are made again below).
+        t = time.perf_counter()
+        with options.autocast(dev):
+            model.detect_video([load_frame(f).to(device) for f in ds.videos[0].frames[:k]],
+                               mode=mode, key_interval=k)
+        warmup = time.perf_counter() - t
     start = time.perf_counter()
-    result = detect_videos(model, ds.videos, mode, k, frames_of)
+    with options.autocast(dev):
+        result = detect_videos(model, ds.videos, mode, k, frames_of)
     wall = time.perf_counter() - start
     bar.close()
 
@@ -157,7 +178,9 @@ def detect(
         "seconds_model": round(model_s, 3), "seconds_decode": round(decode, 3),
         "fps_model": round(total / model_s, 3), "fps_total": round(total / max(wall, 1e-9), 3),
         "ms_per_frame_model": round(1000 * model_s / max(total, 1), 3),
+        "seconds_compile_warmup": round(warmup, 3),
         "device": str(device), "torch_threads": torch.get_num_threads(), "settings": settings,
+        "options": options.to_dict(), "option_notes": notes,
     }
     atomic.write_json(timing_path, timing)
     stamp.mark(settings, OUTPUTS)
@@ -176,8 +199,9 @@ def detect_videos(model: VideoDetector, videos: Sequence[Video], mode: str, k: i
         if len(dets) != len(video.frames):
             raise RuntimeError(f"{video.name}: {len(dets)} detections for {len(video.frames)} frames")
         for i, d in enumerate(dets):
-            per_frame[video.start_index + i] = (d["boxes"].cpu().numpy(),
-                                                d["scores"].cpu().numpy(),
+            # float(): under --amp the head's outputs may be 16-bit, which numpy lacks.
+            per_frame[video.start_index + i] = (d["boxes"].float().cpu().numpy(),
+                                                d["scores"].float().cpu().numpy(),
                                                 d["labels"].cpu().numpy())
     return Detections.from_frames(per_frame)
 
@@ -196,6 +220,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-videos", type=positive_int, default=None,
                         help="only the first N videos")
     parser.add_argument("--redo", action="store_true", help="recompute even if OUT is up to date")
+    inference.add_arguments(parser, "applied together to the whole run (default: fp32 NCHW)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -204,7 +229,9 @@ def main(args: argparse.Namespace) -> int:
         torch.set_num_threads(threads)
     t = detect(args.checkpoint, args.data, args.out, split=args.split, mode=args.mode,
                key_interval=args.key_interval, device=args.device, max_videos=args.max_videos,
-               redo=args.redo)
+               redo=args.redo, options=inference.from_args(args))
+    for option, note in t.get("option_notes", {}).items():
+        print(f"--{option.replace('_', '-')}: {note}")
     print(f"{t['frames']} frames, {t['detections']} detections, {t['fps_model']:.2f} frames/s "
           f"(model), {t['ms_per_frame_model']:.1f} ms/frame -> {args.out}")
     return 0

@@ -26,6 +26,33 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+# The instruction-set extensions that decide CPU speed (vector width, FMA, low-precision
+# matrix units), as Linux names them in /proc/cpuinfo ("flags" on x86, "Features" on Arm).
+SPEED_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl",
+               "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8",
+               "amx_fp16", "asimd", "sve", "sve2", "bf16", "i8mm")
+
+
+def cpu_flags() -> list[str] | None:
+    """The SPEED_FLAGS this CPU has, from /proc/cpuinfo; None where that file is absent
+    (macOS, Windows: `cpu_capability` from torch is then the only record)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key = line.split(":", 1)[0].strip()
+        if key in ("flags", "Features"):
+            have = set(line.split(":", 1)[1].split())
+            return [f for f in SPEED_FLAGS if f in have]
+    return None
+
+
+def cpu_capability() -> str:
+    """The widest vector kernels torch dispatches to here (e.g. AVX2, AVX512)."""
+    return torch.backends.cpu.get_cpu_capability()
+
+
 def git_commit() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=paths.REPO, capture_output=True,

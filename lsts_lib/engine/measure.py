@@ -1,4 +1,5 @@
-"""How the benchmarks measure: median wall time, FLOPs and peak memory of a callable."""
+"""How the benchmarks measure: median wall time, FLOPs and peak memory of a callable, and the
+machine's own peak rate (a large GEMM and 3x3 convolutions) to compare them with."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ import statistics
 import time
 import weakref
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode
@@ -89,3 +92,42 @@ def peak_mb(fn: Callable[[], Any], device: torch.device) -> float:
         out = fn()
         del out
     return tracker.peak / 2**20
+
+
+def kernel_rate(fn: Callable[[], Any], repeats: int, device: torch.device) -> dict[str, float]:
+    """GFLOPs of one call (counted as everywhere else, by `flops_of`), its median ms and the
+    achieved GFLOP/s. The counting call is the warm-up."""
+    flops = flops_of(fn)
+    sync(device)
+    ms = time_ms(fn, repeats, device, warmup=False)
+    return {"gflops": round(flops / 1e9, 4), "ms": round(ms, 3),
+            "gflop_per_s": round(flops / ms / 1e6, 2)}
+
+
+def machine_peak(device: torch.device, conv_shapes: dict[str, tuple[int, int, int, int]],
+                 dtype: torch.dtype = torch.float32, gemm_n: int | None = None,
+                 repeats: int = 3, seed: int = 0) -> dict[str, Any]:
+    """The rate this machine reaches, with the current thread count, on dense kernels.
+
+    An n x n GEMM (n = 2048 on CPU: a second or so per call on one core; 4096 on CUDA) and one
+    3x3 convolution per entry of `conv_shapes` (name -> (channels in = out, height, width,
+    dilation), batch 1, NCHW). Each kernel: one warm-up, median of `repeats`. `gflop_per_s` is
+    the best of them: the peak the benchmark's stages are a fraction of.
+    """
+    n = gemm_n or (4096 if device.type == "cuda" else 2048)
+    gen = torch.Generator().manual_seed(seed)
+
+    def rand(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=gen).to(device=device, dtype=dtype)
+
+    kernels: dict[str, dict[str, float]] = {}
+    with torch.no_grad():
+        gemm = partial(torch.matmul, rand(n, n), rand(n, n))
+        kernels[f"gemm_{n}"] = kernel_rate(gemm, repeats, device)
+        del gemm
+        for name, (c, h, w, d) in conv_shapes.items():
+            conv = partial(F.conv2d, rand(1, c, h, w), rand(c, c, 3, 3), padding=d, dilation=d)
+            kernels[f"conv3x3_{name}"] = kernel_rate(conv, repeats, device)
+    return {"dtype": str(dtype).removeprefix("torch."), "threads": torch.get_num_threads(),
+            "repeats": repeats, "statistic": "median",
+            "gflop_per_s": max(k["gflop_per_s"] for k in kernels.values()), "kernels": kernels}

@@ -11,10 +11,16 @@ The low part ends at the last block's residual sum *before* its final ReLU, beca
 official low2high reads that pre-ReLU res4b3 sum (so it sees negative values too); the high
 part starts by applying that ReLU, so `high(low(x))` is exactly the plain ResNet forward.
 Key frames run low + high; non-key frames run low only, which is where LSTS saves time.
+
+At inference a frozen BatchNorm (the paper's backbone) is an affine map per channel, so
+`fold_bn` can fold it into the convolution before it: one pass over the feature map instead
+of two. GroupNorm (the CPU presets) normalises by each input's own statistics and cannot be
+folded.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import warnings
 from collections import OrderedDict
@@ -23,7 +29,8 @@ from collections.abc import Callable
 import torch
 import torchvision
 from torch import nn
-from torchvision.models.resnet import Bottleneck
+from torch.nn.utils.fusion import fuse_conv_bn_weights
+from torchvision.models.resnet import BasicBlock, Bottleneck
 from torchvision.ops import FrozenBatchNorm2d
 
 log = logging.getLogger(__name__)
@@ -217,3 +224,40 @@ def build_backbone(arch: str, feat_channels: int = 1024, pretrained: bool = True
                    freeze_bn: bool = True, norm: str = "gn",
                    freeze_stem: bool = True) -> ResNetBackbone:
     return ResNetBackbone(arch, feat_channels, pretrained, freeze_bn, norm, freeze_stem)
+
+
+def _foldable(m: nn.Module) -> bool:
+    """A BatchNorm that is a fixed affine map: frozen, or a BatchNorm2d in eval mode."""
+    return isinstance(m, FrozenBatchNorm2d) or (
+        isinstance(m, nn.BatchNorm2d) and not m.training and m.track_running_stats)
+
+
+def _conv_of(parent: nn.Module, index: int, name: str) -> nn.Module | None:
+    """The convolution whose output BatchNorm child `name` (at `index`) normalises: the child
+    before it in a Sequential (stem, shortcut), conv<i> for bn<i> in a ResNet block."""
+    if isinstance(parent, nn.Sequential) and index > 0:
+        return list(parent.children())[index - 1]
+    if isinstance(parent, BasicBlock | Bottleneck) and name.startswith("bn"):
+        return getattr(parent, "conv" + name[2:], None)
+    return None
+
+
+def fold_bn(module: nn.Module) -> tuple[nn.Module, int]:
+    """(a copy of `module` with every fixed BatchNorm folded into the Conv2d before it and
+    replaced by Identity, the number folded). For inference only: the copy has no BatchNorm
+    to train. A BatchNorm with no convolution right before it is left as it is, and so is
+    every GroupNorm (its statistics depend on the input)."""
+    folded = copy.deepcopy(module)
+    count = 0
+    with torch.no_grad():
+        for parent in list(folded.modules()):
+            for i, (name, bn) in enumerate(list(parent.named_children())):
+                conv = _conv_of(parent, i, name) if _foldable(bn) else None
+                if not isinstance(conv, nn.Conv2d):
+                    continue
+                conv.weight, conv.bias = fuse_conv_bn_weights(
+                    conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps, bn.weight,
+                    bn.bias)
+                setattr(parent, name, nn.Identity())
+                count += 1
+    return folded, count

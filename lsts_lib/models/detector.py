@@ -108,6 +108,9 @@ class VideoDetector(nn.Module):
                              "dataset's class list decides)")
         self.cfg = cfg
         self.variant = cfg.variant
+        # Layout of the preprocessed frames: torch.channels_last when the weights are too
+        # (engine.inference), so the first convolution reads them without a reorder.
+        self.input_memory_format = torch.contiguous_format
         self.transform = build_transform(cfg)
         self.backbone = ResNetBackbone(cfg.backbone, cfg.feat_channels, cfg.pretrained,
                                        cfg.freeze_bn, cfg.norm, cfg.freeze_stem)
@@ -171,7 +174,8 @@ class VideoDetector(nn.Module):
         self.check_frames(frames)
         original = [(int(f.shape[-2]), int(f.shape[-1])) for f in frames]
         images, _ = self.transform(list(frames))
-        return images.tensors, [tuple(s) for s in images.image_sizes], original
+        x = images.tensors.contiguous(memory_format=self.input_memory_format)
+        return x, [tuple(s) for s in images.image_sizes], original
 
     def extract_low(self, x: Tensor) -> Tensor:
         """Low-level part (conv1 .. Conv4_3): the only backbone cost of a non-key frame."""

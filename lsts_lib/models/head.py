@@ -117,6 +117,16 @@ class HeadConfig:
         return len(self.anchor_sizes) * len(self.aspect_ratios)
 
 
+class Float32RPNHead(RPNHead):
+    """torchvision's RPNHead with float32 outputs. Under autocast its convolutions run in 16
+    bits, but the proposals are decoded from its deltas in their dtype: bf16 coordinates of a
+    600x1000 frame would be off by up to 4 pixels. The weights and their names are RPNHead's."""
+
+    def forward(self, x: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
+        logits, deltas = super().forward(x)
+        return [t.float() for t in logits], [t.float() for t in deltas]
+
+
 class BorderIgnoringRPN(RegionProposalNetwork):
     """torchvision's RPN with the official rule for anchors that cross the image border.
 
@@ -171,7 +181,7 @@ class RFCNHead(nn.Module):
         )
         self.rpn = BorderIgnoringRPN(
             anchor_gen,
-            RPNHead(half, cfg.num_anchors, conv_depth=cfg.rpn_conv_depth),
+            Float32RPNHead(half, cfg.num_anchors, conv_depth=cfg.rpn_conv_depth),
             fg_iou_thresh=cfg.rpn_fg_iou_thresh,
             bg_iou_thresh=cfg.rpn_bg_iou_thresh,
             batch_size_per_image=cfg.rpn_batch_size_per_image,
@@ -247,8 +257,9 @@ class RFCNHead(nn.Module):
         """PS-RoI pooling and average voting: (R, C+1) class logits and (R, 4) deltas."""
         k = self.cfg.ps_pool_size
         scale = 1.0 / self.cfg.stride
-        score_maps = self.rfcn_cls(rfcn_feat)
-        box_maps = self.rfcn_bbox(rfcn_feat)
+        # Pooled in float32 also under autocast: torchvision has no 16-bit CPU kernel for it.
+        score_maps = self.rfcn_cls(rfcn_feat).float()
+        box_maps = self.rfcn_bbox(rfcn_feat).float()
         cls = ps_roi_align(score_maps, rois, k, scale, self.cfg.ps_sampling_ratio)
         box = ps_roi_align(box_maps, rois, k, scale, self.cfg.ps_sampling_ratio)
         return cls.mean(dim=(2, 3)), box.mean(dim=(2, 3))
@@ -381,7 +392,9 @@ class RFCNHead(nn.Module):
         b, _, h, w = feature.shape
         canvas = feature.new_empty((b, 0, h * cfg.stride, w * cfg.stride))
         images = ImageList(canvas, [(int(s[0]), int(s[1])) for s in image_sizes])
-        proposals, rpn_losses = self.rpn(images, {"0": rpn_feat},
+        # Anchors take the feature's dtype: float32 (a no-op but under autocast), as the
+        # proposals decoded from them (Float32RPNHead).
+        proposals, rpn_losses = self.rpn(images, {"0": rpn_feat.float()},
                                          targets if self.training else None)
 
         if self.training:
