@@ -183,7 +183,8 @@ def load_runs(runs: Path, bench: Mapping[str, Any] | None = None) -> pd.DataFram
 # --------------------------------------------------------------------------------------------
 # Benchmarks
 # --------------------------------------------------------------------------------------------
-BENCH_COLUMNS = ("variant", "model_variant", "size", "input_hw", "key_ms", "nonkey_ms",
+BENCH_COLUMNS = ("variant", "model_variant", "size", "input_hw", "key_ms", "key_peak",
+                 "nonkey_peak", "nonkey_ms",
                  "amortised_ms", "gflops", "peak_mb", "speedup")
 
 
@@ -209,6 +210,8 @@ def bench_table(bench: Mapping[str, Any], size: str | None = None) -> pd.DataFra
             "size": size,
             "input_hw": "x".join(map(str, hw)) if hw else "",
             "key_ms": _get(e, ("key", "ms")),
+            "key_peak": _get(e, ("key", "fraction_of_peak")),
+            "nonkey_peak": _get(e, ("nonkey", "fraction_of_peak")),
             "nonkey_ms": _get(e, ("nonkey", "ms")),
             "amortised_ms": _get(e, "amortised_ms"),
             "gflops": _get(e, "amortised_gflops"),
@@ -533,7 +536,10 @@ def speed_table(bench_cpu: Mapping[str, Any], bench_gpu: Mapping[str, Any] | Non
     """Runtime per frame at the paper's size: CPU ms, GPU ms, GFLOPs and SynthVID accuracy.
 
     Times are amortised over a key interval (one key frame, k-1 non-key frames). GPU columns
-    read "not measured" unless a CUDA benchmark JSON is given.
+    read "not measured" unless a CUDA benchmark JSON is given. The speed-up over the single-
+    frame detector is set beside the FLOP ratio: their quotient is the share of the design's
+    saving the implementation realises (1 = time falls as the FLOPs do). "% of peak" is the
+    achieved GFLOP/s of a key / non-key frame against the machine's measured fp32 peak.
     """
     size = size or bench_size(bench_cpu)
     cpu = bench_table(bench_cpu, size)
@@ -544,6 +550,9 @@ def speed_table(bench_cpu: Mapping[str, Any], bench_gpu: Mapping[str, Any] | Non
         variant = summary.loc[run, "variant"] if summary is not None else run
         c = _bench_lookup(cpu, run, variant)
         g = _bench_lookup(gpu, run, variant) if gpu is not None else None
+        sf = _bench_lookup(cpu, "single_frame", "single_frame")
+        flop_ratio = (sf["gflops"] / c["gflops"] if c is not None and sf is not None
+                      and c["gflops"] > 0 else math.nan)
         row: dict[str, Any] = {
             "variant": summary.loc[run, "label"] if summary is not None else run_label(run),
             "CPU ms (key)": c["key_ms"] if c is not None else math.nan,
@@ -552,12 +561,46 @@ def speed_table(bench_cpu: Mapping[str, Any], bench_gpu: Mapping[str, Any] | Non
             "GPU ms (amortised)": g["amortised_ms"] if g is not None else NOT_MEASURED,
             "GFLOPs": c["gflops"] if c is not None else math.nan,
             "speed-up vs single frame": c["speedup"] if c is not None else math.nan,
+            "FLOP ratio vs single frame": flop_ratio,
+            "speed-up / FLOP ratio": (c["speedup"] / flop_ratio
+                                      if c is not None and flop_ratio > 0 else math.nan),
+            "% of peak (key)": 100 * c["key_peak"] if c is not None else math.nan,
+            "% of peak (non-key)": 100 * c["nonkey_peak"] if c is not None else math.nan,
             "peak MB": c["peak_mb"] if c is not None else math.nan,
         }
         if summary is not None:
             row["SynthVID mAP"] = summary.loc[run, "mAP"]
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def stage_rate_table(bench: Mapping[str, Any], variant: str = "lsts",
+                     size: str | None = None) -> pd.DataFrame:
+    """Where a variant's key and non-key frame time goes: per stage, median ms, GFLOPs,
+    achieved GFLOP/s and its share of the measured peak (stages without counted FLOPs: NaN)."""
+    size = size or bench_size(bench)
+    res = (bench.get("results") or {}).get(size, {})
+    if variant not in res:
+        raise ValueError(f"benchmark JSON has no {variant!r} at size {size!r} "
+                         f"(has: {', '.join(res) or 'none'})")
+    rows = []
+    for kind, title in (("key", "key frame"), ("nonkey", "non-key frame")):
+        for stage, e in res[variant][kind].get("stages", {}).items():
+            frac = e.get("fraction_of_peak")
+            rows.append({"frame": title, "stage": stage, "ms": _get(e, "ms"),
+                         "GFLOPs": _get(e, "flops") / 1e9, "GFLOP/s": _get(e, "gflop_per_s"),
+                         "% of peak": 100 * frac if frac is not None else math.nan})
+    return pd.DataFrame(rows)
+
+
+def peak_line(bench: Mapping[str, Any]) -> str:
+    """The machine's measured peak, as `lsts bench` recorded it (or that it did not)."""
+    peak = (bench.get("machine_peak") or {}).get("fp32")
+    if not peak:
+        return "machine peak: not measured (benchmark made before `lsts bench` measured it)"
+    best = max(peak["kernels"].items(), key=lambda kv: kv[1]["gflop_per_s"])
+    return (f"machine peak (fp32, {peak.get('threads', '?')} threads): "
+            f"{peak['gflop_per_s']:.0f} GFLOP/s (best kernel: {best[0]})")
 
 
 # --------------------------------------------------------------------------------------------
@@ -640,7 +683,7 @@ def results_frame(summary: pd.DataFrame) -> pd.DataFrame:
 def _speed_display(table: pd.DataFrame) -> pd.DataFrame:
     out = table.copy()
     for col in out.columns[1:]:
-        nd = 2 if "speed-up" in col else 1 if "GFLOP" in col or "mAP" in col else 0
+        nd = 2 if "speed-up" in col or "ratio" in col else 1 if "GFLOP" in col or "mAP" in col else 0
         out[col] = [v if isinstance(v, str) else _fmt(v, nd) for v in out[col]]
     return out
 
@@ -683,6 +726,13 @@ def readme_block(runs: Path) -> str:
         markdown_table(_speed_display(speed_table(bench, bench_gpu, summary))),
         "",
     ]
+    if "lsts" in ((bench.get("results") or {}).get(bench_size(bench)) or {}):
+        lines += [
+            f"Where LSTS's time goes (same benchmark; {peak_line(bench)}):",
+            "",
+            markdown_table(stage_rate_table(bench).round(1)),
+            "",
+        ]
     align = alignment_table(runs)
     if not align.empty:
         lines += [

@@ -46,8 +46,15 @@ def write_bench(root: Path, ms: dict[str, float], device: str = "cpu") -> dict:
     """A `lsts bench` JSON (schema lsts-bench-v1) with the given amortised times per run."""
     def entry(name: str, t: float) -> dict:
         return {"variant": "lsts" if name == "lsts_gaussian" else name, "offsets": None,
-                "key": {"ms": 1000.0, "ms_measured": 999.0, "flops": 1},
-                "nonkey": {"ms": t, "ms_measured": t - 1, "flops": 1},
+                "key": {"ms": 1000.0, "ms_measured": 999.0, "flops": 1, "fraction_of_peak": 0.5,
+                        "stages": {"low": {"ms": 400.0, "flops": 4e10, "gflop_per_s": 100.0,
+                                           "fraction_of_peak": 0.25}}},
+                "nonkey": {"ms": t, "ms_measured": t - 1, "flops": 1, "fraction_of_peak": 0.2,
+                           "stages": {"low": {"ms": 400.0, "flops": 4e10, "gflop_per_s": 100.0,
+                                              "fraction_of_peak": 0.25},
+                                      "lsts_align": {"ms": 5.0, "flops": 0,
+                                                     "gflop_per_s": None,
+                                                     "fraction_of_peak": None}}},
                 "key_interval": 10, "amortised_ms": t, "amortised_ms_measured": t - 1,
                 "amortised_gflops": t / 10, "peak_mb": 1.0,
                 "speedup_vs_single_frame": ms["single_frame"] / t}
@@ -143,6 +150,22 @@ def test_speed_table_gpu_columns(runs: Path) -> None:
     assert t.loc[t["variant"] == s.loc["lsts", "label"], "speed-up vs single frame"].item() == 5.0
     with pytest.raises(ValueError, match="no results at size 'huge'"):
         R.bench_table(bench, "huge")
+    # The speed-up beside the FLOP ratio (1000/200 GFLOPs: 5) and their quotient; % of peak.
+    lsts = t.set_index("variant").loc[s.loc["lsts", "label"]]
+    assert lsts["FLOP ratio vs single frame"] == pytest.approx(5.0)
+    assert lsts["speed-up / FLOP ratio"] == pytest.approx(1.0)
+    assert lsts["% of peak (key)"] == 50.0 and lsts["% of peak (non-key)"] == 20.0
+    st = R.stage_rate_table(bench)
+    assert list(st["frame"]) == ["key frame", "non-key frame", "non-key frame"]
+    assert st.loc[0, "% of peak"] == 25.0 and st.loc[0, "GFLOPs"] == 40.0
+    assert math.isnan(st.loc[2, "% of peak"])
+    with pytest.raises(ValueError, match="no 'copy_prop'"):
+        R.stage_rate_table(bench, "copy_prop")
+    assert "not measured" in R.peak_line(bench)
+    bench["machine_peak"] = {"fp32": {"threads": 2, "gflop_per_s": 90.0, "kernels": {
+        "gemm_2048": {"gflop_per_s": 90.0}, "conv3x3_res4": {"gflop_per_s": 70.0}}}}
+    assert R.peak_line(bench) == ("machine peak (fp32, 2 threads): 90 GFLOP/s "
+                                  "(best kernel: gemm_2048)")
 
 
 def test_paper_numbers() -> None:
