@@ -273,3 +273,13 @@ def test_detect_with_speed_options_matches_the_default(
                  "--out", str(out), "--amp"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--amp bf16: this CPU" in err and not out.exists()
+
+
+def test_bench_stamp_inputs_follow_the_bench_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new benchmark code version makes `lsts report` remeasure instead of reusing."""
+    from lsts_lib.engine import bench as bench_mod
+
+    before = bench_mod.bench_inputs("smoke", ["preset"])
+    monkeypatch.setattr(bench_mod, "BENCH_CODE_VERSION", bench_mod.BENCH_CODE_VERSION + 1)
+    after = bench_mod.bench_inputs("smoke", ["preset"])
+    assert before != after and before["models"] == after["models"]

@@ -72,6 +72,9 @@ CATEGORY = {
 }
 CATEGORIES = ("low_backbone", "high_backbone", "lsts_alignment", "fusion", "head", "other")
 PAPER_INPUT = (600, 1000)
+# Bumped when what a benchmark measures or records changes (2: machine peak, rates, provenance):
+# part of a stamp's inputs, so `lsts report` remeasures instead of reusing an older JSON.
+BENCH_CODE_VERSION = 2
 SPEEDUP = f"speedup_vs_{inference.DEFAULT_MODE}"  # a mode's key: its speed-up over the default
 
 
@@ -132,9 +135,11 @@ def size_model(run: RunConfig, size: str) -> tuple[ModelConfig, tuple[int, int]]
 def bench_inputs(config: str | Path | Mapping[str, Any], sizes: Iterable[str]
                  ) -> dict[str, Any]:
     """What a benchmark of `config` at `sizes` reads besides its arguments (a stamp's
-    inputs): the eval settings it defaults to and the resolved model of each size."""
+    inputs): the benchmark code's version, the eval settings it defaults to and the resolved
+    model of each size."""
     run = RunConfig.from_dict(load_config(config))
-    return {"eval": {"key_interval": run.eval.key_interval,
+    return {"bench_code": BENCH_CODE_VERSION,
+            "eval": {"key_interval": run.eval.key_interval,
                      "bench_repeats": run.eval.bench_repeats},
             "models": {size: size_model(run, size)[0].to_dict() for size in sizes}}
 
