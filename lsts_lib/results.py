@@ -656,7 +656,10 @@ def bench_device_line(bench: Mapping[str, Any]) -> str:
 def markdown_table(df: pd.DataFrame) -> str:
     head = "| " + " | ".join(map(str, df.columns)) + " |"
     rule = "|" + "|".join("---" if i == 0 else "---:" for i in range(len(df.columns))) + "|"
-    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    def cell(v: Any) -> str:  # a missing number (NaN: not applicable) shows as an empty cell
+        return "" if isinstance(v, float) and math.isnan(v) else str(v)
+
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
     return "\n".join([head, rule, *body])
 
 
@@ -1132,6 +1135,28 @@ def _alignment_sentences(align: pd.DataFrame) -> list[str]:
     return out
 
 
+def _plateau_sentence(runs: Path) -> str:
+    """Whether each compared variant's stage-2 dev curve had plateaued (dev_curve_table)."""
+    frames = []
+    for run, seed, d in run_dirs(runs):
+        if (d / rundir.DEV_LOG).is_file():
+            frames.append(pd.read_csv(d / rundir.DEV_LOG).assign(variant=run, seed=seed))
+    table = dev_curve_table(pd.concat(frames)) if frames else pd.DataFrame()
+    if table.empty:
+        return "No dev-split curves were recorded (`train.<stage>.dev_every`), so it is not known."
+    rising = table[~table["plateau"]]
+    if rising.empty:
+        return (f"Yes: every variant's dev-split mAP changed by less than {PLATEAU_POINTS:g} "
+                "point over its last evaluation interval (notebook 04).")
+    parts = ", ".join(f"{r['variant']} {r['change over it']:+.1f} points over its last "
+                      f"{r['last interval (steps)']} steps (dev mAP {r['dev mAP last']:.1f} %)"
+                      for _, r in rising.iterrows())
+    return (f"No. Still rising at the end of stage 2 (notebook 04's dev curves, plateau rule: "
+            f"less than {PLATEAU_POINTS:g} point per interval): {parts}. The verdicts below "
+            "that involve these variants measure models that were still learning; a longer "
+            "stage 2, the same for every variant, is the next experiment.")
+
+
 def discussion_markdown(runs: Path) -> str:
     """Notebook 05's discussion and conclusion, written from one preset's result files."""
     runs = Path(runs)
@@ -1149,6 +1174,7 @@ def discussion_markdown(runs: Path) -> str:
             f"reaches {paper.loc['R-FCN (single frame)', 'mAP']:.1f} % on ImageNet VID. The "
             "two are not comparable (other data, a CPU-sized network from scratch); what "
             "matters here is that every temporal variant is measured against this same start.")
+    lines += ["", "### Did every variant finish learning?", "", _plateau_sentence(runs)]
     lines += ["", "### What held and what did not", ""]
     if (runs / CLAIMS_FILE).is_file():
         cs, meta = load_claims(runs)

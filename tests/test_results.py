@@ -354,6 +354,13 @@ def test_discussion_follows_the_numbers(runs: Path, lsts_epe: float, entropy: fl
     for s in says:
         assert s in text
     assert "No claims were judged yet" in text
+    assert "No dev-split curves were recorded" in text
+    for run, mAPs in (("copy_prop", [0.30, 0.30, 0.301]), ("lsts", [0.02, 0.17, 0.21])):
+        (runs / run / "seed0" / "dev.csv").write_text(
+            "step,mAP\n" + "".join(f"{s},{m}\n" for s, m in zip((0, 75, 150), mAPs, strict=True)))
+    text = R.discussion_markdown(runs)
+    assert "No. Still rising" in text and "lsts +4.0 points over its last 75 steps" in text
+    assert "copy_prop +" not in text
     table = R.alignment_table(runs)
     assert table.set_index("run").loc[R.run_label("lsts"), "S entropy (nats)"] == entropy
     assert math.isnan(table.set_index("run").loc[R.run_label("copy_prop"), "max S_n"])
@@ -384,3 +391,8 @@ def test_dev_curve_table_says_where_a_stage_plateaus() -> None:
     assert t.loc["lsts", "dev mAP first"] == pytest.approx(21.0)
     assert t.loc["lsts", "change over it"] == pytest.approx(7.0) and not t.loc["lsts", "plateau"]
     assert t.loc["lsts", "seeds"] == 2 and t.loc["lsts", "last interval (steps)"] == 50
+
+
+def test_markdown_table_leaves_missing_numbers_empty() -> None:
+    table = R.markdown_table(pd.DataFrame({"run": ["a", "b"], "x": [1.5, math.nan]}))
+    assert table.splitlines()[2:] == ["| a | 1.5 |", "| b |  |"]
