@@ -1123,11 +1123,15 @@ def _alignment_sentences(align: pd.DataFrame) -> list[str]:
     if "S entropy (nats)" in lsts and math.isfinite(lsts["S entropy (nats)"]):
         ent, uni, top = lsts["S entropy (nats)"], lsts["uniform: log N"], lsts["max S_n"]
         if ent < PEAKED_ENTROPY_SHARE * uni:
+            where = ("not on the ones the objects moved to (the end-point error above)"
+                     if e_lsts >= e_copy else
+                     "on points that follow the motion better than copying (the end-point "
+                     "error above)")
             out.append(
                 f"Its weights are peaked: entropy {ent:.2f} nats against {uni:.2f} for uniform "
                 f"weights, largest weight {top:.2f} on average. The softmax over raw dot "
-                "products (the official form, no scaling) has concentrated on a few of the N "
-                "points, and the table shows whether those are the right ones.")
+                f"products (the official form, no scaling) has concentrated on a few of the N "
+                f"points, {where}.")
         else:
             out.append(f"Its weights stay spread: entropy {ent:.2f} nats of {uni:.2f} for "
                        f"uniform weights, largest weight {top:.2f}: LSTS averages over many "

@@ -189,7 +189,8 @@ def plot_claim(claim: results.Claim) -> Figure | None:
     ax.set_ylabel(_wrap(f"{results.run_label(a)} − {results.run_label(b)} (mAP points, %)", 34),
                   fontsize=8)
     ax.set_title("accuracy: paired difference", fontsize=9)
-    ax.legend(fontsize=7, loc="best", framealpha=0.9)
+    # Below the axes: inside, it would hide points or the interval whichever corner it took.
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), framealpha=0.9)
     if ratio:
         _plot_cost(axes[0, 1], claim, *ratio)
     fig.suptitle(_wrap(f"{claim.statement}: {claim.verdict}", 60), fontsize=10)
