@@ -37,6 +37,7 @@ from lsts_lib.engine import rundir
 from lsts_lib.engine.checkpoint import load_checkpoint
 from lsts_lib.engine.config import RunConfig
 from lsts_lib.engine.detect import load_detector
+from lsts_lib.engine.trainlog import load_logs
 from lsts_lib.eval.stats import HELD, INCONCLUSIVE, NOT_HELD, NOT_TESTABLE, Interval
 from lsts_lib.models.detector import OFFSETS_KEY, VideoDetector
 from lsts_lib.models.variants import VARIANTS, label
@@ -1141,11 +1142,12 @@ def _alignment_sentences(align: pd.DataFrame) -> list[str]:
 
 def _plateau_sentence(runs: Path) -> str:
     """Whether each compared variant's stage-2 dev curve had plateaued (dev_curve_table)."""
-    frames = []
-    for run, seed, d in run_dirs(runs):
-        if (d / rundir.DEV_LOG).is_file():
-            frames.append(pd.read_csv(d / rundir.DEV_LOG).assign(variant=run, seed=seed))
-    table = dev_curve_table(pd.concat(frames)) if frames else pd.DataFrame()
+    found = run_dirs(runs)
+    try:
+        table = dev_curve_table(load_logs(runs, list(dict.fromkeys(r for r, _, _ in found)),
+                                          sorted({s for _, s, _ in found}), name=rundir.DEV_LOG))
+    except FileNotFoundError:
+        table = pd.DataFrame()
     if table.empty:
         return "No dev-split curves were recorded (`train.<stage>.dev_every`), so it is not known."
     rising = table[~table["plateau"]]
