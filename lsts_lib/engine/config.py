@@ -231,10 +231,14 @@ class StageConfig:
     # (and at step 0 when the run starts from other weights); 0 = off. Written to dev.csv.
     dev_every: int = 0
     dev_max_videos: int | None = None  # the first N dev videos only (null = all)
+    # Steps of the low2high warm-up (engine.low2high_warmup) at the start of a run of an LSTS
+    # variant from single-frame weights; 0 = off (official). Acts on no other run.
+    low2high_warmup: int = 0
 
     def validate(self, name: str) -> None:
         _int(f"train.{name}.steps", self.steps, 1, optional=True)
         _int(f"train.{name}.dev_every", self.dev_every, 0)
+        _int(f"train.{name}.low2high_warmup", self.low2high_warmup, 0)
         _int(f"train.{name}.dev_max_videos", self.dev_max_videos, 1, optional=True)
         _num(f"train.{name}.epochs", self.epochs, 0, strict=True, optional=True)
         if self.steps is None and self.epochs is None:

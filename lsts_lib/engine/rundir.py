@@ -122,6 +122,7 @@ class Stamp:
 CONFIG = "config.yaml"
 ENV = "env.json"
 LOG = "log.csv"
+LOW2HIGH_LOG = "low2high.csv"  # the low2high warm-up's curve (train.<stage>.low2high_warmup)
 DEV_LOG = "dev.csv"  # the dev-split mAP curve of a run (train.<stage>.dev_every)
 LAST = "last.pt"
 MODEL = "model.pt"
@@ -131,7 +132,7 @@ DETECTIONS = "detections"
 EVAL = "eval.json"
 ALIGNMENT = "alignment.json"  # `lsts alignment` of the run
 # What `lsts train` itself writes; only these are deleted when a run is redone.
-TRAIN_FILES = (LAST, MODEL, LOG, DEV_LOG, SUMMARY, DDP, ENV, CONFIG)
+TRAIN_FILES = (LAST, MODEL, LOG, DEV_LOG, LOW2HIGH_LOG, SUMMARY, DDP, ENV, CONFIG)
 
 
 # runs/<preset>/stage1/seed<k>: the shared stage-1 model of a plan whose variants all start

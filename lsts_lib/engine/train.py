@@ -64,6 +64,7 @@ from lsts_lib.engine.detect import detect_videos
 from lsts_lib.engine.distributed import Dist, pick_device, set_threads
 from lsts_lib.engine.env import environment
 from lsts_lib.engine.flow_pretrain import load_flownet
+from lsts_lib.engine.low2high_warmup import LOW2HIGH_PREFIX, warm_up_low2high
 from lsts_lib.engine.optim import build_optimizer, lr_factor, total_steps
 from lsts_lib.engine.trainlog import CsvLog
 from lsts_lib.eval.vid_eval import evaluate_dataset
@@ -94,15 +95,16 @@ def offsets_shift(model: VideoDetector, init: Mapping[str, torch.Tensor]) -> flo
     return float(diff.sum()) / diff.numel()
 
 
-def init_from_checkpoint(model: VideoDetector, ckpt_path: Path) -> None:
+def init_from_checkpoint(model: VideoDetector, ckpt_path: Path) -> list[str]:
     """Start a model from another run's weights: from a single-frame model (stage 2), its
-    backbone and head, the temporal modules staying fresh; from the same variant, everything."""
+    backbone and head, the temporal modules staying fresh; from the same variant, everything.
+    Returns the keys left at their fresh initialisation."""
     ckpt = load_checkpoint(ckpt_path)
     source = ckpt.get("model_config", {}).get("variant")
     from_single_frame = (source in VARIANTS and VARIANTS[source].every_frame_key
                          and not model.spec.every_frame_key)
     try:
-        model.load_checkpoint_state(ckpt["model"], init_from_single_frame=from_single_frame)
+        return model.load_checkpoint_state(ckpt["model"], init_from_single_frame=from_single_frame)
     except ValueError as exc:
         raise ValueError(f"{ckpt_path}: {exc}") from None
 
@@ -124,6 +126,17 @@ def _comparable(cfg: Mapping[str, Any]) -> dict[str, Any]:
     c = json.loads(json.dumps(cfg))
     c["train"].pop("threads", None)
     c["train"].pop("device", None)
+    # The low2high warm-up acts only at the start of an LSTS variant's own stage (and is
+    # absent from configs written before it existed): elsewhere it is not an input.
+    spec = VARIANTS.get(c["model"].get("variant", ""))
+    own = c["train"].get("stage", "auto")
+    if own == "auto" and spec is not None:
+        own = "stage1" if spec.every_frame_key else "stage2"
+    for name in ("stage1", "stage2"):
+        section = c["train"].get(name) or {}
+        if not section.get("low2high_warmup") or name != own or spec is None \
+                or spec.nonkey != "lsts":
+            section.pop("low2high_warmup", None)
     if c["train"].get("flow_init_from", "") is None:
         # Absent from configs written before the key existed: their finished runs stay valid.
         c["train"].pop("flow_init_from")
@@ -193,10 +206,10 @@ def _same(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
 
 def _start_weights(model: VideoDetector, inputs: Mapping[str, Any], last_path: Path,
                    resume: bool, init_path: Path | None
-                   ) -> tuple[dict[str, Any] | None, int, dict[str, torch.Tensor]]:
-    """(resume checkpoint or None, first step, initial offsets): the weights a run starts
-    from -- its own last.pt when resuming (only when made from exactly `inputs`), else
-    `init_path`'s, else the seed's."""
+                   ) -> tuple[dict[str, Any] | None, int, dict[str, torch.Tensor], list[str]]:
+    """(resume checkpoint or None, first step, initial offsets, keys `init_path` left fresh):
+    the weights a run starts from -- its own last.pt when resuming (only when made from
+    exactly `inputs`), else `init_path`'s, else the seed's."""
     if resume and last_path.exists():
         ckpt = load_checkpoint(last_path, map_location="cpu")
         recorded = ckpt.get("inputs")
@@ -205,10 +218,10 @@ def _start_weights(model: VideoDetector, inputs: Mapping[str, Any], last_path: P
                              f"({_differences(recorded, inputs)}); resume needs the same "
                              "config, data and --init-from weights (or pass --redo)")
         load_model_state(model, ckpt["model"], last_path)
-        return ckpt, int(ckpt["step"]), dict(ckpt.get("offsets_init", {}))
-    if init_path:
-        init_from_checkpoint(model, init_path)
-    return None, 0, {} if model.offsets is None else {OFFSETS_KEY: model.sampling_offsets().cpu()}
+        return ckpt, int(ckpt["step"]), dict(ckpt.get("offsets_init", {})), []
+    fresh = init_from_checkpoint(model, init_path) if init_path else []
+    offsets = {} if model.offsets is None else {OFFSETS_KEY: model.sampling_offsets().cpu()}
+    return None, 0, offsets, fresh
 
 
 def _backward(net: nn.Module, stream: TrainStream, step: int, d: Dist, batch: int,
@@ -356,10 +369,16 @@ def train(
 
     torch.manual_seed(seed)  # the model's initial weights depend on the seed only
     model = build_model(mcfg).to(device)
-    ckpt, start_step, offsets_init = _start_weights(model, inputs, last_path, resume,
-                                                      init_path)
+    ckpt, start_step, offsets_init, fresh = _start_weights(model, inputs, last_path, resume,
+                                                             init_path)
     if ckpt is None and flow_init:  # a resumed run has them in its last.pt already
         load_flownet(model, flow_init)
+    warmup_curve: list[float] = []
+    if sched.low2high_warmup and any(k.startswith(LOW2HIGH_PREFIX) for k in fresh):
+        # Before the optimizer exists: the warm-up has its own and leaves no state behind.
+        warmup_curve = warm_up_low2high(model, stream, sched.low2high_warmup, sched.lr,
+                                        run.train.weight_decay, device,
+                                        progress=progress if d.main else False)
 
     optimizer = build_optimizer(model, run.train, sched)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -392,6 +411,11 @@ def train(
                 csv_log.truncate_after(start_step)
             elif not start_step and (out / name).exists():
                 (out / name).unlink()
+        if not start_step:
+            (out / rundir.LOW2HIGH_LOG).unlink(missing_ok=True)
+            warmup_log = CsvLog(out / rundir.LOW2HIGH_LOG)
+            for i, value in enumerate(warmup_curve):
+                warmup_log.write({"step": i + 1, "rel_mse": value})
 
     def checkpoint(step: int) -> None:
         if not d.main:
