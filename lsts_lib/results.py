@@ -24,7 +24,7 @@ import dataclasses
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -308,6 +308,10 @@ OFFSETS_ENGAGED_CELLS = 0.05
 # The test split is large enough when the bootstrap half-width of single_frame's seed-mean mAP
 # over its videos is at most this many points.
 TEST_NOISE_TARGET_POINTS = 2.0
+# What each claim asserts about its paired difference a - b (mAP points): "above" a bound
+# (a beats b; the default, bound 0) or "below" it (single_frame - lsts small: LSTS close to
+# per-frame accuracy). The bounds are the rules' own constants, applied by `lsts claims`.
+CLAIMED_SIDE: dict[str, tuple[float, str]] = {"per_frame": (CLOSE_MAP_POINTS, "below")}
 
 CLAIMS_FILE = "claims.json"  # runs/<preset>/claims.json, written by `lsts claims`
 _INTERVAL = (f"{100 * CONFIDENCE:.0f} % interval of the seed-mean paired mAP difference "
@@ -1185,16 +1189,14 @@ def discussion_markdown(runs: Path) -> str:
     if (runs / CLAIMS_FILE).is_file():
         cs, meta = load_claims(runs)
         lines += [f"- {_claim_sentence(c)}" for c in cs]
-        counts = {v: sum(c.verdict == v for c in cs) for v in VERDICTS}
         lines += ["", split_noise_line(meta)]
     else:
-        cs, counts = [], {v: 0 for v in VERDICTS}
+        cs = []
         lines.append(f"No claims were judged yet (`{claims_command(runs)}`).")
     lines += ["", "### Where LSTS focuses", "", " ".join(_alignment_sentences(alignment_table(runs)))]
-    tally = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
     lines += [
         "", "### Conclusion", "",
-        f"Of the paper's {len(cs)} claims tested on this data: {tally or 'none judged'}. "
+        f"Of the paper's {len(cs)} claims tested on this data: {verdict_tally(cs)}. "
         "These verdicts are about LSTS as trained here: a ResNet-18 from scratch on a small "
         "synthetic dataset, on a CPU, with a short second stage. They are not a verdict on "
         "the paper's ImageNet VID result, which this machine cannot rerun.",
@@ -1207,3 +1209,319 @@ def discussion_markdown(runs: Path) -> str:
         "`LSTS_PRESET=paper`: those two runs test the headline claim on the paper's data.",
     ]
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# Notebook 05's pictures (a moving object's strip, S_n(p0) at one of its pixels) and the one
+# sentence that reads each table and figure, written from the numbers it shows
+# --------------------------------------------------------------------------------------------
+STRIP_MOTION_IOU = 0.5  # the strip's object: motion IoU below this (else the lowest available)
+STRIP_MIN_SHIFT_CELLS = 1.0  # ... and its box centre moves at least this many cells over the strip
+SATURATED_S = 0.5  # S_n(p0) "saturated": one of the N points takes more than half the weight
+
+
+@dataclass(frozen=True)
+class MovingSegment:
+    """A key frame and the n-1 frames after it (one key segment), following one track."""
+
+    video: int  # index into the videos
+    key: int  # frame index of the key frame in the video
+    track: int
+    motion_iou: float  # the track's largest FGFA motion IoU over the strip's frames
+    shift_px: float  # how far its box centre moves from the key to the strip's last frame
+    strip_iou: float  # IoU of its key-frame box with its last-frame box
+
+    def title(self, video_name: str = "") -> str:
+        """Says why this track was chosen: its motion IoU against the rule's bound."""
+        video = f" of {video_name}" if video_name else ""
+        rule = (f"< {STRIP_MOTION_IOU:g}" if self.motion_iou < STRIP_MOTION_IOU
+                else f"the lowest available; none below {STRIP_MOTION_IOU:g}")
+        return (f"track #{self.track}{video}: motion IoU {self.motion_iou:.2f} ({rule}), "
+                f"its box moves {self.shift_px:.0f} px over the strip (IoU key/last "
+                f"{self.strip_iou:.2f})")
+
+
+def _box_iou(a: Any, b: Any) -> Any:
+    """IoU matrix of (A, 4) and (B, 4) x1 y1 x2 y2 boxes (torchvision.ops.box_iou), numpy."""
+    import numpy as np
+    import torch
+    from torchvision.ops import box_iou
+
+    ta = torch.as_tensor(np.asarray(a, dtype=np.float64).reshape(-1, 4))
+    tb = torch.as_tensor(np.asarray(b, dtype=np.float64).reshape(-1, 4))
+    return box_iou(ta, tb).numpy()
+
+
+def moving_segment(videos, key_interval: int, n: int = 5, mode: str = "offline",
+                   cell_px: float = 16.0, prefer: Callable[[int, int, int], bool] | None = None
+                   ) -> MovingSegment:
+    """The strip of notebook 05: a key frame and the n-1 frames after it in its segment (all
+    detected from that key), following a track visible in all n frames that moves. Among the
+    tracks whose motion IoU stays below STRIP_MOTION_IOU and whose box centre moves at least
+    STRIP_MIN_SHIFT_CELLS cells of `cell_px` pixels, the one whose last box overlaps its key
+    box least; without one, the moving track of lowest motion IoU; without a moving track, the
+    track of lowest motion IoU. `prefer(video, key, track)`, when given, narrows the first
+    choice to the tracks it accepts where there are any (notebook 05: those copy-propagation
+    detects at the key frame, so the strip shows what propagation does with a found object).
+    Ties go to the first in video, frame and track order."""
+    import numpy as np
+
+    from lsts_lib.models.detector import key_frame_indices
+
+    cands: list[MovingSegment] = []
+    for vi, v in enumerate(videos):
+        keys = key_frame_indices(len(v.frames), key_interval, mode)
+        for k in keys:
+            frames = v.frames[k:k + n]
+            if (len(frames) < n or any(keys[i // key_interval] != k for i in range(k, k + n))
+                    or any(f.motion_iou is None for f in frames)):
+                continue
+            common = set(frames[0].track_ids.tolist())
+            for f in frames[1:]:
+                common &= set(f.track_ids.tolist())
+            for t in sorted(common):
+                m = max(float(f.motion_iou[f.track_ids == t][0]) for f in frames)
+                first, last = (f.boxes[f.track_ids == t][0] for f in (frames[0], frames[-1]))
+                shift = float(np.hypot((last[0] + last[2] - first[0] - first[2]) / 2,
+                                       (last[1] + last[3] - first[1] - first[3]) / 2))
+                cands.append(MovingSegment(vi, k, int(t), m, shift,
+                                           float(_box_iou(first, last)[0, 0])))
+    if not cands:
+        raise ValueError(f"no track visible over {n} frames of one key frame's segment (key "
+                         f"interval {key_interval}) in these videos")
+    moving = [c for c in cands if c.shift_px >= STRIP_MIN_SHIFT_CELLS * cell_px]
+    fast = [c for c in moving if c.motion_iou < STRIP_MOTION_IOU]
+    if fast:
+        chosen = [c for c in fast if prefer(c.video, c.key, c.track)] if prefer else []
+        return min(chosen or fast, key=lambda c: c.strip_iou)
+    return min(moving or cands, key=lambda c: c.motion_iou)
+
+
+def top_detections(frame_ids: Any, scores: Any, frame_id: int, k: int = 3) -> Any:
+    """Indices of the k highest-scoring detections of one frame (any score), best first."""
+    import numpy as np
+
+    idx = np.flatnonzero(np.asarray(frame_ids) == frame_id)
+    return idx[np.argsort(-np.asarray(scores)[idx], kind="stable")][:k]
+
+
+def best_overlap(boxes: Any, gt_box: Any) -> float:
+    """The largest IoU of any of `boxes` with the ground-truth box (0 when there are none)."""
+    return float(_box_iou(boxes, gt_box).max()) if len(boxes) else 0.0
+
+
+def strip_markdown(overlaps: Mapping[str, Sequence[float]], top_scores: Mapping[str, float],
+                   k: int, reference: str = "copy_prop") -> str:
+    """Reads the strips: per run, the mean over the non-key frames of the best IoU of its top-k
+    boxes with the object, against `reference` (copy-propagation: the key frame's boxes)."""
+    mean = {r: sum(v) / len(v) for r, v in overlaps.items() if len(v)}
+    if reference not in mean or len(mean) < 2:
+        return "Too few runs were drawn to compare them on this object."
+    parts = ", ".join(f"{run_label(r)} {m:.2f}" for r, m in mean.items())
+    others = [r for r in mean if r != reference]
+    better = [run_label(r) for r in others if mean[r] > mean[reference]]
+    verdict = (f"{' and '.join(better)} follow{'s' if len(better) == 1 else ''} the moving "
+               f"object better than reusing the key frame's feature" if better else
+               "no alignment follows the moving object better than reusing the key frame's "
+               "feature")
+    scores = ", ".join(f"{run_label(r)} {s:.2f}" for r, s in top_scores.items())
+    return (f"On the non-key frames, the best of each method's top {k} boxes overlaps the "
+            f"object with a mean IoU of {parts}: {verdict} (highest scores on these frames: "
+            f"{scores}).")
+
+
+def focus_pixel(truth: Any, track: Any, track_id: int, min_cells: float = 1.0
+                ) -> tuple[tuple[int, int], bool]:
+    """The cell p0 = (x, y) of a moving object where S_n(p0) is drawn: among the cells of
+    `track_id` (track (h, w), `cell_flow`'s) whose true displacement truth (2, h, w) is known
+    and at least `min_cells` long, the one nearest their mean position; (p0, True). Without
+    such a cell: the object's cell that moves most, (p0, False)."""
+    import numpy as np
+
+    d = np.hypot(truth[0], truth[1])
+    on = (np.asarray(track) == track_id) & np.isfinite(d)
+    if not on.any():
+        raise ValueError(f"track {track_id} covers no cell with a known displacement")
+    moving = on & (d >= min_cells)
+    if not moving.any():
+        y, x = np.unravel_index(np.argmax(np.where(on, d, -1.0)), d.shape)
+        return (int(x), int(y)), False
+    ys, xs = np.nonzero(moving)
+    i = int(np.argmin((xs - xs.mean()) ** 2 + (ys - ys.mean()) ** 2))
+    return (int(xs[i]), int(ys[i])), True
+
+
+def focus_stats_at(S_p0: Any, p: Any) -> dict[str, float | tuple[float, float]]:
+    """Entropy (nats), largest weight and the S-weighted expected displacement
+    sum_n S_n(p0) p_n (`models.lsts.expected_displacement`) of one pixel's weights (N,)."""
+    import numpy as np
+    import torch
+
+    from lsts_lib.models.lsts import expected_displacement
+
+    S = torch.as_tensor(np.asarray(S_p0, dtype=np.float32))
+    d = expected_displacement(S.view(1, -1, 1, 1), torch.as_tensor(np.asarray(p, np.float32)))
+    w = S.double()
+    entropy = float(-(w * torch.log(torch.where(w > 0, w, torch.ones_like(w)))).sum())
+    return {"entropy": entropy, "uniform": math.log(len(w)), "max": float(w.max()),
+            "expected": (float(d[0, 0, 0, 0]), float(d[0, 1, 0, 0]))}
+
+
+def focus_markdown(d_true: tuple[float, float], stats: Mapping[str, Any], cell_px: float,
+                   moving: bool = True) -> str:
+    """Reads the S_n(p0) picture: how far the expected displacement lands from the true one
+    (against not moving at all) and whether the raw dot-product softmax saturated."""
+    dx, dy = stats["expected"]
+    err = math.hypot(dx - d_true[0], dy - d_true[1])
+    still = math.hypot(*d_true)
+    where = ("closer to the true displacement than not moving at all"
+             if err < still else
+             "no closer to the true displacement than not moving at all "
+             f"({still * cell_px:.0f} px)")
+    lead = "" if moving else ("No cell of the object moved a whole cell; this is the one that "
+                              "moved most. ")
+    text = (f"{lead}The pixel's content moved {still:.2f} cells ({still * cell_px:.0f} px) "
+            f"since the key frame; LSTS's expected displacement sum_n S_n(p0) p_n = "
+            f"({dx:+.2f}, {dy:+.2f}) cells lands {err:.2f} cells ({err * cell_px:.0f} px) from "
+            f"it, {where}. ")
+    if stats["max"] > SATURATED_S:
+        text += (f"The softmax over raw dot products has saturated: one of the "
+                 f"{round(math.exp(stats['uniform']))} points takes {stats['max']:.2f} of the "
+                 f"weight (entropy {stats['entropy']:.2f} nats against {stats['uniform']:.2f} "
+                 "for uniform weights), so LSTS copies one sampled point rather than averaging.")
+    else:
+        text += (f"No point takes more than {SATURATED_S:g} of the weight (largest "
+                 f"{stats['max']:.2f}, entropy {stats['entropy']:.2f} of {stats['uniform']:.2f} "
+                 "nats): LSTS averages over several points.")
+    return text
+
+
+def accuracy_markdown(summary: pd.DataFrame, reference: str = "single_frame") -> str:
+    """Reads the accuracy table: the best propagating variant and LSTS against the
+    single-frame detector (mean mAP over seeds) and the time each saves per frame."""
+    if reference not in summary.index or len(summary) < 2:
+        return "Only one variant was run; there is nothing to compare it with."
+    ref = summary.loc[reference]
+    others = summary.drop(index=reference)
+    best = others["mAP"].idxmax()
+
+    def gap(run: str) -> str:
+        d = summary.loc[run, "mAP"] - ref["mAP"]
+        side = "above" if d > 0 else "below"
+        time = summary.loc[run, "cpu_ms"]
+        cost = (f" at {ref['cpu_ms'] / time:.1f}x less CPU time per frame"
+                if math.isfinite(time) and math.isfinite(ref["cpu_ms"]) and time > 0 else "")
+        return f"{summary.loc[run, 'label']}, {abs(d):.1f} points {side} it{cost}"
+
+    text = (f"The single-frame detector reaches {ref['mAP']:.1f} % mAP; the most accurate "
+            f"propagating variant is {gap(best)}")
+    if "lsts" in summary.index and best != "lsts":
+        text += f", and {gap('lsts')}"
+    return text + "."
+
+
+def interval_markdown(intervals: pd.DataFrame) -> str:
+    """Reads the interval table: the widest seed interval, the resolution of seed noise."""
+    widths = intervals["mAP_t_half"].dropna()
+    if widths.empty:
+        return "With one seed per variant the training noise is not measured (n/a)."
+    run = widths.idxmax()
+    return (f"The widest seed interval is {intervals.loc[run, 'label']}'s ± {widths[run]:.2f} "
+            f"points, the narrowest ± {widths.min():.2f}: mAP differences smaller than the "
+            "interval of the runs compared are training noise.")
+
+
+def claim_figure_markdown(c: Claim) -> str:
+    """Reads one claim's figure: how many seeds' paired differences lie on the claimed side
+    and where the seed mean's interval lies against the claim's bound."""
+    a, b = c.runs
+    iv = c.combined or c.bootstrap
+    if not c.seeds or iv is None:
+        return "No paired difference to draw."
+    bound, side = CLAIMED_SIDE.get(c.key, (0.0, "above"))
+    diffs = [c.per_seed[a][i] - c.per_seed[b][i] for i in range(len(c.per_seed[a]))]
+    on = sum((d > bound) if side == "above" else (d <= bound) for d in diffs)
+    if (iv.low > bound) if side == "above" else (iv.high <= bound):
+        where = "lies wholly on the claimed side"
+    elif (iv.high <= bound) if side == "above" else (iv.low > bound):
+        where = "lies wholly off the claimed side"
+    else:
+        where = f"straddles {bound:g}"
+    return (f"{on} of {len(diffs)} seeds put {run_label(a)} − {run_label(b)} on the claimed "
+            f"side ({side} {bound:g} points); the seed mean is {iv.estimate:+.2f} and its "
+            f"interval [{iv.low:+.2f}, {iv.high:+.2f}] {where}.")
+
+
+def verdict_tally(cs: Sequence[Claim]) -> str:
+    """'2 not held, 3 not testable': how many claims got each verdict (none: 'none judged')."""
+    counts = {v: sum(c.verdict == v for c in cs) for v in VERDICTS}
+    return ", ".join(f"{n} {v}" for v, n in counts.items() if n) or "none judged"
+
+
+def claims_table_markdown(cs: Sequence[Claim]) -> str:
+    """Reads the claims table: the tally, and whether any claim was decided in its favour."""
+    held = [c for c in cs if c.verdict == HELD]
+    text = f"Of the {len(cs)} claims: {verdict_tally(cs)}. "
+    if held:
+        return text + ("The claims that held: " + "; ".join(c.statement for c in held) + ".")
+    return text + "None of the paper's claims held on these runs."
+
+
+def alignment_table_markdown(align: pd.DataFrame, reference: str = "copy_prop") -> str:
+    """Reads the alignment table: each propagating method's end-point error on objects against
+    zero motion (copy-propagation), which an alignment must beat to be one."""
+    if align.empty:
+        return "No alignment was measured."
+    by = {r["run"]: r["EPE all (px)"] for _, r in align.iterrows()}
+    ref = by.get(run_label(reference))
+    if ref is None:
+        return "Copy-propagation was not measured; the errors have no reference."
+    others = {r: e for r, e in by.items() if r != run_label(reference)}
+    better = [r for r, e in others.items() if e < ref]
+    parts = ", ".join(f"{r} {e:.1f} px" for r, e in others.items())
+    verdict = (f"only {' and '.join(better)} align{'s' if len(better) == 1 else ''} objects "
+               "better than copying" if better else "none aligns objects better than copying")
+    return (f"Against the {ref:.1f} px of not moving at all (copy-propagation), the end-point "
+            f"errors on object cells are {parts}: {verdict}.")
+
+
+def cost_markdown(summary: pd.DataFrame, reference: str = "single_frame") -> str:
+    """Reads the speed table: the cheapest variant per frame, and LSTS against the flow warp
+    (the claim's pair), from the amortised CPU times of the summary."""
+    ms = summary["cpu_ms"].dropna()
+    if reference not in ms.index or len(ms) < 2:
+        return "The benchmark lacks the single-frame detector; no speed-up is computed."
+    cheap = ms.drop(index=reference).idxmin()
+    text = (f"Amortised over a key interval, {summary.loc[cheap, 'label']} is the cheapest, "
+            f"{ms[reference] / ms[cheap]:.1f}x less CPU time per frame than the single-frame "
+            "detector")
+    if "lsts" in ms.index and "flow_warp" in ms.index:
+        r = ms["lsts"] / ms["flow_warp"]
+        text += (f"; LSTS takes {r:.2f}x the flow warp's time, "
+                 + ("faster than it" if r < 1 else "slower than it"))
+    return text + "."
+
+
+def paper_markdown(paper: pd.DataFrame, method: str = "LSTS") -> str:
+    """Reads the published table: which methods LSTS's ImageNet VID mAP is above and below."""
+    maps = paper.set_index("method")["mAP"].astype(float)
+    own = maps[method]
+    above = [m for m, v in maps.items() if m != method and v > own]
+    below = [m for m, v in maps.items() if m != method and v <= own]
+    return (f"As published, LSTS ({own:.1f} %) is at or above {', '.join(below) or 'no method'} "
+            f"and below {', '.join(above) or 'no method'}; none of these numbers was "
+            "measured by this code.")
+
+
+def offsets_markdown(shifts: Sequence[float]) -> str:
+    """Reads the offsets figure: whether the sampling locations moved enough to matter
+    (OFFSETS_ENGAGED_CELLS, claim 1's precondition)."""
+    if not len(shifts):
+        return "No LSTS run was made: there are no learned offsets to read."
+    moved = max(shifts)
+    if moved < OFFSETS_ENGAGED_CELLS:
+        return (f"The offsets moved at most {moved:.3f} feature cells on average: too little "
+                "to change where LSTS samples, so claim 1 is not testable on these runs; a "
+                "longer stage 2 (or the paper's joint training) is needed to test it.")
+    return (f"The offsets moved up to {moved:.2f} feature cells on average: the sampling "
+            "locations did change during training.")

@@ -130,10 +130,6 @@ def frame_strip(
     return fig
 
 
-# What each claim asserts about its paired difference a - b (mAP points): "above" a bound
-# (a beats b) or "below" it (single_frame - lsts small: LSTS close to per-frame accuracy).
-# The bounds are the rules' own constants, applied by `lsts claims` (lsts_lib/claims.py).
-_CLAIMED_SIDE: dict[str, tuple[float, str]] = {"per_frame": (results.CLOSE_MAP_POINTS, "below")}
 # Claims with a cost part: which run of (a, b) is timed against the other (the time ratio
 # `lsts claims` judges is that run over the other) and the largest ratio the claim allows.
 _COST_PART: dict[str, tuple[int, float, str]] = {
@@ -172,7 +168,7 @@ def plot_claim(claim: results.Claim) -> Figure | None:
                 fmt="D", color="tab:blue", ms=6, capsize=6, lw=2,
                 label=f"seed mean, {100 * iv.confidence:.0f} % interval\n({which})")
     ax.axhline(0.0, color="k", lw=0.8)
-    bound, side = _CLAIMED_SIDE.get(claim.key, (0.0, "above"))
+    bound, side = results.CLAIMED_SIDE.get(claim.key, (0.0, "above"))
     values = [*diffs, iv.low, iv.high, 0.0, bound]
     low, high = min(values), max(values)
     pad = 0.12 * (high - low or 1.0)
@@ -291,8 +287,14 @@ def plot_offsets(offsets: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray
 
 
 def draw_focus(ax, image, p0_cell: tuple[int, int], p, S_p0, cell_px: tuple[float, float],
-               title: str = "") -> None:
-    """Overlay the sampling points p0 + p_n on an image, each dot sized/coloured by S_n(p0)."""
+               title: str = "", *, true_disp: tuple[float, float] | None = None,
+               expected_disp: tuple[float, float] | None = None, zoom: bool = False) -> None:
+    """Overlay the sampling points p0 + p_n on an image, each dot sized/coloured by S_n(p0).
+
+    Optionally arrows from p0 (displacements in feature cells, (dx, dy)): the true one (where
+    the pixel's content is in this image) and LSTS's expected one sum_n S_n(p0) p_n, with a
+    legend; `zoom` crops to the sampling grid.
+    """
     ax.imshow(to_hwc(image))
     cx, cy = (p0_cell[0] + 0.5) * cell_px[0], (p0_cell[1] + 0.5) * cell_px[1]
     xs, ys = cx + p[:, 0] * cell_px[0], cy + p[:, 1] * cell_px[1]
@@ -300,10 +302,46 @@ def draw_focus(ax, image, p0_cell: tuple[int, int], p, S_p0, cell_px: tuple[floa
     # Absolute scale (area proportional to S, colour from 0): near-uniform weights look uniform.
     ax.scatter(xs[order], ys[order], s=8 + 600 * S_p0[order], c=S_p0[order], cmap="magma",
                vmin=0.0, vmax=max(float(S_p0.max()), 2.0 / len(S_p0)), edgecolors="white",
-               linewidths=0.4)
-    ax.plot(cx, cy, "c+", ms=10, mew=2)
+               linewidths=0.4, label="p0 + p_n, area ∝ S_n(p0)")
+    ax.plot(cx, cy, "c+", ms=10, mew=2, label="p0")
+    for disp, colour, name in ((true_disp, "lime", "true displacement"),
+                               (expected_disp, "tab:red", "expected: Σ S_n(p0) p_n")):
+        if disp is None:
+            continue
+        ax.annotate("", xy=(cx + disp[0] * cell_px[0], cy + disp[1] * cell_px[1]),
+                    xytext=(cx, cy), arrowprops={"arrowstyle": "-|>", "color": colour,
+                                                 "lw": 2.2, "shrinkA": 0, "shrinkB": 0})
+        ax.plot([], [], color=colour, lw=2.2, label=name)  # the legend's entry for the arrow
+    if zoom:
+        pad = 0.75
+        ax.set_xlim(xs.min() - pad * cell_px[0], xs.max() + pad * cell_px[0])
+        ax.set_ylim(ys.max() + pad * cell_px[1], ys.min() - pad * cell_px[1])
+    if true_disp is not None or expected_disp is not None:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), framealpha=0.9)
     ax.set_title(title, fontsize=8)
     ax.axis("off")
+
+
+def plot_focus_pixel(current, key, p0_cell: tuple[int, int], p, S_p0,
+                     cell_px: tuple[float, float], true_disp: tuple[float, float],
+                     expected_disp: tuple[float, float], box=None, titles: tuple[str, str] = ("", "")
+                     ) -> Figure:
+    """Where LSTS looks for one pixel p0 of a non-key frame: left, the frame with p0 (and its
+    object's box); right, the key frame around p0 with the weights S_n(p0) at p0 + p_n, the
+    true displacement and the expected one (`draw_focus`)."""
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 3.6), layout="constrained",
+                                   gridspec_kw={"width_ratios": [1.0, 1.25]})
+    ax0.imshow(to_hwc(current))
+    if box is not None:
+        ax0.add_patch(Rectangle((box[0], box[1]), box[2] - box[0], box[3] - box[1], fill=False,
+                                ec="lime", lw=2))
+    ax0.plot((p0_cell[0] + 0.5) * cell_px[0], (p0_cell[1] + 0.5) * cell_px[1], "c+", ms=12,
+             mew=2.5)
+    ax0.set_title(titles[0], fontsize=8)
+    ax0.axis("off")
+    draw_focus(ax1, key, p0_cell, p, S_p0, cell_px, titles[1], true_disp=true_disp,
+               expected_disp=expected_disp, zoom=True)
+    return fig
 
 
 def draw_detections(ax, image, gt_boxes, det_boxes, det_labels, class_names: Sequence[str],

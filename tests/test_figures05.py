@@ -1,0 +1,214 @@
+"""Notebook 05's pictures (the moving-object strip, S_n(p0) at a moving pixel) and the
+sentences that read its tables and figures: each comparison is checked in both directions."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+
+from lsts_lib import results as R
+from lsts_lib.data.types import FrameAnnotation, Video
+from lsts_lib.eval.stats import Interval
+
+matplotlib.use("Agg")
+
+
+def _frame(objs: dict[int, tuple[float, float, float]]) -> FrameAnnotation:
+    """objs: track id -> (x1 of a 32x32 box, y1, motion IoU)."""
+    ids = np.array(list(objs), dtype=np.int64)
+    boxes = np.array([[x, y, x + 32, y + 32] for x, y, _ in objs.values()], np.float32)
+    return FrameAnnotation(Path("x.JPEG"), 320, 180, boxes.reshape(-1, 4),
+                           np.ones(len(ids), np.int64), ids, np.zeros(len(ids), bool),
+                           np.zeros(len(ids), bool),
+                           np.array([m for _, _, m in objs.values()], dtype=np.float32))
+
+
+def _video(name: str, tracks: dict[int, tuple[float, float]], n: int = 8) -> Video:
+    """tracks: id -> (pixels moved per frame along x, motion IoU)."""
+    return Video(name, [_frame({t: (10 + v * i, 50.0, m) for t, (v, m) in tracks.items()})
+                        for i in range(n)])
+
+
+def test_moving_segment_wants_low_motion_iou_and_real_motion() -> None:
+    # track 1: low motion IoU but still; track 2: low IoU, moves 6 px/frame; 3: 20 px, IoU 0.6
+    v = _video("v", {1: (0.0, 0.2), 2: (6.0, 0.45), 3: (20.0, 0.6)})
+    # offline, k=4, n=2: keys 1 and 5; the strip 1..2 moves track 2 by 6 px < 16: not moving
+    seg = R.moving_segment([v], 4, n=2)
+    assert seg.track == 3 and seg.motion_iou == pytest.approx(0.6)  # the moving fallback
+    assert "lowest available" in seg.title()
+    assert R.moving_segment([v], 4, n=2, cell_px=100.0).track == 1  # nothing moves a cell
+    # over 3 frames (key 1: frames 1..3) track 2 moves 12 px; with 4-px cells it qualifies
+    seg = R.moving_segment([v], 4, n=3, cell_px=4.0)
+    assert (seg.track, seg.key) == (2, 1) and seg.shift_px == pytest.approx(12.0)
+    assert "(< 0.5)" in seg.title("test/v") and "of test/v" in seg.title("test/v")
+    assert seg.strip_iou < 1.0
+    with pytest.raises(ValueError, match="no track"):
+        R.moving_segment([v], 4, n=9)
+
+
+def test_moving_segment_prefers_accepted_tracks_and_least_overlap() -> None:
+    v = _video("v", {1: (4.0, 0.3), 2: (6.0, 0.4)}, n=12)
+    assert R.moving_segment([v], 10, n=5).track == 2  # moves more: its boxes overlap less
+    seg = R.moving_segment([v], 10, n=5, prefer=lambda vi, k, t: t == 1)
+    assert seg.track == 1
+    # a preference nothing meets leaves the choice as without one
+    assert R.moving_segment([v], 10, n=5, prefer=lambda *a: False).track == 2
+
+
+def test_top_detections_and_best_overlap() -> None:
+    fids = np.array([1, 2, 2, 2, 2])
+    scores = np.array([0.9, 0.1, 0.5, 0.3, 0.7])
+    assert R.top_detections(fids, scores, 2, k=3).tolist() == [4, 2, 3]
+    assert R.top_detections(fids, scores, 3).tolist() == []
+    gt = np.array([0, 0, 10, 10])
+    assert R.best_overlap(np.array([[0, 0, 10, 10], [20, 20, 30, 30]]), gt) == pytest.approx(1)
+    assert R.best_overlap(np.zeros((0, 4)), gt) == 0.0
+
+
+def test_strip_markdown_compares_with_copying_both_ways() -> None:
+    scores = {"copy_prop": 0.2, "lsts": 0.4}
+    text = R.strip_markdown({"copy_prop": [0.5, 0.3], "lsts": [0.8, 0.6]}, scores, 3)
+    assert "LSTS (uniform, N=81) follows the moving object better" in text
+    assert "Copy-propagation 0.40" in text and "top 3 boxes" in text
+    text = R.strip_markdown({"copy_prop": [0.5, 0.3], "lsts": [0.1, 0.1]}, scores, 3)
+    assert text.count("no alignment follows") == 1
+    assert "Too few" in R.strip_markdown({"lsts": [0.1]}, scores, 3)
+
+
+def test_focus_pixel_takes_a_moving_cell_of_the_object() -> None:
+    truth = np.zeros((2, 4, 5), np.float32)
+    track = np.full((4, 5), -1)
+    track[1:3, 1:4] = 7  # the object: rows 1-2, columns 1-3
+    truth[0, 1:3, 1:4] = 0.5  # half a cell: not moving enough ...
+    truth[0, 2, 3] = 0.8
+    p0, moving = R.focus_pixel(truth, track, 7)
+    assert (p0, moving) == ((3, 2), False)  # ... so the cell that moves most
+    truth[0, 1:3, 2:4] = 1.5  # now columns 2-3 move 1.5 cells
+    truth[1, 0, 0] = 9.0  # background motion does not count
+    p0, moving = R.focus_pixel(truth, track, 7)
+    assert moving and track[p0[1], p0[0]] == 7 and p0[0] in (2, 3)
+    with pytest.raises(ValueError, match="covers no cell"):
+        R.focus_pixel(truth, track, 8)
+
+
+def test_focus_markdown_says_when_the_softmax_saturates() -> None:
+    p = np.array([[-1.0, 0.0], [0.0, 0.0], [1.0, 0.0]])
+    peaked = R.focus_stats_at(np.array([0.0, 0.05, 0.95]), p)
+    assert peaked["expected"] == pytest.approx((0.95, 0.0), abs=1e-6)
+    assert peaked["max"] == pytest.approx(0.95) and peaked["uniform"] == pytest.approx(math.log(3))
+    text = R.focus_markdown((1.0, 0.0), peaked, 16.0)
+    assert "has saturated" in text and "closer to the true displacement" in text
+    assert "no closer" not in text
+    spread = R.focus_stats_at(np.full(3, 1 / 3), p)
+    assert spread["entropy"] == pytest.approx(math.log(3), rel=1e-5)
+    text = R.focus_markdown((1.0, 0.0), spread, 16.0)
+    assert "No point takes more than 0.5" in text and "no closer" in text
+    assert "moved most" in R.focus_markdown((1.0, 0.0), spread, 16.0, moving=False)
+
+
+def _summary(maps: dict[str, float], ms: dict[str, float]) -> pd.DataFrame:
+    return pd.DataFrame({"label": {r: R.run_label(r) for r in maps}, "mAP": maps,
+                         "cpu_ms": ms})
+
+
+def test_accuracy_and_cost_markdown_both_directions() -> None:
+    below = _summary({"single_frame": 40.0, "copy_prop": 38.0, "lsts": 30.0},
+                     {"single_frame": 1000.0, "copy_prop": 100.0, "lsts": 500.0})
+    text = R.accuracy_markdown(below)
+    assert "Copy-propagation, 2.0 points below it at 10.0x less" in text
+    assert "LSTS (uniform, N=81), 10.0 points below" in text
+    above = _summary({"single_frame": 40.0, "lsts": 41.5}, {"single_frame": 1000.0, "lsts": 500.0})
+    assert "LSTS (uniform, N=81), 1.5 points above it" in R.accuracy_markdown(above)
+    assert "Only one variant" in R.accuracy_markdown(above.loc[["lsts"]])
+    slow = _summary({"single_frame": 1, "flow_warp": 1, "lsts": 1},
+                    {"single_frame": 1000.0, "flow_warp": 200.0, "lsts": 400.0})
+    text = R.cost_markdown(slow)
+    assert "DFF flow warp is the cheapest, 5.0x" in text and "2.00x the flow warp's time, slower" in text
+    fast = _summary({"single_frame": 1, "flow_warp": 1, "lsts": 1},
+                    {"single_frame": 1000.0, "flow_warp": 400.0, "lsts": 200.0})
+    assert "0.50x the flow warp's time, faster" in R.cost_markdown(fast)
+
+
+def test_interval_markdown() -> None:
+    iv = pd.DataFrame({"label": ["A", "B"], "mAP_t_half": [0.2, 3.0]}, index=["a", "b"])
+    assert "B's ± 3.00" in R.interval_markdown(iv) and "narrowest ± 0.20" in R.interval_markdown(iv)
+    iv["mAP_t_half"] = math.nan
+    assert "one seed" in R.interval_markdown(iv)
+
+
+def _claim(key: str, diffs: list[float], low: float, high: float,
+           verdict: str = R.NOT_HELD) -> R.Claim:
+    a = [50.0 + d for d in diffs]
+    est = (low + high) / 2
+    iv = Interval(est, low, high, 0.95, len(diffs), "t")
+    runs = ("single_frame", "lsts") if key == "per_frame" else ("lsts", "flow_warp")
+    return R.Claim(key, "a claim", "rule", runs, verdict, "why", list(range(len(diffs))),
+                   {runs[0]: a, runs[1]: [50.0] * len(diffs)}, est, iv, iv, iv)
+
+
+def test_claim_figure_markdown_reads_the_side_of_the_claim() -> None:
+    on = R.claim_figure_markdown(_claim("beats_flow", [1.0, 2.0, -0.5], 0.5, 2.0))
+    assert on.startswith("2 of 3 seeds") and "lies wholly on the claimed side" in on
+    off = R.claim_figure_markdown(_claim("beats_flow", [-1.0, -2.0], -3.0, -0.5))
+    assert off.startswith("0 of 2") and "wholly off" in off
+    assert "straddles 0" in R.claim_figure_markdown(_claim("beats_flow", [1.0, -1.0], -1, 1))
+    # per-frame accuracy: the claimed side is a gap below CLOSE_MAP_POINTS
+    close = R.claim_figure_markdown(_claim("per_frame", [1.0, 1.5], 0.5, 1.8))
+    assert close.startswith("2 of 2") and "below 2 points" in close and "wholly on" in close
+    far = R.claim_figure_markdown(_claim("per_frame", [10.0, 12.0], 8.0, 14.0))
+    assert far.startswith("0 of 2") and "wholly off" in far
+    assert "No paired" in R.claim_figure_markdown(R.Claim("x", "s", "r", ("a", "b")))
+
+
+def test_claims_table_markdown_and_tally() -> None:
+    cs = [_claim("beats_flow", [1.0], 0.5, 2.0, R.HELD), _claim("beats_flow", [1.0], -1, 2,
+                                                                  R.INCONCLUSIVE)]
+    text = R.claims_table_markdown(cs)
+    assert "1 held, 1 inconclusive" in text and "The claims that held: a claim." in text
+    cs[0].verdict = R.NOT_HELD
+    assert "None of the paper's claims held" in R.claims_table_markdown(cs)
+    assert R.verdict_tally([]) == "none judged"
+
+
+def test_alignment_table_markdown_both_directions() -> None:
+    align = pd.DataFrame({"run": [R.run_label(r) for r in ("copy_prop", "flow_warp", "lsts")],
+                          "EPE all (px)": [6.0, 4.0, 60.0]})
+    text = R.alignment_table_markdown(align)
+    assert "only DFF flow warp aligns objects better" in text and "LSTS (uniform, N=81) 60.0 px" in text
+    align["EPE all (px)"] = [6.0, 7.0, 60.0]
+    assert "none aligns objects better than copying" in R.alignment_table_markdown(align)
+    assert "not measured" in R.alignment_table_markdown(align.iloc[1:])
+    assert "No alignment" in R.alignment_table_markdown(pd.DataFrame())
+
+
+def test_paper_and_offsets_markdown() -> None:
+    text = R.paper_markdown(R.paper_numbers())
+    assert "at or above R-FCN (single frame), DFF, FGFA and below MANet, SELSA, MEGA" in text
+    low = pd.DataFrame({"method": ["LSTS", "X"], "mAP": [70.0, 60.0]})
+    assert "below no method" in R.paper_markdown(low)
+    assert "not testable" in R.offsets_markdown([0.01, 0.04])
+    assert "did change" in R.offsets_markdown([0.01, R.OFFSETS_ENGAGED_CELLS])
+    assert "No LSTS run" in R.offsets_markdown([])
+
+
+def test_plot_focus_pixel_draws_both_arrows_with_a_legend() -> None:
+    from lsts_lib import viz
+
+    p = np.array([[dx, dy] for dy in (-1.0, 0.0, 1.0) for dx in (-1.0, 0.0, 1.0)])
+    S = np.full(9, 0.02)
+    S[5] = 1 - 0.16
+    img = np.zeros((64, 80, 3))
+    fig = viz.plot_focus_pixel(img, img, (2, 2), p, S, (16.0, 16.0), (1.0, 0.5), (0.84, 0.0),
+                               np.array([20, 20, 50, 50]), ("current", "key"))
+    ax = fig.axes[1]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["p0 + p_n, area ∝ S_n(p0)", "p0", "true displacement",
+                      "expected: Σ S_n(p0) p_n"]
+    assert len([c for c in ax.get_children() if type(c).__name__ == "Annotation"]) == 2
+    assert ax.get_xlim()[0] == pytest.approx(40 - 16 - 12)  # zoomed to the grid
+    matplotlib.pyplot.close(fig)
