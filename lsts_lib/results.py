@@ -13,7 +13,8 @@ paper's own published numbers in `paper_numbers()`, which carry their source):
 `interval_table` -> mean and t-interval half-width per run; `CLAIM_SPECS` -> the paper's
 claims and the rules (thresholds fixed here) that `lsts claims` applies; `load_claims` and
 `claims_table` read its verdicts; `speed_table` -> runtime at the paper's size;
-`update_readme` -> the README's results block; `update_readme_paper` -> the README's GPU
+`backbone_stage_table` -> the backbone's cost per stage and `cut_cost` / `cut_table` ->
+its cost cut at any res4 block (both from the benchmark's per-block timings); `update_readme` -> the README's results block; `update_readme_paper` -> the README's GPU
 recipe (from `paper_commands`); `recipe_markdown` -> the training recipe of a resolved
 config; `tuning_table` -> the dev-split tuning runs.
 """
@@ -596,6 +597,106 @@ def stage_rate_table(bench: Mapping[str, Any], variant: str = "lsts",
                          "GFLOPs": _get(e, "flops") / 1e9, "GFLOP/s": _get(e, "gflop_per_s"),
                          "% of peak": 100 * frac if frac is not None else math.nan})
     return pd.DataFrame(rows)
+
+
+# Cuts of ResNet-101 notebook 02 compares: res4a (the first block at stride 16), res4b3 (the
+# paper's "Conv4_3", the official cut), res4b10 (about halfway) and res4b22 (the end of res4).
+CUTS = ("res4a", "res4b3", "res4b10", "res4b22")
+
+
+def backbone_blocks(bench: Mapping[str, Any], size: str | None = None) -> list[dict[str, Any]]:
+    """The benchmark's per-block backbone entries at `size` (conv1 .. feat_conv, in order)."""
+    size = size or bench_size(bench)
+    blocks = (bench.get("blocks") or {}).get(size)
+    if not blocks:
+        raise ValueError(f"benchmark JSON has no per-block backbone cost at size {size!r} "
+                         "(made before `lsts bench` recorded it: rerun `lsts bench`)")
+    return list(blocks)
+
+
+def configured_cut(blocks: Sequence[Mapping[str, Any]]) -> str:
+    """The block the benchmarked low part ends at (its last "low" block)."""
+    return [b["name"] for b in blocks if b["part"] == "low"][-1]
+
+
+def backbone_stage_table(bench: Mapping[str, Any], size: str | None = None) -> pd.DataFrame:
+    """The per-block entries grouped into the backbone's stages: conv1, res2, res3, res4's low
+    blocks, res4's high blocks, res5, feat_conv. Per stage: output channels, stride, size and
+    receptive field, GFLOPs and ms (sums over its blocks), part, achieved GFLOP/s."""
+    blocks = backbone_blocks(bench, size)
+    res4 = {p: [b["name"] for b in blocks if b["name"].startswith("res4") and b["part"] == p]
+            for p in ("low", "high")}
+    def stage(b: Mapping[str, Any]) -> str:
+        names = res4[b["part"]] if b["name"].startswith("res4") else []
+        if not names:
+            return b["name"]
+        return f"{names[0]}..{names[-1]} ({b['part']})" if len(names) > 1 else names[0]
+    rows: dict[str, dict[str, Any]] = {}
+    for b in blocks:
+        row = rows.setdefault(stage(b), {"GFLOPs": 0.0, "ms": 0.0})
+        row |= {"channels": b["channels"], "stride": b["stride"],
+                "size": "x".join(map(str, b["out_hw"])), "receptive_field": b["receptive_field"],
+                "part": b["part"], "GFLOPs": row["GFLOPs"] + b["flops"] / 1e9,
+                "ms": row["ms"] + b["ms"]}
+    df = pd.DataFrame.from_dict(rows, orient="index")
+    df.index.name = "stage"
+    df["GFLOP/s"] = df["GFLOPs"] / df["ms"] * 1e3
+    return df[["channels", "stride", "size", "receptive_field", "part", "GFLOPs", "ms",
+               "GFLOP/s"]]
+
+
+def cut_cost(bench: Mapping[str, Any], cut: str, size: str | None = None) -> dict[str, Any]:
+    """What cutting the backbone after res4 block `cut` costs, from the per-block medians.
+
+    low = conv1 .. cut (a non-key frame's backbone), high = the rest (key frames only); ms
+    and GFLOPs are sums over blocks. `nonkey_share` = low / (low + high) time: a non-key
+    frame's backbone against a key frame's. `amortised_share` = (1 + (k-1) nonkey_share) / k:
+    the backbone time per frame at the benchmark's key interval k against running the whole
+    backbone on every frame, and `speedup` its inverse (`speedup_flops`: the same in FLOPs). Backbone only: the non-key frame's
+    low2high, alignment and the head come on top (the same at every res4 cut: every res4
+    block gives the same shape). Raises ValueError for a name that is not a res4 block.
+    """
+    blocks = backbone_blocks(bench, size)
+    names = [b["name"] for b in blocks]
+    if cut not in names or not cut.startswith("res4"):
+        res4 = [n for n in names if n.startswith("res4")]
+        raise ValueError(f"cannot cut the backbone at {cut!r}: not one of its res4 blocks "
+                         f"({', '.join(res4)})")
+    n_low = names.index(cut) + 1
+    low, high = blocks[:n_low], blocks[n_low:]
+    low_ms, high_ms = sum(b["ms"] for b in low), sum(b["ms"] for b in high)
+    low_flops, high_flops = sum(b["flops"] for b in low), sum(b["flops"] for b in high)
+    k = int(bench["key_interval"])
+    share = low_ms / (low_ms + high_ms)
+    share_flops = low_flops / (low_flops + high_flops)
+    amortised = (1 + (k - 1) * share) / k
+    return {"cut": cut, "official": cut == configured_cut(blocks),
+            "low_ms": low_ms, "low_gflops": low_flops / 1e9,
+            "high_ms": high_ms, "high_gflops": high_flops / 1e9,
+            "receptive_field": blocks[n_low - 1].get("receptive_field"),
+            "nonkey_share": share, "nonkey_share_flops": share_flops,
+            "key_interval": k, "amortised_share": amortised, "speedup": 1 / amortised,
+            "speedup_flops": k / (1 + (k - 1) * share_flops)}
+
+
+def cut_table(bench: Mapping[str, Any], cuts: Sequence[str] | None = None,
+              size: str | None = None) -> pd.DataFrame:
+    """`cut_cost` of each of `cuts`, one row per cut (default: the `CUTS` this backbone has,
+    its configured cut and the end of its res4, in block order); `official` marks the
+    configured cut."""
+    if cuts is None:
+        blocks = backbone_blocks(bench, size)
+        res4 = [b["name"] for b in blocks if b["name"].startswith("res4")]
+        cuts = [n for n in res4 if n in CUTS or n in (configured_cut(blocks), res4[-1])]
+    rows = [cut_cost(bench, cut, size) for cut in cuts]
+    df = pd.DataFrame(rows).set_index("cut")
+    return df.rename(columns={
+        "low_ms": "low ms", "low_gflops": "low GFLOPs", "high_ms": "high ms",
+        "high_gflops": "high GFLOPs", "receptive_field": "RF (px)",
+        "nonkey_share": "non-key/key (ms)", "nonkey_share_flops": "non-key/key (FLOPs)",
+        "amortised_share": "amortised share", "speedup": "backbone speed-up",
+        "speedup_flops": "speed-up (FLOPs)"}
+    ).drop(columns="key_interval")
 
 
 def peak_line(bench: Mapping[str, Any]) -> str:

@@ -30,6 +30,15 @@ speed-up over the default; under --compile the first call of each stage (the war
 compiles and is not timed, and peak memory is not measured (compiled kernels allocate outside
 the tracker).
 
+The backbone is also timed block by block at each size (`blocks`: conv1, res2, res3, each res4
+block by its paper name res4a, res4b1, ..., res5, feat_conv; `ResNetBackbone.blocks`), each
+block timed like a stage (median of `repeats` after one warm-up call, here the call that
+counts its FLOPs) on the output of the block before it, with its part ("low" up to the
+configured cut, "high" after it), output shape, receptive field and stride. The FLOPs of
+a part's blocks add up exactly to that part's stage; their times add up to about the stage's
+(each is a separate median). From them `results.cut_cost` costs cutting the backbone at any
+other res4 block without rebuilding it.
+
 The machine's own peak is measured in the same run with the same threads (`machine_peak`: a
 large GEMM and the 3x3 convolutions of ResNet-101's bottlenecks at the paper's input), and
 every stage and frame reports its achieved GFLOP/s (counted FLOPs / median time) and that
@@ -44,6 +53,7 @@ import json
 import math
 import os
 from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +66,8 @@ from lsts_lib.engine import inference
 from lsts_lib.engine.config import RunConfig, load_config
 from lsts_lib.engine.env import cpu_capability, cpu_flags, cpu_model
 from lsts_lib.engine.inference import AMP_DTYPES, InferenceOptions
-from lsts_lib.engine.measure import flops_of, machine_peak, peak_mb, time_ms
+from lsts_lib.engine.measure import counted, flops_of, machine_peak, peak_mb, sync, time_ms
+from lsts_lib.models.backbone import cut_block, stage_receptive_fields
 from lsts_lib.models.config import ModelConfig
 from lsts_lib.models.detector import build_detector
 from lsts_lib.models.flownet import warp
@@ -72,9 +83,10 @@ CATEGORY = {
 }
 CATEGORIES = ("low_backbone", "high_backbone", "lsts_alignment", "fusion", "head", "other")
 PAPER_INPUT = (600, 1000)
-# Bumped when what a benchmark measures or records changes (2: machine peak, rates, provenance):
-# part of a stamp's inputs, so `lsts report` remeasures instead of reusing an older JSON.
-BENCH_CODE_VERSION = 2
+# Bumped when what a benchmark measures or records changes (2: machine peak, rates, provenance;
+# 3: per-block backbone cost): part of a stamp's inputs, so `lsts report` remeasures instead
+# of reusing an older JSON.
+BENCH_CODE_VERSION = 3
 SPEEDUP = f"speedup_vs_{inference.DEFAULT_MODE}"  # a mode's key: its speed-up over the default
 
 
@@ -142,6 +154,43 @@ def bench_inputs(config: str | Path | Mapping[str, Any], sizes: Iterable[str]
             "eval": {"key_interval": run.eval.key_interval,
                      "bench_repeats": run.eval.bench_repeats},
             "models": {size: size_model(run, size)[0].to_dict() for size in sizes}}
+
+
+def synthetic_image(hw: tuple[int, int], seed: int, device: torch.device) -> torch.Tensor:
+    """The benchmark's frame: uniform noise of size `hw` (speed does not depend on content)."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.rand(3, *hw, generator=gen).to(device)
+
+
+def bench_blocks(model_cfg: ModelConfig, hw: tuple[int, int], repeats: int,
+                 device: torch.device, seed: int = 0, progress: bool | None = None
+                 ) -> list[dict[str, Any]]:
+    """Per-block cost of `model_cfg`'s backbone on the frame `bench_size` uses: one entry per
+    block of `ResNetBackbone.blocks` in order, {name, part (low | high), ms, flops, channels,
+    out_hw, receptive_field, stride}. Each block runs on the previous block's output, timed
+    like every stage (`time_ms`: median of `repeats`); the call that counts its FLOPs and
+    makes the next block's input is its warm-up (as in `measure.kernel_rate`), which keeps
+    the paper size at 1 + `repeats` backbone passes."""
+    torch.manual_seed(seed)
+    model = build_detector(get_variant(STAGE1).configure(model_cfg)).to(device).eval()
+    backbone = model.backbone
+    blocks = backbone.blocks()
+    rf = stage_receptive_fields(backbone, blocks)
+    n_low = list(blocks).index(cut_block(backbone.arch)) + 1
+    out = []
+    with torch.no_grad():
+        y = model.preprocess([synthetic_image(hw, seed, device)])[0]
+        bar = tqdm(list(blocks.items()), desc=f"blocks {hw[0]}x{hw[1]}",
+                   disable=progress is False)
+        for i, (name, block) in enumerate(bar):
+            fn = partial(block, y)
+            flops, y = counted(fn)
+            sync(device)
+            out.append({"name": name, "part": "low" if i < n_low else "high",
+                        "ms": round(time_ms(fn, repeats, device, warmup=False), 3),
+                        "flops": flops, "channels": y.shape[1], "out_hw": list(y.shape[-2:]),
+                        "receptive_field": rf[name][0], "stride": rf[name][1]})
+    return out
 
 
 class FrameBench:
@@ -217,8 +266,7 @@ def bench_size(model_cfg: ModelConfig, variants: list[str],
     """Benchmark every variant of `model_cfg` at one input size, run with `options` (default:
     float32 NCHW); returns {variant: results}, each with the notes of `inference.prepare`."""
     options = options or InferenceOptions()
-    gen = torch.Generator().manual_seed(seed)
-    image = torch.rand(3, *hw, generator=gen).to(device)
+    image = synthetic_image(hw, seed, device)
     results: dict[str, Any] = {}
     shared: dict[str, dict[str, float]] | None = None
     bar = tqdm(list(variants), desc=f"bench {hw[0]}x{hw[1]} {options.name}",
@@ -333,6 +381,7 @@ def bench(
         "schema": "lsts-bench-v1", "config": run.name,
         "device": device_info(dev), "machine_peak": peak, "key_interval": k,
         "repeats": repeats, "warmup": 1, "statistic": "median", "sizes": {}, "results": {},
+        "blocks": {},
         "modes": {m.name: {"options": m.to_dict(), "peak": m.amp or "fp32", "results": {}}
                   for m in modes},
     }
@@ -343,6 +392,10 @@ def bench(
         results = bench_size(model_cfg, picked, hw, k, repeats, dev, progress=progress)
         rate_results(results, peak["fp32"]["gflop_per_s"])
         report["results"][size] = results
+        blocks = bench_blocks(model_cfg, hw, repeats, dev, progress=progress)
+        for entry in blocks:
+            add_rates(entry, peak["fp32"]["gflop_per_s"])
+        report["blocks"][size] = blocks
         for m in modes:
             entry = report["modes"][m.name]
             mode_results = bench_size(model_cfg, picked, hw, k, repeats, dev,
@@ -383,6 +436,11 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
                          f"{r.get('speedup_vs_single_frame', 1):6.2f}x "
                          f"{_percent(r['key'].get('fraction_of_peak')):>7s} "
                          f"{_percent(r['nonkey'].get('fraction_of_peak')):>10s}")
+    for size, blocks in report.get("blocks", {}).items():
+        parts = {p: [b for b in blocks if b["part"] == p] for p in ("low", "high")}
+        lines.append(f"{size} backbone by block: " + "; ".join(
+            f"{p} {bs[0]['name']}..{bs[-1]['name']} {sum(b['ms'] for b in bs):.1f} ms "
+            f"{sum(b['flops'] for b in bs) / 1e9:.2f} GFLOPs" for p, bs in parts.items()))
     for mode, entry in report.get("modes", {}).items():
         for size, res in entry["results"].items():
             notes = dict.fromkeys(n for r in res.values() for n in r.get("notes", {}).values())

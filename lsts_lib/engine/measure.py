@@ -73,10 +73,15 @@ def time_ms(fn: Callable[[], Any], repeats: int, device: torch.device, warmup: b
     return statistics.median(times)
 
 
-def flops_of(fn: Callable[[], Any]) -> int:
+def counted(fn: Callable[[], Any]) -> tuple[int, Any]:
+    """(FLOPs of one call of `fn`, its output)."""
     with FlopCounterMode(display=False) as counter:
-        fn()
-    return int(counter.get_total_flops())
+        out = fn()
+    return int(counter.get_total_flops()), out
+
+
+def flops_of(fn: Callable[[], Any]) -> int:
+    return counted(fn)[0]
 
 
 def peak_mb(fn: Callable[[], Any], device: torch.device) -> float:

@@ -63,6 +63,20 @@ def low_split_index(arch: str) -> int:
     return 4 if n >= 6 else max(1, n // 2)
 
 
+def res4_block_names(arch: str) -> list[str]:
+    """Names of res4's blocks in the paper's (MXNet ResNet-101) scheme: res4a, the block that
+    halves the resolution to stride 16, then res4b1, res4b2, ... Every depth is named the same
+    way, so a cut reads the same at any depth (ResNet-101: res4a .. res4b22)."""
+    if arch not in RES4_BLOCKS:
+        raise ValueError(f"unknown backbone {arch!r}; choose one of {list(RES4_BLOCKS)}")
+    return ["res4a"] + [f"res4b{i}" for i in range(1, RES4_BLOCKS[arch])]
+
+
+def cut_block(arch: str) -> str:
+    """The res4 block the low part ends at (ResNet-101: res4b3, the paper's "Conv4_3")."""
+    return res4_block_names(arch)[low_split_index(arch) - 1]
+
+
 def _norm_factory(freeze_bn: bool, norm: str) -> Callable[[int], nn.Module]:
     if freeze_bn:
         return FrozenBatchNorm2d
@@ -196,9 +210,27 @@ class ResNetBackbone(nn.Module):
             ("feat_conv", self.high.feat_conv),
         ])
 
+    def blocks(self) -> OrderedDict[str, nn.Module]:
+        """Block-wise modules in order (for per-block timing/FLOPs): conv1, res2, res3, every
+        res4 block by name (`res4_block_names`), res5, feat_conv. Run one after the other they
+        compute exactly `high(low(x))`: the low part's last block returns its pre-ReLU sum and
+        the first high block starts with that ReLU. The low part is conv1 .. `cut_block`."""
+        low4 = list(self.low.layer3)
+        high = [*self.high.layer3, self.high.layer4]
+        low4[-1] = PreReLUBlocks(low4[-1])
+        high[0] = nn.Sequential(self.high.relu, high[0])
+        return OrderedDict([
+            ("conv1", self.low.conv1), ("res2", self.low.layer1), ("res3", self.low.layer2),
+            *zip(res4_block_names(self.arch), low4 + high[:-1], strict=True),
+            ("res5", high[-1]), ("feat_conv", self.high.feat_conv),
+        ])
 
-def stage_receptive_fields(backbone: ResNetBackbone) -> OrderedDict[str, tuple[int, int]]:
-    """(receptive field in input pixels, stride) at the output of each stage.
+
+def stage_receptive_fields(backbone: ResNetBackbone,
+                           stages: OrderedDict[str, nn.Module] | None = None
+                           ) -> OrderedDict[str, tuple[int, int]]:
+    """(receptive field in input pixels, stride) at the output of each stage (default:
+    `backbone.stages()`; `backbone.blocks()` gives it per block).
 
     Walks the main path of every block in order (the 1x1 shortcut never widens the field):
     each conv/pool with kernel k, stride s, dilation d grows the field by (k - 1) * d * jump,
@@ -206,7 +238,7 @@ def stage_receptive_fields(backbone: ResNetBackbone) -> OrderedDict[str, tuple[i
     """
     rf, jump = 1, 1
     out: OrderedDict[str, tuple[int, int]] = OrderedDict()
-    for name, stage in backbone.stages().items():
+    for name, stage in (backbone.stages() if stages is None else stages).items():
         for mod_name, m in stage.named_modules():
             if "downsample" in mod_name or not isinstance(m, nn.Conv2d | nn.MaxPool2d):
                 continue
