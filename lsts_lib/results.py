@@ -968,6 +968,10 @@ def _stage_lines(name: str, st: Any, train: Any) -> list[str]:
              f"lr multipliers: {mult}; frozen (multiplier 0): {', '.join(frozen) or 'none'}"]
     if st.init_from:
         lines[-1] += f"; starts from `{st.init_from}`"
+    if st.low2high_warmup:
+        lines.append(f"  - LSTS variants from single-frame weights first warm up low2high alone "
+                     f"for {st.low2high_warmup} steps (regression onto the frozen high-level "
+                     "part's output, no labels; this reproduction's step, not the paper's)")
     return lines
 
 

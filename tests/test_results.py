@@ -310,6 +310,11 @@ def test_recipe_markdown_reads_the_config() -> None:
     changed = R.recipe_markdown(other)
     assert opt not in changed and "lr 0.0123," in changed and "step decay" in changed
     assert "weight decay 0.0005" in changed
+    warm = f"warm up low2high alone for {t.stage2.low2high_warmup} steps"
+    assert (warm in text) == bool(t.stage2.low2high_warmup)
+    off = R.recipe_markdown(RunConfig.from_dict(load_config(
+        "report", ["train.stage2.low2high_warmup=0"])))
+    assert "warm up low2high" not in off
 
 
 def test_tuning_table(tmp_path: Path) -> None:
