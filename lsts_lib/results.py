@@ -1039,6 +1039,30 @@ def dev_curve_table(dev: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def low2high_markdown(warmup: pd.DataFrame, dev: pd.DataFrame | None = None,
+                      reference: str = "copy_prop") -> str:
+    """What the low2high warm-up did (low2high.csv rows + variant, seed columns): the relative
+    error at its first step and over its last tenth (mean over runs), and, from the dev
+    curves, where stage 2 then started for each warmed-up variant against `reference`."""
+    if warmup.empty:
+        return "No run of this preset warmed up low2high (`train.stage2.low2high_warmup` is 0)."
+    runs = warmup.groupby(["variant", "seed"])
+    first = float(runs["rel_mse"].first().mean())
+    last = float(runs["rel_mse"].apply(lambda r: r.tail(max(1, len(r) // 10)).mean()).mean())
+    steps = int(warmup["step"].max())
+    text = (f"Over {steps} steps the warm-up took low2high's relative error from {first:.2f} "
+            f"(1 means predicting nothing) to {last:.2f} (last tenth of the steps, mean of "
+            f"{runs.ngroups} runs).")
+    if dev is not None and not dev.empty:
+        start = 100 * dev[dev["step"] == 0].groupby("variant")["mAP"].mean()
+        warmed = [v for v in dict.fromkeys(warmup["variant"]) if v in start.index]
+        if warmed and reference in start.index:
+            parts = ", ".join(f"{label(v)} {start[v]:.1f} %" for v in warmed)
+            text += (f" Stage 2 then started at {parts} dev mAP (step 0), against "
+                     f"{start[reference]:.1f} % for {label(reference)}.")
+    return text
+
+
 def tuning_table(path: Path) -> pd.DataFrame:
     """Every tuning run of a JSON-lines file (one run a line: name, overrides (list), data,
     steps, dev_mAP, motion {slow, medium, fast} or null, train_s, note; optional train_mAP

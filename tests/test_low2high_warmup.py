@@ -75,8 +75,11 @@ def test_train_runs_the_warm_up_for_lsts_from_single_frame_weights(
     rows = read_log(lsts.parent / rundir.LOW2HIGH_LOG)
     assert [int(r["step"]) for r in rows] == list(range(1, WARMUP + 1))
     assert all(r["rel_mse"] > 0 for r in rows)
-    plain = train("smoke", tmp_path / "plain", overrides(data_root, **{"model.variant": "lsts"}),
+    plain = train("smoke", tmp_path / "plain",
+                  overrides(data_root, **{"model.variant": "lsts",
+                                          "train.stage2.low2high_warmup": 0}),
                   init_from=stage1, progress=False)
+    assert not (plain.parent / rundir.LOW2HIGH_LOG).exists()
     warmed, cold = load_checkpoint(lsts)["model"], load_checkpoint(plain)["model"]
     assert not torch.equal(warmed["dfa.low2high.net.0.weight"], cold["dfa.low2high.net.0.weight"])
     # A variant with no low2high runs no warm-up and writes no curve.

@@ -402,3 +402,20 @@ def test_dev_curve_table_says_where_a_stage_plateaus() -> None:
 def test_markdown_table_leaves_missing_numbers_empty() -> None:
     table = R.markdown_table(pd.DataFrame({"run": ["a", "b"], "x": [1.5, math.nan]}))
     assert table.splitlines()[2:] == ["| a | 1.5 |", "| b |  |"]
+
+
+def test_low2high_markdown_reads_the_curves() -> None:
+    assert "is 0" in R.low2high_markdown(pd.DataFrame(columns=["variant", "seed", "step",
+                                                               "rel_mse"]))
+    rows = [{"variant": v, "seed": s, "step": i + 1, "rel_mse": 1.0 if i == 0 else 0.2}
+            for v in ("lsts", "lsts_fixed") for s in (0, 1) for i in range(20)]
+    warm = pd.DataFrame(rows)
+    text = R.low2high_markdown(warm)
+    assert "from 1.00" in text and "to 0.20" in text and "4 runs" in text and "20 steps" in text
+    dev = pd.DataFrame([{"variant": "lsts", "seed": 0, "step": 0, "mAP": 0.30},
+                        {"variant": "lsts", "seed": 1, "step": 0, "mAP": 0.40},
+                        {"variant": "lsts", "seed": 0, "step": 150, "mAP": 0.9},
+                        {"variant": "copy_prop", "seed": 0, "step": 0, "mAP": 0.25}])
+    text = R.low2high_markdown(warm, dev)
+    assert "35.0 %" in text and "25.0 %" in text and "90.0" not in text
+    assert "Copy" in text  # the reference's label
