@@ -649,14 +649,12 @@ def mode_table(bench: Mapping[str, Any], detect_options: Mapping[str, Any] | Non
             row[f"{v} ms"] = _get(e, "amortised_ms") if e else math.nan
             row[f"{v} speed-up"] = (1.0 if mode == inference.DEFAULT_MODE
                                     else _get(e, SPEEDUP) if e else math.nan)
-            if v != STAGE1:
-                sf, base, base_sf = res.get(STAGE1), default.get(v), default.get(STAGE1)
-                ok = e and sf and base and base_sf
-                flop_ratio = _get(base_sf, "amortised_gflops") / _get(base, "amortised_gflops") \
-                    if ok else math.nan
+            if v != STAGE1:  # its speed-up over single_frame (same mode) / FLOP ratio
+                sf = default.get(STAGE1)
+                flop_ratio = (_get(sf, "amortised_gflops") / _get(e, "amortised_gflops")
+                              if e and sf else math.nan)
                 row[f"{v} speed-up / FLOP ratio"] = (
-                    _get(sf, "amortised_ms") / _get(e, "amortised_ms") / flop_ratio
-                    if ok else math.nan)
+                    _get(e, "speedup_vs_single_frame") / flop_ratio if e else math.nan)
             if detect_options is not None:
                 change = deltas.get((v, mode))
                 row[f"{v} mAP change"] = 100 * change if change is not None else math.nan
@@ -780,7 +778,8 @@ def results_frame(summary: pd.DataFrame) -> pd.DataFrame:
 def _speed_display(table: pd.DataFrame) -> pd.DataFrame:
     out = table.copy()
     for col in out.columns[1:]:
-        nd = 2 if "speed-up" in col or "ratio" in col else 1 if "GFLOP" in col or "mAP" in col else 0
+        nd = (2 if "speed-up" in col or "ratio" in col or "change" in col
+              else 1 if "GFLOP" in col or "mAP" in col else 0)
         out[col] = [v if isinstance(v, str) else _fmt(v, nd) for v in out[col]]
     return out
 

@@ -145,7 +145,9 @@ def test_mode_table_from_the_benchmark(bench_report: dict) -> None:
     assert t.loc[inference.DEFAULT_MODE, "lsts speed-up"] == 1.0
     flop_ratio = res["single_frame"]["amortised_gflops"] / res["lsts"]["amortised_gflops"]
     assert t.loc["fold_bn", "lsts speed-up / FLOP ratio"] == pytest.approx(
-        fold["single_frame"]["amortised_ms"] / fold["lsts"]["amortised_ms"] / flop_ratio)
+        fold["lsts"]["speedup_vs_single_frame"] / flop_ratio)
+    assert fold["lsts"]["speedup_vs_single_frame"] == pytest.approx(
+        fold["single_frame"]["amortised_ms"] / fold["lsts"]["amortised_ms"], rel=1e-2)
     assert t.loc["fold_bn", "lsts mAP change"] == pytest.approx(-0.1)
     assert t.loc["amp_bf16", "note"] == "bf16: not supported on this CPU (no avx512_bf16/amx_bf16)"
     assert R.mode_table({"results": bench_report["results"]}).empty  # no modes timed
@@ -199,3 +201,25 @@ def test_detect_options_rows_agree_with_the_normal_detection(
     mtime = det.stat().st_mtime_ns
     assert orch.detect_options(plan, modes, ["lsts"], seed=0) == got
     assert det.stat().st_mtime_ns == mtime
+
+
+def test_readme_shows_the_mode_table_from_the_json(bench_report: dict, tmp_path: Path) -> None:
+    root = tmp_path / "report"
+    for run in ("single_frame", "flow_warp", "lsts"):
+        d = root / run / "seed0"
+        d.mkdir(parents=True)
+        (d / "eval.json").write_text(json.dumps({"mAP": 0.4, "split": "test"}))
+        (d / "config.yaml").write_text(f"model: {{variant: {run}}}\n")
+        (d / "env.json").write_text(json.dumps({"cpu": "Test CPU", "torch": "9.9"}))
+    (root / "bench_cpu.json").write_text(json.dumps(bench_report))
+    block = R.readme_block(root)
+    assert "**Speed options**" in block and "| lsts mAP change" not in block
+    assert "| amp_bf16 |" in block and "bf16: not supported on this CPU" in block
+    assert R.flow_cost_line(bench_report) in block
+    (root / rundir.DETECT_OPTIONS).write_text(json.dumps(
+        {"rows": [{"variant": "lsts", "mode": "fold_bn", "mAP_change": 0.0}]}))
+    block = R.readme_block(root)
+    row = next(line for line in block.splitlines() if line.startswith("| fold_bn |"))
+    header = next(line for line in block.splitlines() if line.startswith("| mode |"))
+    cells = dict(zip(header.split("|"), row.split("|"), strict=True))
+    assert cells[" lsts mAP change "].strip() == "0.00"
