@@ -639,8 +639,8 @@ def mode_table(bench: Mapping[str, Any], detect_options: Mapping[str, Any] | Non
         if size in e.get("results", {})}
     if len(modes) == 1:
         return pd.DataFrame()
-    deltas = {(r["variant"], r["mode"]): r["mAP_change"]
-              for r in (detect_options or {}).get("rows", [])}
+    detected = (detect_options or {}).get("rows", [])
+    deltas = {(r["variant"], r["mode"]): r["mAP_change"] for r in detected}
     rows = []
     for mode, res in modes.items():
         row: dict[str, Any] = {"mode": mode}
@@ -658,7 +658,11 @@ def mode_table(bench: Mapping[str, Any], detect_options: Mapping[str, Any] | Non
             if detect_options is not None:
                 change = deltas.get((v, mode))
                 row[f"{v} mAP change"] = 100 * change if change is not None else math.nan
-        row["note"] = ""
+        # What --fold-bn found in the detected (trained) models: their norm layers may differ
+        # from the benchmarked size's (e.g. GroupNorm: nothing to fold, no mAP change).
+        folds = dict.fromkeys(r.get("notes", {}).get("fold_bn") for r in detected
+                              if r["mode"] == mode)
+        row["note"] = "; ".join(f"detected models: {n}" for n in folds if n)
         rows.append(row)
     for amp, why in (bench.get("amp_support") or {}).items():
         if why and amp == inference.DEFAULT_AMP:  # the precision `--amp` asks for

@@ -137,7 +137,8 @@ def pd_runs(names: list[str]):
 def test_mode_table_from_the_benchmark(bench_report: dict) -> None:
     res = bench_report["results"]["preset"]
     fold = bench_report["modes"]["fold_bn"]["results"]["preset"]
-    options = {"rows": [{"variant": "lsts", "mode": "fold_bn", "mAP_change": -0.001}]}
+    options = {"rows": [{"variant": "lsts", "mode": "fold_bn", "mAP_change": -0.001,
+                         "notes": {"fold_bn": "0 BatchNorm layers folded"}}]}
     t = R.mode_table(bench_report, options).set_index("mode")
     assert list(t.index) == [inference.DEFAULT_MODE, "fold_bn", "amp_bf16"]
     assert t.loc["fold_bn", "lsts ms"] == fold["lsts"]["amortised_ms"]
@@ -149,6 +150,7 @@ def test_mode_table_from_the_benchmark(bench_report: dict) -> None:
     assert fold["lsts"]["speedup_vs_single_frame"] == pytest.approx(
         fold["single_frame"]["amortised_ms"] / fold["lsts"]["amortised_ms"], rel=1e-2)
     assert t.loc["fold_bn", "lsts mAP change"] == pytest.approx(-0.1)
+    assert t.loc["fold_bn", "note"] == "detected models: 0 BatchNorm layers folded"
     assert t.loc["amp_bf16", "note"] == "bf16: not supported on this CPU (no avx512_bf16/amx_bf16)"
     assert R.mode_table({"results": bench_report["results"]}).empty  # no modes timed
 
@@ -196,6 +198,8 @@ def test_detect_options_rows_agree_with_the_normal_detection(
         assert r["mAP"] == ev and r["mAP_change"] == pytest.approx(ev - normal)
         # The same weights run another way: scores agree to float rounding.
         assert r["max_abs_score_change"] is None or r["max_abs_score_change"] < 1e-3
+        assert set(r["notes"]) == ({"fold_bn"} if "fold_bn" in mode else set()) | (
+            {"channels_last"} if "channels_last" in mode else set())
     # Rerun: every detection and evaluation is reused (stamps), the rows are the same.
     det = lsts.dir / f"{rundir.DETECTIONS}_fold_bn" / "detections.txt"
     mtime = det.stat().st_mtime_ns

@@ -224,8 +224,10 @@ class Orchestrator:
                        variants: Sequence[str], seed: int) -> dict[str, Any]:
         """Each speed mode's effect on accuracy: the runs of `variants` and `seed` detected
         and evaluated under each of `modes` as under the default (`detect_one`), one row per
-        (run, mode) with its mAP, the change from the default's and the largest score
-        change of a detection (None where the detections differ in number or classes)."""
+        (run, mode) with its mAP, the change from the default's, the largest score change
+        of a detection (None where the detections differ in number or classes) and what
+        each option did to the model (`lsts detect`'s notes: e.g. how many BatchNorm layers
+        --fold-bn found)."""
         runs = [r for r in plan if r.compared and r.variant in variants and r.seed == seed]
         pairs = [(r, m) for r in runs for m in [InferenceOptions(), *modes]]
         evals = self._map(lambda rm: self.detect_one(*rm), pairs)
@@ -234,12 +236,14 @@ class Orchestrator:
             default_path = run.dir / rundir.EVAL
             base = atomic.read_json(default_path)["mAP"]
             mAP = atomic.read_json(path)["mAP"]
+            det_dir = run.dir / f"{rundir.DETECTIONS}{'' if mode.is_default else '_' + mode.name}"
             rows.append({"variant": run.variant, "seed": run.seed, "mode": mode.name,
                          "mAP": mAP, "mAP_change": mAP - base,
                          "max_abs_score_change": score_change(
-                             run, default_path.parent / rundir.DETECTIONS,
-                             path.parent / f"{rundir.DETECTIONS}_{mode.name}")
-                         if not mode.is_default else 0.0})
+                             run, run.dir / rundir.DETECTIONS, det_dir)
+                         if not mode.is_default else 0.0,
+                         "notes": atomic.read_json(det_dir / "timing.json").get(
+                             "option_notes", {})})
         return {"split": self.eval_split, "seed": seed, "rows": rows}
 
     def align_one(self, run: PlannedRun) -> Path:
