@@ -8,8 +8,10 @@ see `engine.rundir`):
                 one shared stage-1 single-frame detector, then every compared variant of
                 every seed trained from it
   4. detect     each compared model over the test split (data.test_split), then
-                `lsts evaluate`
-  5. bench      `lsts bench` (every variant, preset and paper size) and `lsts bench-lsts`
+                `lsts evaluate`; the first seed's single-frame and LSTS runs again under
+                each speed option this CPU runs (`speed_options`) -> detect_options.json
+  5. bench      `lsts bench` (every variant, preset and paper size; the speed options
+                only for single_frame and lsts at the table's size) and `lsts bench-lsts`
   6. alignment  `lsts alignment` of the first seed's propagating runs on the test split:
                 their displacement against SynthVID's true motion
   7. claims     `lsts claims`: each claim's paired interval (seeds + test videos), verdict
@@ -31,16 +33,30 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
+
 from lsts_lib import atomic, paths
 from lsts_lib.argtypes import nonnegative_int, positive_int
-from lsts_lib.engine import rundir
+from lsts_lib.engine import inference, rundir
 from lsts_lib.engine.bench import bench_inputs
 from lsts_lib.engine.config import RunConfig, load_config, load_plan
+from lsts_lib.engine.inference import InferenceOptions
 from lsts_lib.engine.plan import Orchestrator, lsts_child, preset_plan
+from lsts_lib.results import MODE_VARIANTS
 
 STAGES = ("data", "stats", "train", "detect", "bench", "alignment", "claims", "notebooks",
           "html", "readme")
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
+
+
+def speed_options(device: str = "cpu") -> InferenceOptions:
+    """The speed options the report measures (in `lsts bench` and on the test mAP): BatchNorm
+    folding and channels_last, bf16 autocast only where the device runs it natively. Not
+    --compile: on the 2-thread CPU, compiling single_frame alone at the preset's size took
+    over 3.5 minutes (measured once), past the bench stage's budget."""
+    amp = inference.DEFAULT_AMP
+    amp = amp if inference.amp_unsupported(torch.device(device), amp) is None else None
+    return InferenceOptions(channels_last=True, fold_bn=True, amp=amp)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -118,6 +134,17 @@ class Report:
     # 4 ------------------------------------------------------------------------------
     def stage_detect(self) -> None:
         self.orchestrator.detect(self.plan)
+        # Each speed option's mAP change: the first seed of the mode table's runs.
+        out = self.runs / rundir.DETECT_OPTIONS
+        modes = speed_options().modes()
+        runs = [r for r in self.plan if r.compared and r.variant in MODE_VARIANTS
+                and r.seed == self.seeds[0]]
+        inputs = {"models": {str(r.model): rundir.sha256_file(r.model) for r in runs},
+                  "data_sha256": rundir.dataset_fingerprint(self.data),
+                  "split": self.config.data.test_split, "modes": [m.name for m in modes]}
+        self._stamped("detect", "detect_options", inputs, [out], lambda: atomic.write_json(
+            out, self.orchestrator.detect_options(self.plan, modes, MODE_VARIANTS,
+                                                  self.seeds[0])))
 
     # 5 ------------------------------------------------------------------------------
     def stage_bench(self) -> None:
@@ -127,7 +154,8 @@ class Report:
         out = self.runs / "bench_cpu.json"
         sizes = ("preset",) if smoke else ("preset", "paper")
         args = ["bench", "--config", self.preset, "--device", "cpu", "--json", str(out),
-                "--sizes", ",".join(sizes)]
+                "--sizes", ",".join(sizes), *inference.to_argv(speed_options()),
+                "--mode-sizes", sizes[-1], "--mode-variants", *MODE_VARIANTS]
         # The resolved models and eval settings it times: a changed preset (this one's, or
         # paper.yaml's model) makes the old timings stale.
         inputs = {"argv": args, "configs": bench_inputs(self.preset, sizes)}

@@ -34,14 +34,15 @@ import pandas as pd
 import yaml
 
 from lsts_lib import atomic, paths
-from lsts_lib.engine import rundir
+from lsts_lib.engine import inference, rundir
+from lsts_lib.engine.bench import SPEEDUP
 from lsts_lib.engine.checkpoint import load_checkpoint
 from lsts_lib.engine.config import RunConfig
 from lsts_lib.engine.detect import load_detector
 from lsts_lib.engine.trainlog import load_logs
 from lsts_lib.eval.stats import HELD, INCONCLUSIVE, NOT_HELD, NOT_TESTABLE, Interval
 from lsts_lib.models.detector import OFFSETS_KEY, VideoDetector
-from lsts_lib.models.variants import VARIANTS, label
+from lsts_lib.models.variants import STAGE1, VARIANTS, label
 
 # Accuracy columns of the tidy table (percent, 0-100) and their headers.
 METRICS: dict[str, str] = {
@@ -58,6 +59,7 @@ COSTS: dict[str, str] = {
     "gflops": "GFLOPs/frame",
 }
 NOT_MEASURED = "not measured"
+SPEED_ONLY_TEXT = "speed only"  # the accuracy of a configuration the benchmark times, untrained
 # A claim's verdicts, as `stats.verdict` names them (readers compare with R.HELD etc.).
 VERDICTS = (HELD, NOT_HELD, INCONCLUSIVE, NOT_TESTABLE)
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
@@ -185,9 +187,11 @@ def load_runs(runs: Path, bench: Mapping[str, Any] | None = None) -> pd.DataFram
 # --------------------------------------------------------------------------------------------
 # Benchmarks
 # --------------------------------------------------------------------------------------------
-BENCH_COLUMNS = ("variant", "model_variant", "size", "input_hw", "key_ms", "key_peak",
-                 "nonkey_peak", "nonkey_ms",
-                 "amortised_ms", "gflops", "peak_mb", "speedup")
+BENCH_COLUMNS = ("variant", "model_variant", "label", "speed_only", "size", "input_hw",
+                 "key_ms", "key_peak", "nonkey_peak", "nonkey_ms", "amortised_ms", "gflops",
+                 "feature_gflops", "flow_gflops", "peak_mb", "speedup")
+# Key-frame stages of the feature network (the backbone) and the non-key stage of a flow net.
+FEATURE_STAGES, FLOW_STAGE = ("low", "high"), "flow"
 
 
 def bench_table(bench: Mapping[str, Any], size: str | None = None) -> pd.DataFrame:
@@ -196,7 +200,10 @@ def bench_table(bench: Mapping[str, Any], size: str | None = None) -> pd.DataFra
     Times are the sums of the per-stage medians (`ms`, the basis of the benchmark's own
     speed-up column; whole-frame timings `ms_measured` are noisier on a shared CPU): key frame,
     non-key frame and their amortised mean over the key interval. GFLOPs are amortised the
-    same way. Raises ValueError when the size was not benchmarked.
+    same way; `feature_gflops` is the key frame's backbone (low + high), `flow_gflops` a
+    non-key frame's flow network (NaN without one). Speed-only configurations (never
+    trained) carry their own `label` and `speed_only`. Raises ValueError when the size was
+    not benchmarked.
     """
     size = size or bench_size(bench)
     results = bench.get("results") or {}
@@ -209,6 +216,8 @@ def bench_table(bench: Mapping[str, Any], size: str | None = None) -> pd.DataFra
         rows.append({
             "variant": name,
             "model_variant": e.get("variant", name),
+            "label": e.get("label") or run_label(name),
+            "speed_only": bool(e.get("speed_only", False)),
             "size": size,
             "input_hw": "x".join(map(str, hw)) if hw else "",
             "key_ms": _get(e, ("key", "ms")),
@@ -217,6 +226,9 @@ def bench_table(bench: Mapping[str, Any], size: str | None = None) -> pd.DataFra
             "nonkey_ms": _get(e, ("nonkey", "ms")),
             "amortised_ms": _get(e, "amortised_ms"),
             "gflops": _get(e, "amortised_gflops"),
+            "feature_gflops": sum(_get(e, ("key", "stages", st, "flops"))
+                                  for st in FEATURE_STAGES) / 1e9,
+            "flow_gflops": _get(e, ("nonkey", "stages", FLOW_STAGE, "flops")) / 1e9,
             "peak_mb": _get(e, "peak_mb"),
             "speedup": _get(e, "speedup_vs_single_frame"),
         })
@@ -545,27 +557,39 @@ def speed_table(bench_cpu: Mapping[str, Any], bench_gpu: Mapping[str, Any] | Non
     read "not measured" unless a CUDA benchmark JSON is given. The speed-up over the single-
     frame detector is set beside the FLOP ratio: their quotient is the share of the design's
     saving the implementation realises (1 = time falls as the FLOPs do). "% of peak" is the
-    achieved GFLOP/s of a key / non-key frame against the machine's measured fp32 peak.
+    achieved GFLOP/s of a key / non-key frame against the machine's measured fp32 peak. The
+    feature network's (backbone's) GFLOPs of a key frame stand beside a flow variant's flow
+    network GFLOPs per non-key frame. Speed-only configurations of the benchmark (never
+    trained) follow the run they are a size of, with "speed only" as their accuracy.
     """
     size = size or bench_size(bench_cpu)
     cpu = bench_table(bench_cpu, size)
     gpu = bench_table(bench_gpu, size) if bench_gpu is not None else None
-    runs = list(summary.index) if summary is not None else list(cpu["variant"])
+    runs = (list(summary.index) if summary is not None
+            else list(cpu.loc[~cpu["speed_only"], "variant"]))
+    for _, only in cpu[cpu["speed_only"]].iterrows():  # after the run of the architecture
+        at = [i for i, r in enumerate(runs) if r == only["model_variant"]
+              or (summary is not None and summary.loc[r, "variant"] == only["model_variant"])]
+        runs.insert(at[-1] + 1 if at else len(runs), only["variant"])
+    sf = _bench_lookup(cpu, "single_frame", "single_frame")
     rows = []
     for run in runs:
-        variant = summary.loc[run, "variant"] if summary is not None else run
+        trained = summary is not None and run in summary.index
+        variant = summary.loc[run, "variant"] if trained else run
         c = _bench_lookup(cpu, run, variant)
         g = _bench_lookup(gpu, run, variant) if gpu is not None else None
-        sf = _bench_lookup(cpu, "single_frame", "single_frame")
         flop_ratio = (sf["gflops"] / c["gflops"] if c is not None and sf is not None
                       and c["gflops"] > 0 else math.nan)
         row: dict[str, Any] = {
-            "variant": summary.loc[run, "label"] if summary is not None else run_label(run),
+            "variant": (summary.loc[run, "label"] if trained
+                        else c["label"] if c is not None else run_label(run)),
             "CPU ms (key)": c["key_ms"] if c is not None else math.nan,
             "CPU ms (non-key)": c["nonkey_ms"] if c is not None else math.nan,
             "CPU ms (amortised)": c["amortised_ms"] if c is not None else math.nan,
             "GPU ms (amortised)": g["amortised_ms"] if g is not None else NOT_MEASURED,
             "GFLOPs": c["gflops"] if c is not None else math.nan,
+            "feature net GFLOPs": c["feature_gflops"] if c is not None else math.nan,
+            "flow net GFLOPs": c["flow_gflops"] if c is not None else math.nan,
             "speed-up vs single frame": c["speedup"] if c is not None else math.nan,
             "FLOP ratio vs single frame": flop_ratio,
             "speed-up / FLOP ratio": (c["speedup"] / flop_ratio
@@ -575,8 +599,79 @@ def speed_table(bench_cpu: Mapping[str, Any], bench_gpu: Mapping[str, Any] | Non
             "peak MB": c["peak_mb"] if c is not None else math.nan,
         }
         if summary is not None:
-            row["SynthVID mAP"] = summary.loc[run, "mAP"]
+            row["SynthVID mAP"] = summary.loc[run, "mAP"] if trained else SPEED_ONLY_TEXT
         rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def flow_cost_line(bench: Mapping[str, Any], size: str | None = None) -> str | None:
+    """Each flow network's GFLOPs as a share of the feature network's (ResNet-101 at the
+    paper's size), the ratio DFF's speed-up rests on; None without a flow variant."""
+    cost = bench_table(bench, size)
+    flows = cost[cost["flow_gflops"] > 0]
+    if flows.empty:
+        return None
+    parts = [f"{r['label']}: {r['flow_gflops']:.1f} GFLOPs = 1/{r['feature_gflops'] / r['flow_gflops']:.1f}"
+             for _, r in flows.iterrows()]
+    feature = flows["feature_gflops"].iloc[0]
+    return (f"Flow network per non-key frame against the feature network's {feature:.1f} GFLOPs "
+            f"({bench['sizes'][cost['size'].iloc[0]].get('backbone', 'backbone')}): "
+            + "; ".join(parts) + ".")
+
+
+MODE_VARIANTS = ("single_frame", "lsts")  # the runs the speed-option table compares
+
+
+def load_detect_options(runs: Path) -> dict[str, Any] | None:
+    """runs/<preset>/detect_options.json (each speed option's mAP change), None when absent."""
+    path = Path(runs) / rundir.DETECT_OPTIONS
+    return _read_json(path, "lsts report --only detect") if path.is_file() else None
+
+
+def mode_table(bench: Mapping[str, Any], detect_options: Mapping[str, Any] | None = None,
+               size: str | None = None, variants: Sequence[str] = MODE_VARIANTS
+               ) -> pd.DataFrame:
+    """Per speed mode of the benchmark (the fp32 NCHW default first): each variant's amortised
+    CPU ms and speed-up over the default, each non-single-frame variant's speed-up over the
+    single-frame detector of the same mode divided by its FLOP ratio, and, from
+    `detect_options`, the change of each variant's test mAP (points) under that mode. Options
+    the device cannot run natively get a row saying why (from the benchmark's capability
+    probe; bf16, what `--amp` asks for). Empty when no mode was timed at the size."""
+    size = size or bench_size(bench)
+    default = (bench.get("results") or {}).get(size, {})
+    modes = {inference.DEFAULT_MODE: default} | {
+        name: e["results"][size] for name, e in (bench.get("modes") or {}).items()
+        if size in e.get("results", {})}
+    if len(modes) == 1:
+        return pd.DataFrame()
+    detected = (detect_options or {}).get("rows", [])
+    deltas = {(r["variant"], r["mode"]): r["mAP_change"] for r in detected}
+    rows = []
+    for mode, res in modes.items():
+        row: dict[str, Any] = {"mode": mode}
+        for v in variants:
+            e = res.get(v)
+            row[f"{v} ms"] = _get(e, "amortised_ms") if e else math.nan
+            row[f"{v} speed-up"] = (1.0 if mode == inference.DEFAULT_MODE
+                                    else _get(e, SPEEDUP) if e else math.nan)
+            if v != STAGE1:  # its speed-up over single_frame (same mode) / FLOP ratio
+                sf = default.get(STAGE1)
+                flop_ratio = (_get(sf, "amortised_gflops") / _get(e, "amortised_gflops")
+                              if e and sf else math.nan)
+                row[f"{v} speed-up / FLOP ratio"] = (
+                    _get(e, "speedup_vs_single_frame") / flop_ratio if e else math.nan)
+            if detect_options is not None:
+                change = deltas.get((v, mode))
+                row[f"{v} mAP change"] = 100 * change if change is not None else math.nan
+        # What --fold-bn found in the detected (trained) models: their norm layers may differ
+        # from the benchmarked size's (e.g. GroupNorm: nothing to fold, no mAP change).
+        folds = dict.fromkeys(r.get("notes", {}).get("fold_bn") for r in detected
+                              if r["mode"] == mode)
+        row["note"] = "; ".join(f"detected models: {n}" for n in folds if n)
+        rows.append(row)
+    for amp, why in (bench.get("amp_support") or {}).items():
+        if why and amp == inference.DEFAULT_AMP:  # the precision `--amp` asks for
+            rows.append({"mode": f"amp_{amp}", "note": f"{amp}: {why}"})
     return pd.DataFrame(rows)
 
 
@@ -792,7 +887,8 @@ def results_frame(summary: pd.DataFrame) -> pd.DataFrame:
 def _speed_display(table: pd.DataFrame) -> pd.DataFrame:
     out = table.copy()
     for col in out.columns[1:]:
-        nd = 2 if "speed-up" in col or "ratio" in col else 1 if "GFLOP" in col or "mAP" in col else 0
+        nd = (2 if "speed-up" in col or "ratio" in col or "change" in col
+              else 1 if "GFLOP" in col or "mAP" in col else 0)
         out[col] = [v if isinstance(v, str) else _fmt(v, nd) for v in out[col]]
     return out
 
@@ -835,6 +931,20 @@ def readme_block(runs: Path) -> str:
         markdown_table(_speed_display(speed_table(bench, bench_gpu, summary))),
         "",
     ]
+    flow_line = flow_cost_line(bench)
+    if flow_line:
+        lines += [flow_line, ""]
+    modes = mode_table(bench, load_detect_options(runs))
+    if not modes.empty:
+        lines += [
+            f"**Speed options** (`lsts bench`/`lsts detect` flags; same benchmark: amortised "
+            f"CPU ms and speed-up over {inference.DEFAULT_MODE}; speed-up over the single-"
+            "frame detector of the same mode / FLOP ratio; test mAP change in points of the "
+            "first seed's runs under the option):",
+            "",
+            markdown_table(_speed_display(modes)),
+            "",
+        ]
     if "lsts" in ((bench.get("results") or {}).get(bench_size(bench)) or {}):
         lines += [
             f"Where LSTS's time goes (same benchmark; {peak_line(bench)}):",

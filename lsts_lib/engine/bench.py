@@ -14,6 +14,10 @@ stages one at a time:
                 nothing (copy_prop), flow + warp (flow_warp), low + low2high + dfa_align
                 [+ dfa_fuse] (LSTS variants); then head
 
+Speed-only configurations (`SPEED_ONLY`: "flow_warp_flownet_s", DFF's flow warp with a
+FlowNet-S-sized flow network on half-resolution frames, `models.flownet.FlowNetS`) are timed
+beside the variants; they are never trained, and their results say so (`speed_only`, `label`).
+
 Each stage: one warm-up call, then the median of `repeats` timed calls. Stages shared by
 every variant of a size (preprocess, low, high, head) are measured once per size. A whole
 key and non-key frame are also timed once per variant (`ms_measured`) as a check of the sums. The
@@ -25,7 +29,8 @@ CUDA), weights excluded.
 
 Speed options (`--channels-last`, `--amp`, `--compile`, `--fold-bn`; engine.inference) are
 timed as modes beside the default float32 NCHW run, in the same run: each option alone and,
-when several are given, all together. Each mode's results have the default's layout plus its
+when several are given, all together (`--mode-sizes`, `--mode-variants`: only at these sizes
+and for these variants). Each mode's results have the default's layout plus its
 speed-up over the default; under --compile the first call of each stage (the warm-up)
 compiles and is not timed, and peak memory is not measured (compiled kernels allocate outside
 the tracker).
@@ -53,11 +58,13 @@ import json
 import math
 import os
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
 from lsts_lib.argtypes import positive_int
@@ -70,7 +77,7 @@ from lsts_lib.engine.measure import counted, flops_of, machine_peak, peak_mb, sy
 from lsts_lib.models.backbone import cut_block, stage_receptive_fields
 from lsts_lib.models.config import ModelConfig
 from lsts_lib.models.detector import build_detector
-from lsts_lib.models.flownet import warp
+from lsts_lib.models.flownet import FlowNetS, warp
 from lsts_lib.models.variants import STAGE1, VARIANTS, get_variant
 
 # Stage -> the category of the issue's table (low-level backbone, high-level backbone, LSTS
@@ -86,8 +93,24 @@ PAPER_INPUT = (600, 1000)
 # Bumped when what a benchmark measures or records changes (2: machine peak, rates, provenance;
 # 3: per-block backbone cost): part of a stamp's inputs, so `lsts report` remeasures instead
 # of reusing an older JSON.
-BENCH_CODE_VERSION = 3
+BENCH_CODE_VERSION = 4
 SPEEDUP = f"speedup_vs_{inference.DEFAULT_MODE}"  # a mode's key: its speed-up over the default
+
+
+@dataclass(frozen=True)
+class SpeedOnly:
+    """A configuration timed here but never trained (random weights; no accuracy): the
+    catalogue variant it runs as, with another flow network swapped in."""
+
+    base: str
+    label: str
+    flownet: Callable[[], nn.Module]
+
+
+# DFF's own flow network beside the trained flow_warp's small one: its share of ResNet-101's
+# cost is what a DFF speed-up is made of.
+SPEED_ONLY = {"flow_warp_flownet_s": SpeedOnly("flow_warp", "DFF flow warp (FlowNet-S size)",
+                                               FlowNetS)}
 
 
 def device_info(device: torch.device) -> dict[str, Any]:
@@ -275,8 +298,12 @@ def bench_size(model_cfg: ModelConfig, variants: list[str],
     for name in bar:
         bar.set_postfix_str(name)
         torch.manual_seed(seed)
-        mcfg = get_variant(name).configure(model_cfg)
-        model, notes = inference.prepare(build_detector(mcfg).to(device).eval(), options)
+        only = SPEED_ONLY.get(name)
+        mcfg = get_variant(only.base if only else name).configure(model_cfg)
+        detector = build_detector(mcfg)
+        if only:
+            detector.flownet = only.flownet()
+        model, notes = inference.prepare(detector.to(device).eval(), options)
         with torch.no_grad(), options.autocast(device):  # inputs made as the stages run
             fb = FrameBench(model, image)
             if shared is None:  # preprocess/low/high/head: the same modules in every variant
@@ -302,6 +329,8 @@ def bench_size(model_cfg: ModelConfig, variants: list[str],
         k = spec.key_interval(key_interval)
         offsets = None if model.offsets is None else model.offsets.N
         res: dict[str, Any] = {"variant": mcfg.variant, "offsets": offsets}
+        if only:
+            res |= {"label": only.label, "speed_only": True}
         if not options.is_default:
             res["notes"] = notes
         for kind, stages in (("key", key), ("nonkey", nonkey)):
@@ -324,7 +353,7 @@ def bench_size(model_cfg: ModelConfig, variants: list[str],
             (res["key"]["flops"] + (k - 1) * res["nonkey"]["flops"]) / k / 1e9, 4)
         res["peak_mb"] = None if mem_key is None else round(max(mem_key, mem_nonkey), 3)
         results[name] = res
-        del model, fb
+        del model, detector, fb
     base = results.get(STAGE1)
     if base:
         for res in results.values():
@@ -356,21 +385,30 @@ def bench(
     json_out: str | Path | None = None,
     progress: bool | None = None,
     options: InferenceOptions | None = None,
+    mode_sizes: Iterable[str] | None = None,
+    mode_variants: list[str] | None = None,
 ) -> dict[str, Any]:
     """Run the benchmark; return (and optionally write) its JSON-ready dict. `options` adds
-    its modes (`InferenceOptions.modes`) beside the default float32 NCHW run."""
+    its modes (`InferenceOptions.modes`) beside the default float32 NCHW run, timed at
+    `mode_sizes` (default: every size) for `mode_variants` (default: every picked one)."""
     cfg = load_config(config)
     run = RunConfig.from_dict(cfg)
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda but no CUDA device is available")
-    picked = list(VARIANTS) if not variants else variants
+    picked = [*VARIANTS, *SPEED_ONLY] if not variants else variants
     for name in picked:
-        get_variant(name)
+        if name not in SPEED_ONLY:
+            get_variant(name)
     repeats = run.eval.bench_repeats if repeats is None else repeats
     k = run.eval.key_interval if key_interval is None else key_interval
     if repeats < 1 or k < 1:
         raise ValueError(f"bench: repeats ({repeats}) and key interval ({k}) must be >= 1")
+    mode_sizes = list(sizes) if mode_sizes is None else list(mode_sizes)
+    mode_variants = picked if not mode_variants else list(mode_variants)
+    if not set(mode_sizes) <= set(sizes) or not set(mode_variants) <= set(picked):
+        raise ValueError(f"bench: modes at sizes {mode_sizes} for {mode_variants} must be among "
+                         f"the benchmarked sizes {list(sizes)} and variants {picked}")
     options = options or InferenceOptions()
     inference.check_options(options, dev)  # before minutes of measuring
     modes = options.modes()
@@ -384,6 +422,8 @@ def bench(
         "blocks": {},
         "modes": {m.name: {"options": m.to_dict(), "peak": m.amp or "fp32", "results": {}}
                   for m in modes},
+        # Why a mode that is not here may be missing: None where the device runs it natively.
+        "amp_support": {amp: inference.amp_unsupported(dev, amp) for amp in AMP_DTYPES},
     }
     for size in sizes:
         model_cfg, hw = size_model(run, size)
@@ -396,9 +436,9 @@ def bench(
         for entry in blocks:
             add_rates(entry, peak["fp32"]["gflop_per_s"])
         report["blocks"][size] = blocks
-        for m in modes:
+        for m in modes if size in mode_sizes else ():
             entry = report["modes"][m.name]
-            mode_results = bench_size(model_cfg, picked, hw, k, repeats, dev,
+            mode_results = bench_size(model_cfg, mode_variants, hw, k, repeats, dev,
                                       progress=progress, options=m)
             rate_results(mode_results, peak[entry["peak"]]["gflop_per_s"])
             add_speedups(mode_results, results)
@@ -467,11 +507,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sizes", default="preset,paper",
                         help="comma-separated: preset (the config's size), paper (600x1000)")
     parser.add_argument("--variants", nargs="+", default=None,
-                        help="named variants of the config (default: all)")
+                        help="named variants of the config and speed-only configurations "
+                             f"({', '.join(SPEED_ONLY)}) (default: all)")
     parser.add_argument("--repeats", type=positive_int, default=None,
                         help="timed calls per stage (default: eval.bench_repeats)")
     parser.add_argument("--key-interval", type=positive_int, default=None,
                         help="frames per key frame (default: eval.key_interval)")
+    parser.add_argument("--mode-sizes", default=None,
+                        help="comma-separated sizes the speed options are timed at (default: "
+                             "every --sizes)")
+    parser.add_argument("--mode-variants", nargs="+", default=None,
+                        help="variants the speed options are timed for (default: every one)")
     inference.add_arguments(parser, "each given option is timed alone and, with several, all "
                             "together, beside the fp32 NCHW default of the same run")
 
@@ -481,8 +527,11 @@ def main(args: argparse.Namespace) -> int:
     if threads > 0:
         torch.set_num_threads(threads)
     sizes = tuple(s.strip() for s in args.sizes.split(",") if s.strip())
+    mode_sizes = (None if args.mode_sizes is None else
+                  [s.strip() for s in args.mode_sizes.split(",") if s.strip()])
     report = bench(args.config, args.device, sizes, args.variants, args.repeats,
-                   args.key_interval, args.json, options=inference.from_args(args))
+                   args.key_interval, args.json, options=inference.from_args(args),
+                   mode_sizes=mode_sizes, mode_variants=args.mode_variants)
     print("\n".join(summary_lines(report)))
     if "paper_lsts_speedup" in report:
         print(f"LSTS vs single-frame at the paper size: {report['paper_lsts_speedup']:.2f}x "

@@ -31,6 +31,7 @@ from lsts_lib.models.backbone import fold_bn
 from lsts_lib.models.detector import VideoDetector
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+DEFAULT_AMP = "bf16"  # what a bare --amp asks for
 DEFAULT_MODE = "fp32_nchw"
 # CPU flags of native 16-bit float kernels (oneDNN), used where torch cannot say itself.
 _CPU_AMP_FLAGS = {"bf16": ("avx512_bf16", "amx_bf16"), "fp16": ("avx512_fp16", "amx_fp16")}
@@ -95,6 +96,24 @@ def native_amp(device: torch.device, amp: str) -> bool:
         except RuntimeError:
             pass
     return any(f in (cpu_flags() or []) for f in _CPU_AMP_FLAGS[amp])
+
+
+def amp_unsupported(device: torch.device, amp: str) -> str | None:
+    """None where `device` runs `amp` natively, else why not, from the capability probe
+    (e.g. "not supported on this CPU (no avx512_bf16/amx_bf16)")."""
+    if native_amp(device, amp):
+        return None
+    if device.type == "cuda":
+        return f"not supported on this GPU ({torch.cuda.get_device_name(device)})"
+    return f"not supported on this CPU (no {'/'.join(_CPU_AMP_FLAGS[amp])})"
+
+
+def to_argv(options: InferenceOptions) -> list[str]:
+    """The `lsts bench`/`lsts detect` flags that ask for `options` (`from_args`'s inverse)."""
+    return [*(["--channels-last"] if options.channels_last else []),
+            *(["--amp", options.amp] if options.amp else []),
+            *(["--compile"] if options.compile else []),
+            *(["--fold-bn"] if options.fold_bn else [])]
 
 
 def check_options(options: InferenceOptions, device: torch.device) -> None:
@@ -162,7 +181,7 @@ def add_arguments(parser: argparse.ArgumentParser, description: str) -> None:
     group = parser.add_argument_group("inference speed options", description)
     group.add_argument("--channels-last", action="store_true",
                        help="model and frames in torch.channels_last layout")
-    group.add_argument("--amp", nargs="?", const="bf16", default=None, choices=list(AMP_DTYPES),
+    group.add_argument("--amp", nargs="?", const=DEFAULT_AMP, default=None, choices=list(AMP_DTYPES),
                        help="autocast to bf16 (the default) or fp16; refused where the device "
                             "has no native kernels for it")
     group.add_argument("--compile", action="store_true",

@@ -24,20 +24,27 @@ import argparse
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+import numpy as np
 
 from lsts_lib import atomic
-from lsts_lib.engine import rundir
+from lsts_lib.engine import inference, rundir
 from lsts_lib.engine.alignment import alignment
+from lsts_lib.engine.checkpoint import load_checkpoint
 from lsts_lib.engine.config import RunConfig, load_config, load_plan
 from lsts_lib.engine.detect import detect
+from lsts_lib.engine.inference import InferenceOptions
 from lsts_lib.engine.train import resumable, train, train_inputs
 from lsts_lib.eval import vid_eval
+from lsts_lib.eval.detections_io import read_vid_detections
 from lsts_lib.models.variants import STAGE1, VARIANTS, get_variant, run_overrides
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -183,32 +190,61 @@ class Orchestrator:
         return [r.model for r in plan]
 
     # ------------------------------------------------------------------ detect + evaluate
-    def detect_one(self, run: PlannedRun) -> Path:
-        """Detections over the val split, then eval.json; returns the eval.json path."""
-        det_dir = run.dir / rundir.DETECTIONS
+    def detect_one(self, run: PlannedRun, options: InferenceOptions | None = None) -> Path:
+        """Detections over the test split, then eval.json; returns the eval.json path. With
+        speed `options` other than the default, into detections_<mode>/ and eval_<mode>.json."""
+        options = options or InferenceOptions()
+        tag = "" if options.is_default else f"_{options.name}"
+        det_dir = run.dir / f"{rundir.DETECTIONS}{tag}"
         redo = "detect" in self.redo
         split = self.eval_split
         if self.jobs is None:
             detect(run.model, self.data_root, det_dir, split=split, redo=redo,
-                   progress=self.progress)
+                   progress=self.progress, options=options)
         else:
             lsts_child("detect", "--checkpoint", str(run.model), "--data", str(self.data_root),
-                       "--split", split, "--out", str(det_dir),
+                       "--split", split, "--out", str(det_dir), *inference.to_argv(options),
                        *(["--redo"] if redo else []), threads=1)
         detections = det_dir / "detections.txt"
         inputs = {"detections_sha256": rundir.sha256_file(detections),
                   "data_sha256": rundir.dataset_fingerprint(self.data_root),
                   "split": split}
-        stamp = rundir.Stamp(run.dir, "evaluate")
-        out = run.dir / rundir.EVAL
+        stamp = rundir.Stamp(run.dir, f"evaluate{tag}")
+        out = run.dir / (rundir.EVAL if not tag else f"{Path(rundir.EVAL).stem}{tag}.json")
         if redo or not stamp.done(inputs):
             if self.jobs is None:
                 evaluate(self.data_root, split, detections, out)
             else:
                 lsts_child("evaluate", "--data", str(self.data_root), "--split", split,
                            "--detections", str(detections), "--json", str(out), threads=1)
-            stamp.mark(inputs, [rundir.EVAL])
+            stamp.mark(inputs, [out.name])
         return out
+
+    def detect_options(self, plan: list[PlannedRun], modes: Sequence[InferenceOptions],
+                       variants: Sequence[str], seed: int) -> dict[str, Any]:
+        """Each speed mode's effect on accuracy: the runs of `variants` and `seed` detected
+        and evaluated under each of `modes` as under the default (`detect_one`), one row per
+        (run, mode) with its mAP, the change from the default's, the largest score change
+        of a detection (None where the detections differ in number or classes) and what
+        each option did to the model (`lsts detect`'s notes: e.g. how many BatchNorm layers
+        --fold-bn found)."""
+        runs = [r for r in plan if r.compared and r.variant in variants and r.seed == seed]
+        pairs = [(r, m) for r in runs for m in [InferenceOptions(), *modes]]
+        evals = self._map(lambda rm: self.detect_one(*rm), pairs)
+        rows = []
+        for (run, mode), path in zip(pairs, evals, strict=True):
+            default_path = run.dir / rundir.EVAL
+            base = atomic.read_json(default_path)["mAP"]
+            mAP = atomic.read_json(path)["mAP"]
+            det_dir = run.dir / f"{rundir.DETECTIONS}{'' if mode.is_default else '_' + mode.name}"
+            rows.append({"variant": run.variant, "seed": run.seed, "mode": mode.name,
+                         "mAP": mAP, "mAP_change": mAP - base,
+                         "max_abs_score_change": score_change(
+                             run, run.dir / rundir.DETECTIONS, det_dir)
+                         if not mode.is_default else 0.0,
+                         "notes": atomic.read_json(det_dir / "timing.json").get(
+                             "option_notes", {})})
+        return {"split": self.eval_split, "seed": seed, "rows": rows}
 
     def align_one(self, run: PlannedRun) -> Path:
         """`lsts alignment` of a propagating run on the evaluated split; returns its JSON."""
@@ -234,11 +270,26 @@ class Orchestrator:
         """Detect and evaluate the compared runs of the plan (not a shared stage-1 model)."""
         return self._map(self.detect_one, [r for r in plan if r.compared])
 
-    def _map(self, fn: Callable[[PlannedRun], Path], plan: list[PlannedRun]) -> list[Path]:
+    def _map(self, fn: Callable[[T], Path], items: list[T]) -> list[Path]:
         if self.jobs is None:
-            return [fn(r) for r in plan]
+            return [fn(r) for r in items]
         with ThreadPoolExecutor(max_workers=self.jobs) as pool:
-            return [f.result() for f in [pool.submit(fn, r) for r in plan]]
+            return [f.result() for f in [pool.submit(fn, r) for r in items]]
+
+
+def score_change(run: PlannedRun, default_dir: Path, mode_dir: Path) -> float | None:
+    """The largest |score change| between the same detection of two detections.txt files
+    of `run` (rows matched in (frame, class, score) order); None when they differ in the
+    number of detections of some frame and class (then rows cannot be matched)."""
+    classes = len(load_checkpoint(run.model)["classes"]["ids"])
+    a, b = (read_vid_detections(d / "detections.txt", classes) for d in (default_dir, mode_dir))
+    if len(a) != len(b):
+        return None
+    ia, ib = (np.lexsort((-d.scores, d.labels, d.frame_ids)) for d in (a, b))
+    if not (np.array_equal(a.frame_ids[ia], b.frame_ids[ib])
+            and np.array_equal(a.labels[ia], b.labels[ib])):
+        return None
+    return float(np.abs(a.scores[ia] - b.scores[ib]).max(initial=0.0))
 
 
 def evaluate(data_root: Path, split: str, detections: Path, out: Path) -> None:

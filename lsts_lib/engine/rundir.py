@@ -131,6 +131,7 @@ DDP = "ddp.json"
 DETECTIONS = "detections"
 EVAL = "eval.json"
 ALIGNMENT = "alignment.json"  # `lsts alignment` of the run
+DETECT_OPTIONS = "detect_options.json"  # of a preset's runs root: each speed option's mAP change
 # What `lsts train` itself writes; only these are deleted when a run is redone.
 TRAIN_FILES = (LAST, MODEL, LOG, DEV_LOG, LOW2HIGH_LOG, SUMMARY, DDP, ENV, CONFIG)
 

@@ -7,6 +7,10 @@ FlowNetSmall is a small FlowNet-style encoder: the current and the key image are
 last conv starts at zero, so at initialisation the warp is the identity (= copy-propagation).
 DFF's extra "scale" map is left out.
 
+FlowNetS is FlowNet-S (FlowNetSimple, Dosovitskiy et al. 2015) at DFF's setting, for timing
+only (`lsts bench`, random weights): DFF's real flow network, whose cost beside the feature
+network is what a DFF speed-up is made of.
+
 warp(feature, flow): F_cur(p) = F_key(p + flow(p)), bilinear, zeros outside the map.
 grid_sample wants (x, y) normalised to [-1, 1]; with align_corners=True the centre of cell 0
 maps to -1 and of cell W-1 to +1, i.e. x_n = 2 x / (W - 1) - 1 for a cell coordinate x, which
@@ -19,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["FlowNetSmall", "warp"]
+__all__ = ["FlowNetS", "FlowNetSmall", "warp"]
 
 
 class FlowNetSmall(nn.Module):
@@ -52,6 +56,73 @@ class FlowNetSmall(nn.Module):
             # Strided convs round up while the backbone may round differently: resample.
             flow = F.interpolate(flow, size=out_size, mode="bilinear", align_corners=False)
         return flow
+
+
+def _conv(cin: int, cout: int, k: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2),
+                         nn.LeakyReLU(0.1, inplace=True))
+
+
+class FlowNetS(nn.Module):
+    """FlowNet-S on half-resolution images, as DFF runs it: (current, key) -> flow at stride
+    16 of the full image (B, 2, H/16, W/16), in feature cells.
+
+    Encoder (Dosovitskiy et al. 2015, Fig. 2): `ENCODER`'s nine convs, stride 64 at conv6.
+    Refinement: four 4x4 stride-2 up-convolutions (`DECODER` widths), each concatenated with
+    the encoder feature of its scale and the 2x up-convolved coarser flow, a 3x3 conv
+    predicting flow at each scale; the last flow is at stride 4 of the half-size input
+    (stride 8 of the frame), bilinearly resized to the feature map as DFF does.
+    """
+
+    stride = 16
+    input_scale = 0.5  # DFF feeds FlowNet half-resolution frames
+    # (name, out channels, kernel, stride) of each encoder conv; the refinement reads the
+    # outputs of SKIPS (coarse to fine).
+    ENCODER = (("conv1", 64, 7, 2), ("conv2", 128, 5, 2), ("conv3", 256, 5, 2),
+               ("conv3_1", 256, 3, 1), ("conv4", 512, 3, 2), ("conv4_1", 512, 3, 1),
+               ("conv5", 512, 3, 2), ("conv5_1", 512, 3, 1), ("conv6", 1024, 3, 2))
+    SKIPS = ("conv5_1", "conv4_1", "conv3_1", "conv2")
+    DECODER = (512, 256, 128, 64)  # deconv5 .. deconv2
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = nn.ModuleDict()
+        cin, width = 6, {}
+        for name, cout, k, s in self.ENCODER:
+            self.encoder[name] = _conv(cin, cout, k, s)
+            cin = width[name] = cout
+        self.predict = nn.ModuleList([nn.Conv2d(cin, 2, 3, padding=1)])
+        self.deconv, self.upflow = nn.ModuleList(), nn.ModuleList()
+        for skip, cout in zip(self.SKIPS, self.DECODER, strict=True):
+            self.deconv.append(nn.Sequential(nn.ConvTranspose2d(cin, cout, 4, 2, 1),
+                                             nn.LeakyReLU(0.1, inplace=True)))
+            self.upflow.append(nn.ConvTranspose2d(2, 2, 4, 2, 1))
+            cin = width[skip] + cout + 2
+            self.predict.append(nn.Conv2d(cin, 2, 3, padding=1))
+
+    def forward(self, current: Tensor, key: Tensor, out_size: tuple[int, int] | None = None
+                ) -> Tensor:
+        if current.shape != key.shape:
+            raise ValueError(f"FlowNetS images differ in shape: {tuple(current.shape)} vs "
+                             f"{tuple(key.shape)}")
+        full = current.shape[-2:]
+        x = F.interpolate(torch.cat([current, key], dim=1), scale_factor=self.input_scale,
+                          mode="bilinear", align_corners=False)
+        feats = {}
+        for name, conv in self.encoder.items():
+            x = feats[name] = conv(x)
+        flow = self.predict[0](x)
+        for i, skip in enumerate(self.SKIPS):
+            s = feats[skip]
+            # Up-convolution doubles the size; the encoder's odd sizes round up: crop.
+            up = self.deconv[i](x)[..., : s.shape[-2], : s.shape[-1]]
+            uf = self.upflow[i](flow)[..., : s.shape[-2], : s.shape[-1]]
+            x = torch.cat([s, up, uf], dim=1)
+            flow = self.predict[i + 1](x)
+        size = out_size or (-(-full[0] // self.stride), -(-full[1] // self.stride))
+        # Pixels of the half-size input -> cells of the stride-16 feature map.
+        scale = 1 / (self.input_scale * self.stride)
+        return scale * F.interpolate(flow, size=size, mode="bilinear", align_corners=False)
 
 
 def warp(feature: Tensor, flow: Tensor) -> Tensor:
