@@ -675,6 +675,32 @@ def mode_table(bench: Mapping[str, Any], detect_options: Mapping[str, Any] | Non
     return pd.DataFrame(rows)
 
 
+def mode_markdown(modes: pd.DataFrame, variant: str = "lsts") -> str:
+    """One reading of `mode_table`: the mode with the fastest `variant`, its speed-ups over
+    the default, `variant`'s speed-up / FLOP ratio under it against the default's, and the
+    largest mAP change any mode caused."""
+    col = f"{variant} speed-up"
+    timed = modes[modes[col].notna()] if col in modes else pd.DataFrame()
+    if len(timed) < 2:
+        return "No speed option was timed at this size."
+    default, best = timed.iloc[0], timed.loc[timed[col].idxmax()]
+    quotient = f"{variant} speed-up / FLOP ratio"
+    parts = ", ".join(f"{label(c.removesuffix(' speed-up'))} {best[c]:.2f}x"
+                      for c in timed.columns if c.endswith(" speed-up"))
+    text = (f"The fastest mode for {label(variant)} is `{best['mode']}` ({parts} over "
+            f"`{default['mode']}`)")
+    if quotient in timed and best["mode"] != default["mode"]:
+        text += (f"; under it {label(variant)}'s speed-up over the single-frame detector is "
+                 f"{best[quotient]:.2f} of its FLOP ratio, against {default[quotient]:.2f} by "
+                 "default")
+    text += "."
+    changes = modes[[c for c in modes.columns if c.endswith(" mAP change")]].abs()
+    if not changes.empty and changes.notna().any().any():
+        text += (f" No option changed a detected test mAP by more than "
+                 f"{float(changes.max().max()):.2f} points.")
+    return text
+
+
 def stage_rate_table(bench: Mapping[str, Any], variant: str = "lsts",
                      size: str | None = None) -> pd.DataFrame:
     """Where a variant's key and non-key frame time goes: per stage, median ms, GFLOPs,

@@ -227,3 +227,22 @@ def test_readme_shows_the_mode_table_from_the_json(bench_report: dict, tmp_path:
     header = next(line for line in block.splitlines() if line.startswith("| mode |"))
     cells = dict(zip(header.split("|"), row.split("|"), strict=True))
     assert cells[" lsts mAP change "].strip() == "0.00"
+
+
+def test_mode_markdown_names_the_fastest_mode_and_the_largest_map_change() -> None:
+    import pandas as pd
+
+    from lsts_lib import results as R
+
+    modes = pd.DataFrame([
+        {"mode": "fp32_nchw", "single_frame speed-up": 1.0, "lsts speed-up": 1.0,
+         "lsts speed-up / FLOP ratio": 0.73, "lsts mAP change": 0.0},
+        {"mode": "channels_last", "single_frame speed-up": 1.4, "lsts speed-up": 2.3,
+         "lsts speed-up / FLOP ratio": 1.2, "lsts mAP change": -0.04},
+        {"mode": "fold_bn", "single_frame speed-up": 1.3, "lsts speed-up": 1.9,
+         "lsts speed-up / FLOP ratio": 1.07, "lsts mAP change": 0.0},
+        {"mode": "amp_bf16", "note": "bf16: not supported"}])
+    text = R.mode_markdown(modes)
+    assert "`channels_last`" in text and "2.30x" in text and "1.40x" in text
+    assert "1.20 of its FLOP ratio, against 0.73" in text and "0.04 points" in text
+    assert R.mode_markdown(modes.iloc[:1]) == "No speed option was timed at this size."
