@@ -120,7 +120,7 @@ def test_accuracy_and_cost_markdown_both_directions() -> None:
     below = _summary({"single_frame": 40.0, "copy_prop": 38.0, "lsts": 30.0},
                      {"single_frame": 1000.0, "copy_prop": 100.0, "lsts": 500.0})
     text = R.accuracy_markdown(below)
-    assert "Copy-propagation, 2.0 points below it at 10.0x less" in text
+    assert "Copy-propagation, 2.0 points below it at 1/10.0 of" in text
     assert "LSTS (uniform, N=81), 10.0 points below" in text
     above = _summary({"single_frame": 40.0, "lsts": 41.5}, {"single_frame": 1000.0, "lsts": 500.0})
     assert "LSTS (uniform, N=81), 1.5 points above it" in R.accuracy_markdown(above)
@@ -128,15 +128,15 @@ def test_accuracy_and_cost_markdown_both_directions() -> None:
     slow = _summary({"single_frame": 1, "flow_warp": 1, "lsts": 1},
                     {"single_frame": 1000.0, "flow_warp": 200.0, "lsts": 400.0})
     text = R.cost_markdown(slow)
-    assert "DFF flow warp is the cheapest, 5.0x" in text and "2.00x the flow warp's time, slower" in text
+    assert "DFF flow warp is the cheapest, at 1/5.0" in text and "2.00x the flow warp's time per frame (slower)" in text
     fast = _summary({"single_frame": 1, "flow_warp": 1, "lsts": 1},
                     {"single_frame": 1000.0, "flow_warp": 400.0, "lsts": 200.0})
-    assert "0.50x the flow warp's time, faster" in R.cost_markdown(fast)
+    assert "0.50x the flow warp's time per frame (faster)" in R.cost_markdown(fast)
 
 
 def test_interval_markdown() -> None:
     iv = pd.DataFrame({"label": ["A", "B"], "mAP_t_half": [0.2, 3.0]}, index=["a", "b"])
-    assert "B's ± 3.00" in R.interval_markdown(iv) and "narrowest ± 0.20" in R.interval_markdown(iv)
+    assert "± 3.00 points (B)" in R.interval_markdown(iv) and "narrowest ± 0.20" in R.interval_markdown(iv)
     iv["mAP_t_half"] = math.nan
     assert "one seed" in R.interval_markdown(iv)
 

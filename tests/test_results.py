@@ -183,7 +183,7 @@ def test_update_readme_between_markers_only(runs: Path, tmp_path: Path) -> None:
     text = readme.read_text()
     assert text.startswith(before + R.README_START) and text.endswith(R.README_END + after)
     assert "old table" not in text
-    assert "Test CPU, 2 cores, 1 torch threads, no GPU, python 3.11, torch 9.9" in text
+    assert "Test CPU, 2 cores, 1 torch thread per training process, no GPU, python 3.11, torch 9.9" in text
     assert "seeds 0, 1, 2" in text and "| LSTS (uniform, N=81) | 50.0 ± 1.0 |" in text
     assert f"not computed yet (`{R.claims_command(runs)}`)" in text
     R.update_readme(readme, runs)
@@ -201,6 +201,7 @@ def test_update_readme_between_markers_only(runs: Path, tmp_path: Path) -> None:
     assert f"1. {spec.statement}: **held** (a reason)." in text
     assert "test split, 40 videos" in text
     assert "40 test videos is ± 1.50 points (within the 2.0 point target)" in text
+    assert "Did every variant finish learning? " in text  # the plateau check, as in 05
 
 
 @pytest.mark.parametrize("content", ["no markers\n", f"{R.README_START}\nonly start\n",
@@ -411,11 +412,13 @@ def test_low2high_markdown_reads_the_curves() -> None:
             for v in ("lsts", "lsts_fixed") for s in (0, 1) for i in range(20)]
     warm = pd.DataFrame(rows)
     text = R.low2high_markdown(warm)
-    assert "from 1.00" in text and "to 0.20" in text and "4 runs" in text and "20 steps" in text
+    assert "from 1.00" in text and "to 0.20" in text and "2 seeds" in text and "coincide" in text
+    other = warm.assign(rel_mse=warm.rel_mse.where(warm.variant == "lsts", 0.3))
+    assert "coincide" not in R.low2high_markdown(other) and "20 steps" in text
     dev = pd.DataFrame([{"variant": "lsts", "seed": 0, "step": 0, "mAP": 0.30},
                         {"variant": "lsts", "seed": 1, "step": 0, "mAP": 0.40},
                         {"variant": "lsts", "seed": 0, "step": 150, "mAP": 0.9},
                         {"variant": "copy_prop", "seed": 0, "step": 0, "mAP": 0.25}])
     text = R.low2high_markdown(warm, dev)
-    assert "35.0 %" in text and "25.0 %" in text and "90.0" not in text
+    assert "35.0 % for LSTS" in text and "25.0 % for Copy" in text and "90.0" not in text
     assert "Copy" in text  # the reference's label
