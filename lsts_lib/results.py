@@ -1446,7 +1446,7 @@ def _plateau_sentence(runs: Path) -> str:
                       f"{r['last interval (steps)']} steps (dev mAP {r['dev mAP last']:.1f} %)"
                       for _, r in rising.iterrows())
     return (f"No. Still rising at the end of stage 2 (notebook 04's dev curves, plateau rule: "
-            f"less than {PLATEAU_POINTS:g} point per interval): {parts}. The verdicts below "
+            f"less than {PLATEAU_POINTS:g} point per interval): {parts}. The verdicts "
             "that involve these variants measure models that were still learning; a longer "
             "stage 2, the same for every variant, is the next experiment.")
 
