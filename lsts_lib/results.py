@@ -314,8 +314,8 @@ CONFIDENCE = 0.95  # of every interval
 CLOSE_MAP_POINTS = 2.0  # "close to per-frame accuracy": single_frame - lsts at most this (mAP points)
 COST_FRACTION = 0.5  # "a fraction of the cost": amortised time at most this share of per-frame
 SPEED_MARGIN = 0.95  # "faster": time ratio below this (5% allowance for timing noise)
-# "learnable sampling" is testable only when the offsets p_n moved: mean |p_n - p_n(init)| over
-# the points and the lsts seeds at least this many feature cells (a tenth of the 0.5-cell
+# "learnable sampling" is testable only when the offsets p_n moved: the Euclidean distance
+# ||p_n - p_n(init)|| averaged over the points and the lsts seeds at least this many feature cells (a tenth of the 0.5-cell
 # bilinear footprint would not change what is sampled).
 OFFSETS_ENGAGED_CELLS = 0.05
 # The test split is large enough when the bootstrap half-width of single_frame's seed-mean mAP
@@ -936,6 +936,17 @@ def _test_split(runs: Path) -> str:
     return "?"
 
 
+# What the speed table's less obvious columns mean (README; notebook 05 says it in prose).
+SPEED_COLUMNS = (
+    "Columns: *GFLOPs* per amortised frame; *feature net GFLOPs* the key frame's backbone (every "
+    "variant runs it at its key frames), *flow net GFLOPs* a non-key frame's flow network; "
+    "*speed-up / FLOP ratio* the measured speed-up over the single-frame detector divided by "
+    "the one its FLOPs predict (1 = the saved FLOPs turn fully into time); *% of peak* the "
+    "frame's counted GFLOP/s against the machine's measured fp32 peak; *peak MB* the largest "
+    "live tensor memory during a frame, weights excluded; *speed only*: timed with random "
+    "weights, never trained (DFF's FlowNet-S at its size, half-resolution input).")
+
+
 def readme_block(runs: Path) -> str:
     """The README's results section, generated from the JSON files of one preset's runs."""
     runs = Path(runs)
@@ -964,6 +975,8 @@ def readme_block(runs: Path) -> str:
         f"{bench_device_line(bench_gpu) if bench_gpu else 'not measured'}):",
         "",
         markdown_table(_speed_display(speed_table(bench, bench_gpu, summary))),
+        "",
+        SPEED_COLUMNS,
         "",
     ]
     flow_line = flow_cost_line(bench)
@@ -1804,8 +1817,9 @@ def offsets_markdown(shifts: Sequence[float]) -> str:
         return "No LSTS run was made: there are no learned offsets to read."
     moved = max(shifts)
     if moved < OFFSETS_ENGAGED_CELLS:
-        return (f"The offsets moved at most {moved:.3f} feature cells on average: too little "
-                "to change where LSTS samples, so claim 1 is not testable on these runs; a "
+        return (f"The offsets moved at most {moved:.3f} feature cells (distance of a point "
+                "from its start, averaged over the points; the seed that moved most, where "
+                "claim 1 averages the seeds): too little to change where LSTS samples, so claim 1 is not testable on these runs; a "
                 "longer stage 2 (or the paper's joint training) is needed to test it.")
     return (f"The offsets moved up to {moved:.2f} feature cells on average: the sampling "
             "locations did change during training.")
