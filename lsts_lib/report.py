@@ -51,12 +51,13 @@ NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
 
 def speed_options(device: str = "cpu") -> InferenceOptions:
     """The speed options the report measures (in `lsts bench` and on the test mAP): BatchNorm
-    folding and channels_last, bf16 autocast only where the device runs it natively. Not
-    --compile: on the 2-thread CPU, compiling single_frame alone at the preset's size took
-    over 3.5 minutes (measured once), past the bench stage's budget."""
+    folding, channels_last and torch.compile, bf16 autocast only where the device runs it
+    natively. Compiling costs minutes, not hours, here (measured on the 2-core AMD EPYC, idle:
+    `lsts bench --sizes paper --variants single_frame lsts --compile` took about 4 minutes in
+    all; `lsts detect --compile` of LSTS spent 23 s compiling)."""
     amp = inference.DEFAULT_AMP
     amp = amp if inference.amp_unsupported(torch.device(device), amp) is None else None
-    return InferenceOptions(channels_last=True, fold_bn=True, amp=amp)
+    return InferenceOptions(channels_last=True, fold_bn=True, compile=True, amp=amp)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

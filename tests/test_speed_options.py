@@ -166,7 +166,7 @@ def test_report_bench_asks_for_the_supported_options(monkeypatch: pytest.MonkeyP
         Report("report", [0], set(), 1).stage_bench()
         argv = calls[-2]
         assert argv[0] == "bench" and "--fold-bn" in argv and "--channels-last" in argv
-        assert ("--amp" in argv) == native and "--compile" not in argv
+        assert ("--amp" in argv) == native and "--compile" in argv
         i = argv.index("--mode-variants")
         assert argv[argv.index("--mode-sizes") + 1] == "paper"
         assert list(argv[i + 1:]) == list(R.MODE_VARIANTS)
