@@ -388,13 +388,19 @@ class RunConfig:
     def stage(self) -> str:
         """Which schedule the run uses: 'stage1' for a single-frame detector (the variant's
         every frame is a key frame), else 'stage2'."""
-        if self.train.stage != "auto":
-            return self.train.stage
-        return "stage1" if get_variant(self.model.variant).every_frame_key else "stage2"
+        return run_stage(self.model.variant, self.train.stage)
 
     @property
     def schedule(self) -> StageConfig:
         return getattr(self.train, self.stage)
+
+
+def run_stage(variant: str, stage: str = "auto") -> str:
+    """The schedule a run of `variant` with train.stage `stage` uses ('auto': stage1 for a
+    variant whose every frame is a key frame, else stage2)."""
+    if stage != "auto":
+        return stage
+    return "stage1" if get_variant(variant).every_frame_key else "stage2"
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,14 @@ from lsts_lib.models.variants import STAGE1, VARIANTS, get_variant, run_override
 T = TypeVar("T")
 
 
+def mode_paths(run_dir: Path, options: InferenceOptions) -> tuple[Path, Path, str]:
+    """(detections folder, eval JSON, suffix) of a run detected under speed `options`: the
+    default's detections/ and eval.json, else detections_<mode>/ and eval_<mode>.json."""
+    tag = "" if options.is_default else f"_{options.name}"
+    return (run_dir / f"{rundir.DETECTIONS}{tag}",
+            run_dir / f"{Path(rundir.EVAL).stem}{tag}.json", tag)
+
+
 @dataclass(frozen=True)
 class PlannedRun:
     variant: str
@@ -194,8 +202,7 @@ class Orchestrator:
         """Detections over the test split, then eval.json; returns the eval.json path. With
         speed `options` other than the default, into detections_<mode>/ and eval_<mode>.json."""
         options = options or InferenceOptions()
-        tag = "" if options.is_default else f"_{options.name}"
-        det_dir = run.dir / f"{rundir.DETECTIONS}{tag}"
+        det_dir, out, tag = mode_paths(run.dir, options)
         redo = "detect" in self.redo
         split = self.eval_split
         if self.jobs is None:
@@ -210,7 +217,6 @@ class Orchestrator:
                   "data_sha256": rundir.dataset_fingerprint(self.data_root),
                   "split": split}
         stamp = rundir.Stamp(run.dir, f"evaluate{tag}")
-        out = run.dir / (rundir.EVAL if not tag else f"{Path(rundir.EVAL).stem}{tag}.json")
         if redo or not stamp.done(inputs):
             if self.jobs is None:
                 evaluate(self.data_root, split, detections, out)
@@ -236,7 +242,7 @@ class Orchestrator:
             default_path = run.dir / rundir.EVAL
             base = atomic.read_json(default_path)["mAP"]
             mAP = atomic.read_json(path)["mAP"]
-            det_dir = run.dir / f"{rundir.DETECTIONS}{'' if mode.is_default else '_' + mode.name}"
+            det_dir = mode_paths(run.dir, mode)[0]
             rows.append({"variant": run.variant, "seed": run.seed, "mode": mode.name,
                          "mAP": mAP, "mAP_change": mAP - base,
                          "max_abs_score_change": score_change(

@@ -58,6 +58,7 @@ from lsts_lib.engine.config import (
     dump_config,
     load_config,
     parse_overrides,
+    run_stage,
 )
 from lsts_lib.engine.data import TrainStream, build_stream, torch_seed
 from lsts_lib.engine.detect import detect_videos
@@ -129,13 +130,10 @@ def _comparable(cfg: Mapping[str, Any]) -> dict[str, Any]:
     # The low2high warm-up acts only at the start of an LSTS variant's own stage (and is
     # absent from configs written before it existed): elsewhere it is not an input.
     spec = VARIANTS.get(c["model"].get("variant", ""))
-    own = c["train"].get("stage", "auto")
-    if own == "auto" and spec is not None:
-        own = "stage1" if spec.every_frame_key else "stage2"
+    own = run_stage(spec.name, c["train"].get("stage", "auto")) if spec is not None else None
     for name in ("stage1", "stage2"):
         section = c["train"].get(name) or {}
-        if not section.get("low2high_warmup") or name != own or spec is None \
-                or spec.nonkey != "lsts":
+        if not section.get("low2high_warmup") or name != own or spec.nonkey != "lsts":
             section.pop("low2high_warmup", None)
     if c["train"].get("flow_init_from", "") is None:
         # Absent from configs written before the key existed: their finished runs stay valid.
