@@ -37,8 +37,10 @@ from lsts_lib import atomic, paths
 from lsts_lib.engine import inference, rundir
 from lsts_lib.engine.bench import SPEEDUP
 from lsts_lib.engine.checkpoint import load_checkpoint
-from lsts_lib.engine.config import RunConfig
+from lsts_lib.engine.config import PlanConfig, RunConfig
 from lsts_lib.engine.detect import load_detector
+from lsts_lib.engine.flow_pretrain import SUMMARY as FLOWNET_SUMMARY
+from lsts_lib.engine.plan import FLOWNET_DIR
 from lsts_lib.engine.trainlog import load_logs
 from lsts_lib.eval.stats import HELD, INCONCLUSIVE, NOT_HELD, NOT_TESTABLE, Interval
 from lsts_lib.models.detector import OFFSETS_KEY, VideoDetector
@@ -1011,6 +1013,18 @@ def readme_block(runs: Path) -> str:
             markdown_table(align.drop(columns=["seed"]).round(2)),
             "",
         ]
+    flow_pre = load_flow_pretrain(runs)
+    if flow_pre is not None:
+        lines += [
+            "**The flow baseline's FlowNet, pretrained on SynthVID's true flow** (`lsts "
+            "flow-pretrain`; end-point error in pixels on objects of the test split's non-key "
+            "frames):",
+            "",
+            markdown_table(flow_pretrain_table(flow_pre, align).round(2).reset_index()),
+            "",
+            flow_pretrain_markdown(flow_pre, flow_pretrain_table(flow_pre, align)),
+            "",
+        ]
     if not (runs / CLAIMS_FILE).is_file():
         lines.append(f"**The paper's claims on this data**: not computed yet "
                      f"(`{claims_command(runs)}`).")
@@ -1103,6 +1117,63 @@ def alignment_table(runs: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def load_flow_pretrain(runs: Path) -> dict[str, Any] | None:
+    """runs/<preset>/flownet/flow_pretrain.json (`lsts flow-pretrain`), or None."""
+    path = Path(runs) / FLOWNET_DIR / FLOWNET_SUMMARY
+    return atomic.read_json(path) if path.is_file() else None
+
+
+def flow_pretrain_table(summary: Mapping[str, Any], align: pd.DataFrame | None = None
+                        ) -> pd.DataFrame:
+    """End-point error (pixels) on objects per motion class of the pretrained FlowNet and of
+    the zero flow (copy-propagation) on the same cells, and, when `align` has the flow run,
+    of its FlowNet after end-to-end training in the detector (`lsts alignment`)."""
+    ev = summary["eval"]
+    rows = [{"flow": "pretrained on true flow", **{f"EPE {c} (px)": ev["epe_px"].get(c)
+                                                    for c in MOTION_CLASSES}},
+            {"flow": "zero (copy-propagation)",
+             **{f"EPE {c} (px)": ev["zero_flow_epe_px"].get(c) for c in MOTION_CLASSES}}]
+    if align is not None and not align.empty:
+        flow_runs = align[align["run"] == run_label("flow_warp")]
+        if not flow_runs.empty:
+            r = flow_runs.iloc[0]
+            rows.append({"flow": f"after detection training (seed {int(r['seed'])})",
+                         **{f"EPE {c} (px)": r[f"EPE {c} (px)"] for c in MOTION_CLASSES}})
+    return pd.DataFrame(rows).set_index("flow")
+
+
+def flow_pretrain_markdown(summary: Mapping[str, Any] | None, table: pd.DataFrame | None = None
+                           ) -> str:
+    """What the flow pretraining did: its recipe and cost, and whether the pretrained flow
+    beats the zero flow on objects (`table`: `flow_pretrain_table`)."""
+    if summary is None:
+        return ("The flow baseline's FlowNet was not pretrained on true flow in this run "
+                "(no `plan.flow_pretrain`): it starts from zero flow, so before detection "
+                "training it is copy-propagation.")
+    ev = summary["eval"]
+    head = (f"The FlowNet was pretrained for {summary['steps']} steps ({summary['batch_size']} "
+            f"pairs a step, {summary['train_seconds']:.0f} s on {summary['torch_threads']} "
+            f"thread(s)) on the train split's true flow, and measured on the {ev['split']} "
+            f"split's non-key frames ({ev['cells']['all']} object cells).")
+    parts = []
+    for c in ("slow", "medium", "fast"):
+        flow, zero = ev["epe_px"].get(c), ev["zero_flow_epe_px"].get(c)
+        if flow is None or zero is None:
+            continue
+        parts.append(f"{c} {flow:.2f} px against {zero:.2f} px for zero flow "
+                     f"({'better' if flow < zero else 'not better'})")
+    out = [head, "On objects: " + "; ".join(parts) + "." if parts else ""]
+    if table is not None and len(table) > 2:
+        tuned = table.iloc[2]
+        pre = table.iloc[0]
+        change = tuned["EPE fast (px)"] - pre["EPE fast (px)"]
+        verb = "lowered" if change < -0.05 else "raised" if change > 0.05 else "kept"
+        out.append(f"Detection training then {verb} its fast-object error: "
+                   f"{tuned['EPE fast (px)']:.2f} px against {pre['EPE fast (px)']:.2f} px "
+                   "after pretraining.")
+    return " ".join(x for x in out if x)
+
+
 # --------------------------------------------------------------------------------------------
 # The training recipe of a config, and the tuning runs (notebooks 04 and 06)
 # --------------------------------------------------------------------------------------------
@@ -1134,9 +1205,23 @@ def _stage_lines(name: str, st: Any, train: Any) -> list[str]:
     return lines
 
 
-def recipe_markdown(run: RunConfig) -> str:
+def flow_pretrain_recipe(plan: PlanConfig | None) -> str | None:
+    """The recipe line of `plan.flow_pretrain` (None when the plan has none)."""
+    if plan is None or not plan.flow_pretrain:
+        return None
+    fp = plan.flow_pretrain
+    extra = ", ".join(f"{k.replace('_', ' ')} {_num_text(fp[k])}"
+                      for k in ("batch_size", "lr", "weight_decay") if k in fp)
+    return (f"- flow variants: the FlowNet is first pretrained once on SynthVID's true flow "
+            f"(`lsts flow-pretrain`, {fp['steps']} steps"
+            + (f", {extra}" if extra else "") + f", seed {plan.stage1_seed}; the analogue of "
+            "DFF's FlowNet trained on Flying Chairs), and every flow run starts from it")
+
+
+def recipe_markdown(run: RunConfig, plan: PlanConfig | None = None) -> str:
     """The training recipe of a resolved config as Markdown, every value read from `run`
-    (notebooks 04 and 06 show it instead of typing it)."""
+    (notebooks 04 and 06 show it instead of typing it); with the preset's `plan`, also how
+    the plan prepares the runs' starting weights (the flow pretraining)."""
     t, d, e = run.train, run.data, run.eval
     if t.optimizer == "adamw":
         opt = f"AdamW (betas {', '.join(_num_text(b) for b in t.betas)})"
@@ -1157,6 +1242,7 @@ def recipe_markdown(run: RunConfig) -> str:
         f"p_n); {clip}",
         *_stage_lines("stage 1 (single frame)", t.stage1, t),
         *_stage_lines("stage 2 (temporal)", t.stage2, t),
+        *filter(None, [flow_pretrain_recipe(plan)]),
         f"- offsets p_n: lr x{_num_text(t.offsets_lr_mult)} of the stage's lr",
         f"- batch size {t.batch_size} per process; horizontal flip: "
         f"{'yes' if t.flip else 'no'}",

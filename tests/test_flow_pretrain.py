@@ -139,3 +139,24 @@ def test_flow_warp_training_starts_from_the_pretrained_flownet(data_root: Path,
     detector = build_detector(SMOKE_MODEL.replace(variant="flow_warp", num_classes=3))
     with pytest.raises(ValueError, match="not a FlowNet checkpoint"):
         load_flownet(detector, other)
+
+
+def test_the_orchestrator_pretrains_the_flownet_once(data_root: Path, tmp_path: Path) -> None:
+    from lsts_lib.engine.plan import Orchestrator, flownet_dir, run_plan
+
+    orch = Orchestrator("smoke", data_root, flow_pretrain={"steps": 2, "batch_size": 1},
+                        progress=False)
+    ckpt = flownet_dir(tmp_path) / CHECKPOINT
+    orch.pretrain_flow(ckpt)
+    summary = json.loads((ckpt.parent / SUMMARY).read_text())
+    assert summary["steps"] == 2 and summary["batch_size"] == 1
+    assert summary["eval"]["split"] == orch.eval_split  # the EPE is read on the tabled split
+    made = ckpt.stat().st_mtime_ns
+    orch.pretrain_flow(ckpt)  # same inputs: reused
+    assert ckpt.stat().st_mtime_ns == made
+    Orchestrator("smoke", data_root, flow_pretrain={"steps": 3, "batch_size": 1},
+                 progress=False).pretrain_flow(ckpt)  # other settings: made again
+    assert json.loads((ckpt.parent / SUMMARY).read_text())["steps"] == 3
+    # A flow run of a plan with pretraining names the FlowNet in its training inputs.
+    plan = run_plan(tmp_path, [0], ["flow_warp"], shared_stage1=True, flow_pretrain=True)
+    assert orch.run_overrides(plan[1])["train.flow_init_from"] == str(ckpt.resolve())

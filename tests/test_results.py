@@ -316,6 +316,37 @@ def test_recipe_markdown_reads_the_config() -> None:
     off = R.recipe_markdown(RunConfig.from_dict(load_config(
         "report", ["train.stage2.low2high_warmup=0"])))
     assert "warm up low2high" not in off
+    # The plan's flow pretraining is named with its own settings, and only when planned.
+    from lsts_lib.engine.config import PlanConfig
+
+    plan = PlanConfig(flow_pretrain={"steps": 321, "lr": 0.004})
+    with_flow = R.recipe_markdown(cfg, plan)
+    assert "pretrained once on SynthVID's true flow" in with_flow and "321 steps" in with_flow
+    line = next(x for x in with_flow.splitlines() if "flow-pretrain" in x)
+    assert "lr 0.004" in line and "batch size" not in line  # only the settings given
+    assert "true flow" not in R.recipe_markdown(cfg, PlanConfig())
+
+
+def test_flow_pretrain_table_and_text() -> None:
+    ev = {"split": "test", "cells": {"all": 40},
+          "epe_px": {"all": 3.0, "slow": 0.5, "medium": 2.0, "fast": 9.0},
+          "zero_flow_epe_px": {"all": 6.0, "slow": 0.4, "medium": 4.0, "fast": 18.0}}
+    summary = {"steps": 600, "batch_size": 4, "train_seconds": 150.2, "torch_threads": 1,
+               "eval": ev}
+    align = pd.DataFrame([{"run": R.run_label("flow_warp"), "seed": 0, "EPE all (px)": 4.0,
+                           "EPE slow (px)": 0.6, "EPE medium (px)": 3.0,
+                           "EPE fast (px)": 12.0}])
+    t = R.flow_pretrain_table(summary, align)
+    assert list(t.index) == ["pretrained on true flow", "zero (copy-propagation)",
+                             "after detection training (seed 0)"]
+    assert t.loc["zero (copy-propagation)", "EPE fast (px)"] == 18.0
+    text = R.flow_pretrain_markdown(summary, t)
+    assert "600 steps" in text and "test split" in text and "40 object cells" in text
+    assert "slow 0.50 px against 0.40 px for zero flow (not better)" in text
+    assert "fast 9.00 px against 18.00 px for zero flow (better)" in text
+    assert "then raised its fast-object error: 12.00 px against 9.00 px" in text
+    assert len(R.flow_pretrain_table(summary)) == 2  # no alignment measured: no third row
+    assert "not pretrained" in R.flow_pretrain_markdown(None)
 
 
 def test_tuning_table(tmp_path: Path) -> None:

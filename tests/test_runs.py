@@ -16,7 +16,7 @@ from lsts_lib.engine import rundir
 from lsts_lib.engine.bench import bench
 from lsts_lib.engine.checkpoint import load_checkpoint
 from lsts_lib.engine.config import load_config, load_plan
-from lsts_lib.engine.plan import Orchestrator, run_plan
+from lsts_lib.engine.plan import Orchestrator, flownet_dir, run_plan
 from lsts_lib.engine.train import train
 from lsts_lib.models.variants import VARIANTS, Variant
 from lsts_lib.results import load_runs, summary_table
@@ -297,12 +297,33 @@ def test_shared_stage1_plan_trains_every_variant_from_one_model(tmp_path: Path) 
     assert spec.shared_stage1 and len(spec.seeds) >= 5
 
 
+def test_flow_runs_start_from_the_pretrained_flownet(tmp_path: Path) -> None:
+    plan = run_plan(tmp_path, [0, 1], ["copy_prop", "flow_warp"], shared_stage1=True,
+                    flow_pretrain=True)
+    flownet = flownet_dir(tmp_path.resolve()) / "flownet.pt"
+    assert [(r.variant, r.flow_init) for r in plan] == [
+        ("single_frame", None), ("copy_prop", None), ("flow_warp", flownet),
+        ("copy_prop", None), ("flow_warp", flownet)]
+    assert all(r.flow_init is None for r in run_plan(tmp_path, [0], ["flow_warp"]))
+    orch = Orchestrator("smoke", tmp_path, flow_pretrain={"steps": 2}, flow_seed=3)
+    flow_run = plan[2]
+    assert orch.run_overrides(flow_run)["train.flow_init_from"] == str(flownet)
+    assert "train.flow_init_from" not in orch.run_overrides(plan[1])
+    # Without settings the orchestrator cannot make the FlowNet the plan needs.
+    with pytest.raises(ValueError, match="plan.flow_pretrain"):
+        Orchestrator("smoke", tmp_path, flow_pretrain={}).pretrain_flow(flownet)
+
+
 def test_plan_section_is_validated(tmp_path: Path) -> None:
     cfg = tmp_path / "p.yaml"
     for bad, match in (("plan: {seeds: [0, 0]}", "distinct"),
                        ("plan: {variants: [nope]}", "unknown variant"),
                        ("plan: {speed: 1}", "unknown key"),
-                       ("plan: {shared_stage1: 1}", "true or false")):
+                       ("plan: {shared_stage1: 1}", "true or false"),
+                       ("plan: {flow_pretrain: {lr: 0.1}}", "needs steps"),
+                       ("plan: {flow_pretrain: {steps: 5, epochs: 1}}", "needs steps"),
+                       ("plan: {flow_pretrain: {steps: 0}}", ">= 1"),
+                       ("plan: {flow_pretrain: {steps: 5, lr: 0}}", "> 0")):
         cfg.write_text(bad + "\n")
         with pytest.raises(ValueError, match=match):
             load_plan(cfg)

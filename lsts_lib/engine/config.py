@@ -403,6 +403,10 @@ def run_stage(variant: str, stage: str = "auto") -> str:
     return "stage1" if get_variant(variant).every_frame_key else "stage2"
 
 
+# The settings `plan.flow_pretrain` may give (`flow_pretrain.pretrain`'s keyword arguments).
+FLOW_PRETRAIN_KEYS = ("steps", "batch_size", "lr", "weight_decay")
+
+
 @dataclass(frozen=True)
 class PlanConfig:
     """What `lsts report` runs: a preset's `plan:` section. Not part of a run's config (a run
@@ -416,6 +420,11 @@ class PlanConfig:
     # false: the single_frame run of seed s is stage 1 and the other variants start from it.
     shared_stage1: bool = False
     stage1_seed: int = 0
+    # The flow variants' FlowNet pretrained once on SynthVID's true flow (`lsts flow-pretrain`
+    # with these keyword settings, seed `stage1_seed`), as DFF starts from a FlowNet trained on
+    # Flying Chairs; every flow run then starts from it (train.flow_init_from). null: the
+    # FlowNet starts from its zero-flow init and learns from the detection loss alone.
+    flow_pretrain: Mapping[str, Any] | None = None
 
     def validate(self) -> None:
         if not self.seeds:
@@ -427,6 +436,19 @@ class PlanConfig:
         for v in self.variants or ():
             get_variant(v)
         _int("plan.stage1_seed", self.stage1_seed, 0)
+        if self.flow_pretrain is not None:
+            if not isinstance(self.flow_pretrain, Mapping):
+                _fail("plan.flow_pretrain", self.flow_pretrain, "must be a mapping or null")
+            unknown = sorted(set(self.flow_pretrain) - set(FLOW_PRETRAIN_KEYS))
+            if unknown or "steps" not in self.flow_pretrain:
+                _fail("plan.flow_pretrain", dict(self.flow_pretrain),
+                      f"needs steps, and only {', '.join(FLOW_PRETRAIN_KEYS)}")
+            _int("plan.flow_pretrain.steps", self.flow_pretrain["steps"], 1)
+            _int("plan.flow_pretrain.batch_size", self.flow_pretrain.get("batch_size", 1), 1)
+            for key in ("lr", "weight_decay"):
+                if key in self.flow_pretrain:
+                    _num(f"plan.flow_pretrain.{key}", self.flow_pretrain[key], 0,
+                         strict=key == "lr")
 
 
 def load_plan(config: str | Path) -> PlanConfig:

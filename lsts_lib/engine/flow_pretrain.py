@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 from lsts_lib import atomic
 from lsts_lib.argtypes import positive_int
 from lsts_lib.data.motion_truth import VideoMotion, cell_flow, load_motion
-from lsts_lib.data.vid import VIDDataset, load_frame
+from lsts_lib.data.vid import EVAL_SPLITS, VIDDataset, load_frame
 from lsts_lib.engine.alignment import motion_folder
 from lsts_lib.engine.checkpoint import FORMAT, load_checkpoint, load_model_state, save_atomic
 from lsts_lib.engine.config import RunConfig, load_config
@@ -46,6 +46,9 @@ from lsts_lib.models.detector import VideoDetector, build_transform, key_frame_i
 from lsts_lib.models.flownet import FlowNetSmall
 
 CHECKPOINT = "flownet.pt"
+# Bumped when the FlowNet or this recipe's code changes what a pretraining makes: `lsts
+# report` then pretrains again (engine.plan.Orchestrator.pretrain_flow's stamp).
+PRETRAIN_VERSION = 1
 SUMMARY = "flow_pretrain.json"
 KIND = "flownet"  # the checkpoint's "kind"
 
@@ -228,15 +231,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "size) and key offsets are used (default: report)")
     parser.add_argument("--batch-size", type=positive_int, default=4, help="pairs per step")
     parser.add_argument("--lr", type=float, default=2e-3, help="AdamW learning rate")
-    parser.add_argument("--eval-split", default="val", choices=["train", "val"],
-                        help="split the final EPE is measured on")
+    parser.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay")
+    parser.add_argument("--eval-split", default="val", choices=["train", *EVAL_SPLITS],
+                        help="split the final EPE is measured on (the report: its test split)")
     parser.add_argument("--max-videos", type=positive_int, default=None,
                         help="only the first N train videos")
 
 
 def main(args: argparse.Namespace) -> int:
     s = pretrain(args.data, args.out, args.steps, args.seed, args.config, args.eval_split,
-                 args.batch_size, args.lr, max_videos=args.max_videos)
+                 args.batch_size, args.lr, args.weight_decay, max_videos=args.max_videos)
     ev = s["eval"]
     print(f"{args.steps} steps in {s['train_seconds']:.0f} s; EPE on {args.eval_split}: "
           f"{ev['epe_px']['cells']:.2f} px (zero flow {ev['zero_flow_epe_px']['cells']:.2f} px) "

@@ -38,6 +38,9 @@ from lsts_lib.engine.alignment import alignment
 from lsts_lib.engine.checkpoint import load_checkpoint
 from lsts_lib.engine.config import RunConfig, load_config, load_plan
 from lsts_lib.engine.detect import detect
+from lsts_lib.engine.flow_pretrain import CHECKPOINT as FLOWNET_CHECKPOINT
+from lsts_lib.engine.flow_pretrain import PRETRAIN_VERSION, pretrain
+from lsts_lib.engine.flow_pretrain import SUMMARY as FLOWNET_SUMMARY
 from lsts_lib.engine.inference import InferenceOptions
 from lsts_lib.engine.train import resumable, train, train_inputs
 from lsts_lib.eval import vid_eval
@@ -45,6 +48,7 @@ from lsts_lib.eval.detections_io import read_vid_detections
 from lsts_lib.models.variants import STAGE1, VARIANTS, get_variant, run_overrides
 
 T = TypeVar("T")
+FLOWNET_DIR = "flownet"
 
 
 def mode_paths(run_dir: Path, options: InferenceOptions) -> tuple[Path, Path, str]:
@@ -63,6 +67,7 @@ class PlannedRun:
     init_from: Path | None  # the stage-1 model a stage-2 run starts from
     stage: str = "auto"  # train.stage of the run ("auto": decided by its variant)
     compared: bool = True  # detected, evaluated and tabled (False: a shared stage-1 model)
+    flow_init: Path | None = None  # a flow run's pretrained FlowNet (`plan.flow_pretrain`)
 
     @property
     def model(self) -> Path:
@@ -71,26 +76,38 @@ class PlannedRun:
 
 def run_plan(runs_root: str | Path, seeds: Iterable[int],
              variants: Iterable[str] | None = None, shared_stage1: bool = False,
-             stage1_seed: int = 0) -> list[PlannedRun]:
-    """Stage-1 runs first, then the other runs (catalogue order within a seed)."""
+             stage1_seed: int = 0, flow_pretrain: bool = False) -> list[PlannedRun]:
+    """Stage-1 runs first, then the other runs (catalogue order within a seed).
+    flow_pretrain: every flow run starts from the FlowNet pretrained into `flownet_dir`."""
     names = list(VARIANTS) if variants is None else list(variants)
     for name in names:
         get_variant(name)
     seeds = list(seeds)
     root = Path(runs_root).resolve()
+    flownet = flownet_dir(root) / FLOWNET_CHECKPOINT if flow_pretrain else None
+
+    def flow(name: str) -> Path | None:
+        return flownet if get_variant(name).nonkey == "flow" else None
+
     if shared_stage1:
         stage1 = PlannedRun(STAGE1, stage1_seed,
                             rundir.run_dir(root, rundir.SHARED_STAGE1, stage1_seed), None,
                             stage="stage1", compared=False)
         return [stage1] + [PlannedRun(n, s, rundir.run_dir(root, n, s), stage1.model,
-                                      stage="stage2") for s in seeds for n in names]
+                                      stage="stage2", flow_init=flow(n))
+                           for s in seeds for n in names]
     temporal = [n for n in names if n != STAGE1]
     plan = [PlannedRun(STAGE1, s, rundir.run_dir(root, STAGE1, s), None)
             for s in seeds if STAGE1 in names or temporal]
     plan += [PlannedRun(n, s, rundir.run_dir(root, n, s),
-                        rundir.run_dir(root, STAGE1, s) / rundir.MODEL)
+                        rundir.run_dir(root, STAGE1, s) / rundir.MODEL, flow_init=flow(n))
              for s in seeds for n in temporal]
     return plan
+
+
+def flownet_dir(runs_root: str | Path) -> Path:
+    """runs/<preset>/flownet: the FlowNet pretrained once per report (`plan.flow_pretrain`)."""
+    return Path(runs_root) / FLOWNET_DIR
 
 
 def preset_plan(runs_root: str | Path, config: str | Path,
@@ -98,7 +115,7 @@ def preset_plan(runs_root: str | Path, config: str | Path,
     """The plan a preset's `plan:` section describes (`seeds` overrides its seeds)."""
     spec = load_plan(config)
     return run_plan(runs_root, spec.seeds if seeds is None else seeds, spec.variants,
-                    spec.shared_stage1, spec.stage1_seed)
+                    spec.shared_stage1, spec.stage1_seed, spec.flow_pretrain is not None)
 
 
 def lsts_child(*argv: str, threads: int | None = None) -> None:
@@ -116,13 +133,17 @@ class Orchestrator:
     """Trains, detects and evaluates the runs of a plan; each stage only when not done.
 
     config: a preset name or YAML path (a dict is accepted in-process only); redo: stages
-    ("train", "detect") to redo even when their stamps say done.
+    ("train", "detect") to redo even when their stamps say done; flow_pretrain: the
+    `lsts flow-pretrain` settings of the plan's flow runs' FlowNet (default: the preset's
+    `plan.flow_pretrain`), trained with seed `flow_seed` (default: `plan.stage1_seed`).
     """
 
     def __init__(self, config: str | Path | Mapping[str, Any], data_root: str | Path,
                  jobs: int | None = None, redo: Iterable[str] = (),
                  overrides: Mapping[str, Any] | None = None,
-                 progress: bool | None = None) -> None:
+                 progress: bool | None = None,
+                 flow_pretrain: Mapping[str, Any] | None = None,
+                 flow_seed: int | None = None) -> None:
         if jobs is not None and not isinstance(config, str | Path):
             raise ValueError("child processes need a config preset name or YAML path")
         if jobs is not None and jobs < 1:
@@ -137,12 +158,19 @@ class Orchestrator:
         run = RunConfig.from_dict(load_config(config, {"data.root": str(self.data_root),
                                                        **self.overrides}))
         self.eval_split = run.data.test_split
+        spec = load_plan(config) if isinstance(config, str | Path) else None
+        self.flow_pretrain = dict(flow_pretrain if flow_pretrain is not None
+                                  else (spec.flow_pretrain or {}) if spec else {})
+        self.flow_seed = flow_seed if flow_seed is not None else spec.stage1_seed if spec else 0
+        self._run = run
 
     # ------------------------------------------------------------------------- train
     def run_overrides(self, run: PlannedRun) -> dict[str, Any]:
         """The overrides that make the config this run's (its variant, seed and data)."""
+        flow = {"train.flow_init_from": str(run.flow_init)} if run.flow_init else {}
         return {**run_overrides(run.variant), "train.seed": run.seed,
-                "train.stage": run.stage, "data.root": str(self.data_root), **self.overrides}
+                "train.stage": run.stage, "data.root": str(self.data_root), **flow,
+                **self.overrides}
 
     def train_one(self, run: PlannedRun, threads: int = 1) -> None:
         overrides = self.run_overrides(run)
@@ -167,11 +195,44 @@ class Orchestrator:
         args += ["--redo"] if redo else ["--resume"] if resume else []
         lsts_child(*args, *(f"{k}={v}" for k, v in overrides.items()), threads=threads)
 
+    def pretrain_flow(self, checkpoint: Path) -> None:
+        """`lsts flow-pretrain` into checkpoint's folder (its EPE measured on the evaluated
+        split), unless its stamp says it is done for exactly these inputs."""
+        if not self.flow_pretrain:
+            raise ValueError(f"{checkpoint}: the plan's flow runs start from a pretrained "
+                             "FlowNet, but no plan.flow_pretrain settings were given")
+        out = checkpoint.parent
+        model, train_cfg = self._run.model, self._run.train
+        inputs = {"settings": self.flow_pretrain, "seed": self.flow_seed,
+                  "split": self.eval_split, "version": PRETRAIN_VERSION,
+                  "data_sha256": rundir.dataset_fingerprint(self.data_root),
+                  "model": {"flownet_channels": list(model.flownet_channels),
+                            "min_size": model.min_size, "max_size": model.max_size},
+                  "new_key_range": list(train_cfg.new_key_range)}
+        stamp = rundir.Stamp(out, "flow_pretrain")
+        if "train" not in self.redo and checkpoint.is_file() and stamp.done(inputs):
+            return
+        settings = {k: v for k, v in self.flow_pretrain.items() if k != "steps"}
+        if self.jobs is None:
+            pretrain(self.data_root, out, self.flow_pretrain["steps"], self.flow_seed,
+                     self.config, self.eval_split, progress=self.progress, **settings)
+        else:
+            lsts_child("flow-pretrain", "--data", str(self.data_root), "--out", str(out),
+                       "--steps", str(self.flow_pretrain["steps"]), "--seed", str(self.flow_seed),
+                       "--config", str(self.config), "--eval-split", self.eval_split,
+                       *(a for k, v in settings.items()
+                         for a in (f"--{k.replace('_', '-')}", str(v))), threads=1)
+        stamp.mark(inputs, [FLOWNET_CHECKPOINT, FLOWNET_SUMMARY])
+
     def train(self, plan: list[PlannedRun]) -> list[Path]:
-        """Every run of the plan; a run waits only for the stage-1 model it starts from."""
+        """Every run of the plan; a run waits only for the stage-1 model and the pretrained
+        FlowNet it starts from."""
         starts = {r.init_from for r in plan if r.init_from is not None}
         stage1 = {r.model: r for r in plan if r.model in starts}
+        flownets = sorted({r.flow_init for r in plan if r.flow_init is not None})
         if self.jobs is None:
+            for checkpoint in flownets:
+                self.pretrain_flow(checkpoint)
             for run in plan:
                 self.train_one(run)
             return [r.model for r in plan]
@@ -183,15 +244,18 @@ class Orchestrator:
             stage1 = {}
             plan = [r for r in plan if r is not first]
 
-        def after_stage1(futures: dict[Path, Future], run: PlannedRun) -> None:
-            if run.init_from in futures:
-                futures[run.init_from].result()
+        def after_starts(futures: dict[Path, Future], run: PlannedRun) -> None:
+            for start in (run.init_from, run.flow_init):
+                if start in futures:
+                    futures[start].result()
             self.train_one(run)
 
-        # Stage-1 runs are queued first, so waiting for them cannot deadlock the pool.
+        # Stage-1 runs and the FlowNet are queued first, so waiting for them cannot deadlock
+        # the pool.
         with ThreadPoolExecutor(max_workers=self.jobs) as pool:
             futures = {m: pool.submit(self.train_one, r) for m, r in stage1.items()}
-            rest = [pool.submit(after_stage1, futures, r) for r in plan
+            futures.update({c: pool.submit(self.pretrain_flow, c) for c in flownets})
+            rest = [pool.submit(after_starts, futures, r) for r in plan
                     if r.model not in futures]
             for f in [*futures.values(), *rest]:
                 f.result()
