@@ -1284,6 +1284,48 @@ def dev_curve_table(dev: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def dev_test_table(dev: pd.DataFrame, runs_df: pd.DataFrame) -> pd.DataFrame:
+    """Per variant: the seed-mean dev mAP at stage 2's last dev evaluation (dev.csv rows with
+    variant, seed, step, mAP as a fraction) beside its seed-mean test mAP (`load_runs` rows,
+    percent), and the variant's rank on each (1 = best)."""
+    last = dev[dev["step"] == dev.groupby("variant")["step"].transform("max")]
+    dev_map = 100 * last.groupby("variant", sort=False)["mAP"].mean()
+    test_map = runs_df.groupby("run")["mAP"].mean()
+    rows = [{"variant": v, "dev mAP": float(dev_map[v]), "test mAP": float(test_map[v])}
+            for v in dev_map.index if v in test_map.index]
+    out = pd.DataFrame(rows, columns=["variant", "dev mAP", "test mAP"])
+    for col in ("dev", "test"):
+        out[f"{col} rank"] = out[f"{col} mAP"].rank(ascending=False, method="min").astype(int)
+    return out
+
+
+def dev_test_markdown(table: pd.DataFrame, dev_frames: int) -> str:
+    """Whether the dev frames the stage-2 curves are read on order the variants as the test
+    split does (`dev_test_table`), naming the pairs they swap."""
+    if len(table) < 2:
+        return "Fewer than two variants have both a dev curve and a test score: nothing to compare."
+    swaps = []
+    rows = list(table.itertuples(index=False))
+    for i, a in enumerate(rows):
+        for b in rows[i + 1:]:
+            d, t = a[1] - b[1], a[2] - b[2]
+            if d * t < 0:
+                hi, lo = (a, b) if d > 0 else (b, a)
+                swaps.append((abs(d) + abs(t), f"{hi[0]} above {lo[0]} on dev ({hi[1]:.1f} vs "
+                                               f"{lo[1]:.1f} %) but below it on test "
+                                               f"({hi[2]:.1f} vs {lo[2]:.1f} %)"))
+    head = (f"The stage-2 dev curves are read on {dev_frames} dev frames (a few videos, to keep "
+            "stage 2 cheap).")
+    if not swaps:
+        return head + " On them the variants rank as on the test split."
+    swaps.sort(reverse=True)
+    listed = "; ".join(text for _, text in swaps[:3])
+    return (f"{head} They do not rank the variants as the test split does: {len(swaps)} of "
+            f"{len(rows) * (len(rows) - 1) // 2} pairs swap ({listed}). So these few dev frames "
+            "show whether a variant is still learning, not which variant is better; the "
+            "comparisons are read on the test split, with their intervals (notebook 05).")
+
+
 def low2high_markdown(warmup: pd.DataFrame, dev: pd.DataFrame | None = None,
                       reference: str = "copy_prop") -> str:
     """What the low2high warm-up did (low2high.csv rows + variant, seed columns): the relative

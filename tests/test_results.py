@@ -453,3 +453,20 @@ def test_low2high_markdown_reads_the_curves() -> None:
     text = R.low2high_markdown(warm, dev)
     assert "35.0 % for LSTS" in text and "25.0 % for Copy" in text and "90.0" not in text
     assert "Copy" in text  # the reference's label
+
+
+def test_dev_test_table_names_the_swapped_pairs() -> None:
+    dev = pd.DataFrame({"variant": ["a", "a", "b", "b", "c", "c"], "seed": [0] * 6,
+                        "step": [0, 10] * 3, "mAP": [0.1, 0.30, 0.1, 0.20, 0.1, 0.10]})
+    runs_df = pd.DataFrame({"run": ["a", "a", "b", "c"], "seed": [0, 1, 0, 0],
+                            "mAP": [20.0, 22.0, 25.0, 5.0]})
+    t = R.dev_test_table(dev, runs_df)
+    assert t.set_index("variant")["dev mAP"].round(6).to_dict() == {"a": 30.0, "b": 20.0,
+                                                                    "c": 10.0}
+    assert t.set_index("variant")["test mAP"].to_dict() == {"a": 21.0, "b": 25.0, "c": 5.0}
+    assert list(t["dev rank"]) == [1, 2, 3] and list(t["test rank"]) == [2, 1, 3]
+    text = R.dev_test_markdown(t, 144)
+    assert "144 dev frames" in text and "1 of 3 pairs swap" in text
+    assert "a above b on dev (30.0 vs 20.0 %) but below it on test (21.0 vs 25.0 %)" in text
+    same = R.dev_test_markdown(t.assign(**{"test mAP": [30.0, 20.0, 1.0]}), 144)
+    assert "rank as on the test split" in same
