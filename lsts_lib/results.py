@@ -1618,7 +1618,11 @@ def discussion_markdown(runs: Path) -> str:
     else:
         cs = []
         lines.append(f"No claims were judged yet (`{claims_command(runs)}`).")
-    lines += ["", "### Where LSTS focuses", "", " ".join(_alignment_sentences(alignment_table(runs)))]
+    align = alignment_table(runs)
+    lines += ["", "### Where LSTS focuses", "", " ".join(_alignment_sentences(align))]
+    flow_pre = load_flow_pretrain(runs)
+    lines += ["", "### The flow baseline", "", flow_pretrain_markdown(
+        flow_pre, flow_pretrain_table(flow_pre, align) if flow_pre else None)]
     lines += [
         "", "### Conclusion", "",
         f"The paper's {len(cs)} claims on this data: {verdict_tally(cs)}. "

@@ -393,6 +393,7 @@ def test_discussion_follows_the_numbers(runs: Path, lsts_epe: float, entropy: fl
         assert s in text
     assert "No claims were judged yet" in text
     assert "No dev-split curves were recorded" in text
+    assert "### The flow baseline" in text and "not pretrained on true flow" in text
     for run, mAPs in (("copy_prop", [0.30, 0.30, 0.301]), ("lsts", [0.02, 0.17, 0.21])):
         (runs / run / "seed0" / "dev.csv").write_text(
             "step,mAP\n" + "".join(f"{s},{m}\n" for s, m in zip((0, 75, 150), mAPs, strict=True)))
