@@ -12,8 +12,10 @@ TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 # Forwarded to `lsts report`: e.g. `make report REPORT_ARGS=--redo`.
 REPORT_ARGS ?=
+# Forwarded to `lsts check-html`: e.g. `make check-html HTML_ARGS="--preset smoke"`.
+HTML_ARGS ?=
 
-.PHONY: install test report lint clean
+.PHONY: install test report check-html lint clean
 
 install: $(STAMP)
 
@@ -37,6 +39,11 @@ test: $(STAMP)
 
 report: $(STAMP)
 	$(VENV)/bin/lsts report $(REPORT_ARGS)
+
+# The HTML edition in headless Chromium (the system's `chromium`): figures shown, contents
+# links land; screenshots and check.json in report/check/.
+check-html: $(STAMP)
+	$(VENV)/bin/lsts check-html $(HTML_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check lsts_lib tests data_prep

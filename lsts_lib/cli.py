@@ -26,6 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench-lsts": ("lsts_lib.engine.bench_lsts", "LSTS alignment: efficient vs naive form"),
     "claims": ("lsts_lib.claims", "the paper's claims: paired intervals over seeds and test videos"),
     "report": ("lsts_lib.report", "the whole report: data, training, evaluation, notebooks"),
+    "check-html": ("lsts_lib.html_edition",
+                   "open the report's HTML edition in headless Chromium: figures, contents"),
 }
 
 

@@ -35,3 +35,14 @@ def figures_dir(preset: str) -> Path:
     out = FIGURES if preset == "report" else RUNS / f"figures_{preset}"
     out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+def executed_notebooks_dir(preset: str) -> Path:
+    """Where `lsts report` writes the executed notebooks: the committed notebooks/ for the
+    report preset, runs/<preset>/notebooks/ for the others (as `figures_dir`)."""
+    return NOTEBOOKS if preset == "report" else RUNS / preset / "notebooks"
+
+
+def html_edition_dir(preset: str) -> Path:
+    """Where `lsts report` writes the HTML edition of those notebooks."""
+    return REPO / "report" if preset == "report" else RUNS / preset / "html"

@@ -16,7 +16,8 @@ see `engine.rundir`):
                 their displacement against SynthVID's true motion
   7. claims     `lsts claims`: each claim's paired interval (seeds + test videos), verdict
   8. notebooks  01..06 executed in order by papermill into their committed location
-  9. html       an HTML edition of the executed notebooks (nbconvert) in report/
+  9. html       an HTML edition of the executed notebooks (nbconvert, a table of contents per
+                page) in report/, then `lsts check-html` of it when Chromium is here
   10. readme     the README's results table regenerated from the run's JSON
 
 Every stage goes through the same `lsts` commands a user would type, so the report
@@ -27,15 +28,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from lsts_lib import atomic, paths
+from lsts_lib import atomic, html_edition, paths
 from lsts_lib.argtypes import nonnegative_int, positive_int
 from lsts_lib.engine import inference, rundir
 from lsts_lib.engine.bench import bench_inputs
@@ -190,7 +189,7 @@ class Report:
         import papermill as pm
 
         # Only the report preset writes the committed notebooks; others go to runs/<preset>/.
-        out_dir = paths.NOTEBOOKS if self.preset == "report" else self.runs / "notebooks"
+        out_dir = paths.executed_notebooks_dir(self.preset)
         out_dir.mkdir(parents=True, exist_ok=True)
         for nb in sorted(paths.NOTEBOOKS.glob(NOTEBOOK_GLOB)):
             print(f"executing {nb.name} (PRESET={self.preset}) -> {out_dir / nb.name}", flush=True)
@@ -206,13 +205,20 @@ class Report:
 
     # 9 ------------------------------------------------------------------------------
     def stage_html(self) -> None:
-        out_dir = paths.REPO / "report" if self.preset == "report" else self.runs / "html"
-        out_dir.mkdir(parents=True, exist_ok=True)
-        src = paths.NOTEBOOKS if self.preset == "report" else self.runs / "notebooks"
-        notebooks = sorted(src.glob(NOTEBOOK_GLOB))
-        subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "html",
-                        "--output-dir", str(out_dir), *map(str, notebooks)], check=True)
+        out_dir = paths.html_edition_dir(self.preset)
+        src = paths.executed_notebooks_dir(self.preset)
+        html_edition.build(sorted(src.glob(NOTEBOOK_GLOB)), out_dir)
         print(f"HTML edition in {out_dir}")
+        why = html_edition.unavailable()
+        if why:
+            print(f"HTML check skipped: {why}")
+            return
+        results = html_edition.check_html(out_dir, src)
+        print("\n".join(html_edition.report_lines(results)))
+        failed = [r["page"] for r in results if not r["ok"]]
+        if failed:
+            raise ValueError(f"the HTML edition fails its check on {failed} "
+                             f"(see {out_dir / html_edition.CHECK_DIR / 'check.json'})")
 
     # 10 -----------------------------------------------------------------------------
     def stage_readme(self) -> None:

@@ -1,6 +1,6 @@
 """The dependency picture: each package imports only from the layers below it.
 
-    paths, atomic, argtypes  <-  data  <-  models, eval  <-  engine  <-  results, claims, viz, report  <-  cli
+    paths, atomic, argtypes  <-  data  <-  models, eval  <-  engine  <-  results, claims, viz, report, html_edition  <-  cli
 
 (eval reads and scores detection files and needs only data; engine writes those files.)
 No module imports upwards, engine does not import the command line, and no command module
@@ -16,7 +16,7 @@ import lsts_lib
 
 PACKAGE = Path(lsts_lib.__file__).parent
 LAYERS = {"paths": 0, "atomic": 0, "argtypes": 0, "data": 1, "models": 2, "eval": 2,
-          "engine": 3, "results": 4, "claims": 4, "viz": 4, "report": 4, "cli": 5, "__main__": 5,
+          "engine": 3, "results": 4, "claims": 4, "viz": 4, "report": 4, "html_edition": 4, "cli": 5, "__main__": 5,
           "__init__": 5}
 
 
