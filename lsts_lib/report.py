@@ -5,8 +5,9 @@ see `engine.rundir`):
   1. data       SynthVID for the preset (`lsts synth`)
   2. stats      `lsts data-stats` of train, the dev split and the test split
   3. train      the run plan (`engine.plan`, the preset's `plan:` section): for the report,
-                one shared stage-1 single-frame detector, then every compared variant of
-                every seed trained from it
+                one shared stage-1 single-frame detector and the flow variants' FlowNet
+                pretrained on SynthVID's true flow (`lsts flow-pretrain`), then every
+                compared variant of every seed trained from them
   4. detect     each compared model over the test split (data.test_split), then
                 `lsts evaluate`; the first seed's single-frame and LSTS runs again under
                 each speed option this CPU runs (`speed_options`) -> detect_options.json
