@@ -508,7 +508,9 @@ def paper_numbers() -> pd.DataFrame:
     rows = [
         ("R-FCN (single frame)", 74.1, nan, nan, nan, 0.133, "DFF README"),
         ("DFF", 73.0, nan, nan, nan, 0.034, "DFF README"),
-        ("FGFA", 77.1, 85.9, 75.7, 56.1, nan, "FGFA paper"),
+        # The official MXNet code's README (one-phase DET+VID training), not the ICCV paper's
+        # table (two-phase, the authors' internal Caffe code): the README says they differ.
+        ("FGFA", 77.1, 85.9, 75.7, 56.1, nan, "FGFA README (official code)"),
         ("MANet", 78.1, nan, nan, nan, nan, "MANet paper"),
         ("SELSA", 80.3, nan, nan, nan, nan, "SELSA paper"),
         ("MEGA", 82.9, nan, nan, nan, nan, "MEGA paper"),
