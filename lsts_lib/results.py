@@ -830,6 +830,44 @@ def cut_table(bench: Mapping[str, Any], cuts: Sequence[str] | None = None,
     ).drop(columns="key_interval")
 
 
+def block_sums_markdown(bench: Mapping[str, Any], size: str | None = None) -> str:
+    """Why the per-block times of the low (and high) part do not add up to the stage's time:
+    both numbers and how `lsts bench` measured each (`bench_blocks` against the `low` and
+    `high` stages of `bench_size`)."""
+    size = size or bench_size(bench)
+    blocks = backbone_blocks(bench, size)
+    res = bench["results"][size]
+    stages = (res.get(STAGE1) or next(iter(res.values())))["key"]["stages"]
+    repeats = bench.get("repeats", "?")
+    parts = {p: [b for b in blocks if b["part"] == p] for p in ("low", "high")}
+    sums = {p: sum(b["ms"] for b in bs) for p, bs in parts.items()}
+
+    def versus(p: str) -> str:
+        diff = sums[p] / stages[p]["ms"] - 1
+        return f"{sums[p]:.0f} ms, {abs(diff):.1%} {'more' if diff >= 0 else 'less'} than"
+
+    low = parts["low"]
+    span = f"{low[0]['name']} … {low[-1]['name']}"
+    flops_agree = all(sum(b["flops"] for b in parts[p]) == stages[p]["flops"] for p in parts)
+    flops = (f"Their FLOPs, which no timing affects, agree exactly "
+             f"({stages['low']['flops'] / 1e9:.1f} and {stages['high']['flops'] / 1e9:.1f} "
+             "GFLOPs)." if flops_agree else
+             "Their FLOPs differ too, so the two do not describe the same network: rerun "
+             "`lsts bench`.")
+    return (f"The per-block times of the low part ({span}) add up to {versus('low')} the "
+            f"{stages['low']['ms']:.0f} ms the low stage measures as a whole (high part: "
+            f"{versus('high')} {stages['high']['ms']:.0f} ms). These are two separate "
+            f"measurements, not one split in two: `lsts bench` times each block on its own "
+            f"(the median of {repeats} calls of that block alone, on the previous block's "
+            f"output), and, earlier in the same run, the low stage as one call that runs "
+            f"{span} back to back (the median of {repeats} such calls after a warm-up call). "
+            f"A sum of {len(low)} medians is not the median of {repeats} totals, and the two "
+            f"were timed at different moments on the same machine. {flops} The cut table "
+            "prices every cut from the per-block times, so that all cuts are priced the same "
+            "way; the frame costs further down, like notebook 05's speed table and the "
+            "README, add up stage medians.")
+
+
 def peak_line(bench: Mapping[str, Any]) -> str:
     """The machine's measured peak, as `lsts bench` recorded it (or that it did not)."""
     peak = (bench.get("machine_peak") or {}).get("fp32")
