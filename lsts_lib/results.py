@@ -16,7 +16,7 @@ claims and the rules (thresholds fixed here) that `lsts claims` applies; `load_c
 `backbone_stage_table` -> the backbone's cost per stage and `cut_cost` / `cut_table` ->
 its cost cut at any res4 block (both from the benchmark's per-block timings); `update_readme` -> the README's results block; `update_readme_paper` -> the README's GPU
 recipe (from `paper_commands`); `recipe_markdown` -> the training recipe of a resolved
-config; `tuning_table` -> the dev-split tuning runs.
+config; `tuning_table` / `tuning_markdown` -> the dev-split tuning runs.
 """
 
 from __future__ import annotations
@@ -929,9 +929,12 @@ def bench_device_line(bench: Mapping[str, Any]) -> str:
 # --------------------------------------------------------------------------------------------
 # Markdown (no tabulate dependency)
 # --------------------------------------------------------------------------------------------
-def markdown_table(df: pd.DataFrame) -> str:
+def markdown_table(df: pd.DataFrame, left: Sequence[str] = ()) -> str:
+    """df as a markdown table: the first column and those named in `left` left-aligned, the
+    rest right-aligned; cells in full (the renderer wraps them)."""
     head = "| " + " | ".join(map(str, df.columns)) + " |"
-    rule = "|" + "|".join("---" if i == 0 else "---:" for i in range(len(df.columns))) + "|"
+    rule = "|" + "|".join("---" if i == 0 or c in left else "---:"
+                          for i, c in enumerate(df.columns)) + "|"
     def cell(v: Any) -> str:  # a missing number (NaN: not applicable) shows as an empty cell
         return "" if isinstance(v, float) and math.isnan(v) else str(v)
 
@@ -1298,6 +1301,31 @@ def tuning_table(path: Path) -> pd.DataFrame:
                 **{k: _percent(motion.get(k)) for k in ("slow", "medium", "fast")},
                 "train s": r.get("train_s"), "note": note})
     return pd.DataFrame(rows, columns=list(TUNING_COLUMNS))
+
+
+def _md_text(text: str) -> str:
+    """Free text for a markdown table cell: no pipe ends the cell, no '<' opens an HTML tag,
+    no '*', '_' or backquote starts formatting."""
+    for ch in "\\`*_|":
+        text = text.replace(ch, "\\" + ch)
+    return text.replace("<", "&lt;").replace(">", "&gt;")
+
+
+def tuning_markdown(tuning: pd.DataFrame) -> str:
+    """`tuning_table` as a markdown table with every cell in full: the notes and overrides are
+    what say what a run means, so they are wrapped by the renderer (Jupyter, the nbconvert HTML
+    edition) instead of cut. mAP columns with one decimal, steps and times whole."""
+    digits = {"steps": 0, "dev mAP": 1, "slow": 1, "medium": 1, "fast": 1, "train s": 0}
+
+    def cell(col: str, x: Any) -> str:
+        if col not in digits:
+            return _md_text(str(x))
+        return "" if x is None or (isinstance(x, float) and math.isnan(x)) else (
+            f"{x:.{digits[col]}f}")
+
+    out = pd.DataFrame({c: [cell(c, x) for x in tuning[c]] for c in tuning.columns})
+    return markdown_table(out, left=[c for c in out.columns if c not in digits])
+
 
 # --------------------------------------------------------------------------------------------
 # Where it learns to focus: offsets, S(p_n), detection strips

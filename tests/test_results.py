@@ -338,6 +338,24 @@ def test_tuning_table(tmp_path: Path) -> None:
         R.tuning_table(path)
 
 
+def test_tuning_markdown_shows_every_note_in_full(tmp_path: Path) -> None:
+    long_note = "stage 2 of lsts_fixed, " + "a long finding " * 30 + "| end <here>"
+    path = tmp_path / "tuning.jsonl"
+    path.write_text(json.dumps({"name": "S2_lsts", "overrides": ["init_from=<a b>.pt"],
+                                "data": "d", "steps": 600, "dev_mAP": 0.2163, "motion": None,
+                                "train_s": 236.6, "note": long_note}) + "\n")
+    lines = R.tuning_markdown(R.tuning_table(path)).splitlines()
+    assert lines[0] == ("| name | what changed | data | steps | dev mAP | slow | medium | fast "
+                        "| train s | note |")
+    assert lines[1] == "|---|---|---|---:|---:|---:|---:|---:|---:|---|"  # text left, numbers right
+    row = lines[2]
+    assert len(lines) == 3 and row.count(" | ") == 9  # no pipe of the note splits the row
+    assert "| 600 | 21.6 |  |  |  | 237 |" in row
+    # The whole note, escaped for markdown: nothing cut, no HTML tag, no emphasis.
+    assert "a long finding " * 30 in row and row.endswith("\\| end &lt;here&gt; |")
+    assert "lsts\\_fixed" in row and "S2\\_lsts" in row and "init\\_from=&lt;a b&gt;.pt" in row
+
+
 def write_alignment(run_dir: Path, method: str, epe: float, entropy: float | None = None) -> None:
     """An alignment.json as `lsts alignment` writes it (one method, every motion class)."""
     row = {"cells": 10, "epe_mean_px": epe, "epe_median_px": epe, "feature_mse": 1.0,
