@@ -287,6 +287,9 @@ def test_offsets_and_focus_weights_of_a_run(tmp_path: Path) -> None:
     assert (T, N) == (2, len(p1)) and out["p"].shape == (N, 2)
     assert np.allclose(out["S"].sum(axis=1), 1.0, atol=1e-5)  # a softmax over the N points
     assert out["cell_px"] == pytest.approx((16 * 80 / 106, 16 * 48 / 64))  # 48x80 -> 64x106
+    # The picture spans 106/16 x 64/16 cells; padded to 128 x 64 (multiples of 32), 8 x 4.
+    assert out["image_cells"] == pytest.approx((106 / 16, 64 / 16)) and out["pad_to"] == 32
+    assert (h, w) == (4, 8)
     copy = build_detector(tiny_config("copy_prop"))
     save_atomic({"format": FORMAT, "model": copy.state_dict(), "model_config": copy.cfg.to_dict(),
                  "config": {}}, tmp_path / "copy" / "model.pt")
