@@ -16,7 +16,7 @@ claims and the rules (thresholds fixed here) that `lsts claims` applies; `load_c
 `backbone_stage_table` -> the backbone's cost per stage and `cut_cost` / `cut_table` ->
 its cost cut at any res4 block (both from the benchmark's per-block timings); `update_readme` -> the README's results block; `update_readme_paper` -> the README's GPU
 recipe (from `paper_commands`); `recipe_markdown` -> the training recipe of a resolved
-config; `tuning_table` -> the dev-split tuning runs.
+config; `tuning_table` / `tuning_markdown` -> the dev-split tuning runs.
 """
 
 from __future__ import annotations
@@ -510,7 +510,9 @@ def paper_numbers() -> pd.DataFrame:
     rows = [
         ("R-FCN (single frame)", 74.1, nan, nan, nan, 0.133, "DFF README"),
         ("DFF", 73.0, nan, nan, nan, 0.034, "DFF README"),
-        ("FGFA", 77.1, 85.9, 75.7, 56.1, nan, "FGFA paper"),
+        # The official MXNet code's README (one-phase DET+VID training), not the ICCV paper's
+        # table (two-phase, the authors' internal Caffe code): the README says they differ.
+        ("FGFA", 77.1, 85.9, 75.7, 56.1, nan, "FGFA README (official code)"),
         ("MANet", 78.1, nan, nan, nan, nan, "MANet paper"),
         ("SELSA", 80.3, nan, nan, nan, nan, "SELSA paper"),
         ("MEGA", 82.9, nan, nan, nan, nan, "MEGA paper"),
@@ -830,6 +832,44 @@ def cut_table(bench: Mapping[str, Any], cuts: Sequence[str] | None = None,
     ).drop(columns="key_interval")
 
 
+def block_sums_markdown(bench: Mapping[str, Any], size: str | None = None) -> str:
+    """Why the per-block times of the low (and high) part do not add up to the stage's time:
+    both numbers and how `lsts bench` measured each (`bench_blocks` against the `low` and
+    `high` stages of `bench_size`)."""
+    size = size or bench_size(bench)
+    blocks = backbone_blocks(bench, size)
+    res = bench["results"][size]
+    stages = (res.get(STAGE1) or next(iter(res.values())))["key"]["stages"]
+    repeats = bench.get("repeats", "?")
+    parts = {p: [b for b in blocks if b["part"] == p] for p in ("low", "high")}
+    sums = {p: sum(b["ms"] for b in bs) for p, bs in parts.items()}
+
+    def versus(p: str) -> str:
+        diff = sums[p] / stages[p]["ms"] - 1
+        return f"{sums[p]:.0f} ms, {abs(diff):.1%} {'more' if diff >= 0 else 'less'} than"
+
+    low = parts["low"]
+    span = f"{low[0]['name']} … {low[-1]['name']}"
+    flops_agree = all(sum(b["flops"] for b in parts[p]) == stages[p]["flops"] for p in parts)
+    flops = (f"Their FLOPs, which no timing affects, agree exactly "
+             f"({stages['low']['flops'] / 1e9:.1f} and {stages['high']['flops'] / 1e9:.1f} "
+             "GFLOPs)." if flops_agree else
+             "Their FLOPs differ too, so the two do not describe the same network: rerun "
+             "`lsts bench`.")
+    return (f"The per-block times of the low part ({span}) add up to {versus('low')} the "
+            f"{stages['low']['ms']:.0f} ms the low stage measures as a whole (high part: "
+            f"{versus('high')} {stages['high']['ms']:.0f} ms). These are two separate "
+            f"measurements, not one split in two: `lsts bench` times each block on its own "
+            f"(the median of {repeats} calls of that block alone, on the previous block's "
+            f"output), and, earlier in the same run, the low stage as one call that runs "
+            f"{span} back to back (the median of {repeats} such calls after a warm-up call). "
+            f"A sum of {len(low)} medians is not the median of {repeats} totals, and the two "
+            f"were timed at different moments on the same machine. {flops} The cut table "
+            "prices every cut from the per-block times, so that all cuts are priced the same "
+            "way; the frame costs further down, like notebook 05's speed table and the "
+            "README, add up stage medians.")
+
+
 def peak_line(bench: Mapping[str, Any]) -> str:
     """The machine's measured peak, as `lsts bench` recorded it (or that it did not)."""
     peak = (bench.get("machine_peak") or {}).get("fp32")
@@ -891,9 +931,12 @@ def bench_device_line(bench: Mapping[str, Any]) -> str:
 # --------------------------------------------------------------------------------------------
 # Markdown (no tabulate dependency)
 # --------------------------------------------------------------------------------------------
-def markdown_table(df: pd.DataFrame) -> str:
+def markdown_table(df: pd.DataFrame, left: Sequence[str] = ()) -> str:
+    """df as a markdown table: the first column and those named in `left` left-aligned, the
+    rest right-aligned; cells in full (the renderer wraps them)."""
     head = "| " + " | ".join(map(str, df.columns)) + " |"
-    rule = "|" + "|".join("---" if i == 0 else "---:" for i in range(len(df.columns))) + "|"
+    rule = "|" + "|".join("---" if i == 0 or c in left else "---:"
+                          for i, c in enumerate(df.columns)) + "|"
     def cell(v: Any) -> str:  # a missing number (NaN: not applicable) shows as an empty cell
         return "" if isinstance(v, float) and math.isnan(v) else str(v)
 
@@ -1387,6 +1430,31 @@ def tuning_table(path: Path) -> pd.DataFrame:
                 "train s": r.get("train_s"), "note": note})
     return pd.DataFrame(rows, columns=list(TUNING_COLUMNS))
 
+
+def _md_text(text: str) -> str:
+    """Free text for a markdown table cell: no pipe ends the cell, no '<' opens an HTML tag,
+    no '*', '_' or backquote starts formatting."""
+    for ch in "\\`*_|":
+        text = text.replace(ch, "\\" + ch)
+    return text.replace("<", "&lt;").replace(">", "&gt;")
+
+
+def tuning_markdown(tuning: pd.DataFrame) -> str:
+    """`tuning_table` as a markdown table with every cell in full: the notes and overrides are
+    what say what a run means, so they are wrapped by the renderer (Jupyter, the nbconvert HTML
+    edition) instead of cut. mAP columns with one decimal, steps and times whole."""
+    digits = {"steps": 0, "dev mAP": 1, "slow": 1, "medium": 1, "fast": 1, "train s": 0}
+
+    def cell(col: str, x: Any) -> str:
+        if col not in digits:
+            return _md_text(str(x))
+        return "" if x is None or (isinstance(x, float) and math.isnan(x)) else (
+            f"{x:.{digits[col]}f}")
+
+    out = pd.DataFrame({c: [cell(c, x) for x in tuning[c]] for c in tuning.columns})
+    return markdown_table(out, left=[c for c in out.columns if c not in digits])
+
+
 # --------------------------------------------------------------------------------------------
 # Where it learns to focus: offsets, S(p_n), detection strips
 # --------------------------------------------------------------------------------------------
@@ -1417,12 +1485,17 @@ def load_run_detector(run_dir: Path) -> VideoDetector:
 def focus_weights(model: VideoDetector, key_frame, targets) -> dict[str, Any]:
     """S_n(p0) of DFA's alignment for each target frame, as at inference (the key frame's
     high-level feature is the memory), with the offsets p (N, 2) and the image-pixel size of
-    one feature cell. key_frame and targets are (3, H, W) float images of one video."""
+    one feature cell; `image_cells` (x, y) is how far the picture itself reaches in feature
+    cells and `pad_to` the multiple the input transform pads the resized frame to, so the
+    feature map (S's h, w) may reach past the picture. key_frame and targets are (3, H, W)
+    float images of one video."""
     S = model.dfa_focus(key_frame, targets)
     _, sizes, orig = model.preprocess([key_frame])
     # A feature cell is `stride` pixels of the resized image; back to original pixels.
     cell = (model.stride * orig[0][1] / sizes[0][1], model.stride * orig[0][0] / sizes[0][0])
-    return {"p": model.sampling_offsets().numpy(), "S": S.numpy(), "cell_px": cell}
+    return {"p": model.sampling_offsets().numpy(), "S": S.numpy(), "cell_px": cell,
+            "image_cells": (sizes[0][1] / model.stride, sizes[0][0] / model.stride),
+            "pad_to": int(model.transform.size_divisible)}
 
 
 FAST_MOTION_IOU = 0.7  # FGFA: motion IoU below this is "fast"
@@ -1823,6 +1896,147 @@ def focus_markdown(d_true: tuple[float, float], stats: Mapping[str, Any], cell_p
                  f"{stats['max']:.2f}, entropy {stats['entropy']:.2f} of {stats['uniform']:.2f} "
                  "nats): LSTS averages over several points.")
     return text
+
+
+def _listing(items: Sequence[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _verb(count: int, one: str, many: str) -> str:
+    """The verb form that agrees with a count ('lies' for 1, 'lie' otherwise)."""
+    return one if count == 1 else many
+
+
+def _in_map_share(c: Any, a: Any, n: int) -> Any:
+    """Bilinear weight of the two taps floor(x) and floor(x) + 1 of positions x = c + a
+    (c = floor(x), a its fraction) that fall inside 0 .. n - 1 (one axis of the map)."""
+    return (1 - a) * ((c >= 0) & (c <= n - 1)) + a * ((c + 1 >= 0) & (c + 1 <= n - 1))
+
+
+def focus_border(S_p0: Any, p: Any, p0: tuple[int, int], map_hw: Sequence[int],
+                 image_cells: tuple[float, float] | None = None, pad_to: int | None = None
+                 ) -> dict[str, Any]:
+    """Where the sampling points p0 + p_n of one pixel fall against the h x w feature map and
+    the weight S_n(p0) (N,) gives them. LSTS samples bilinearly with zeros outside the map
+    (`models.lsts`): a point reads the four taps floor(p0 + p_n) + {0, 1}^2, and `inside`
+    (N,) is the bilinear weight of those that fall in the map (1: inside; 0: wholly outside,
+    where the sampled embedding is 0, so s_n = 0 exactly, and the sampled feature is 0).
+    With `image_cells` (the picture's extent in cells, `focus_weights`) it also counts the
+    points drawn beyond the picture, and how many of those are inside the map (the cells the
+    input transform's padding to a multiple of `pad_to` adds)."""
+    import numpy as np
+
+    S = np.asarray(S_p0, dtype=np.float64)
+    pos = np.asarray(p0, dtype=np.float64) + np.asarray(p, dtype=np.float64)  # (N, 2) as (x, y)
+    base = np.floor(pos)
+    h, w = int(map_hw[0]), int(map_hw[1])
+    inside = (_in_map_share(base[:, 0], pos[:, 0] - base[:, 0], w)
+              * _in_map_share(base[:, 1], pos[:, 1] - base[:, 1], h))
+    eps = 1e-9
+    out, edge = inside <= eps, (inside > eps) & (inside < 1 - eps)
+    b: dict[str, Any] = {
+        "n": len(S), "p0": tuple(p0), "map_hw": (h, w), "pad_to": pad_to,
+        "reach": float(np.abs(np.asarray(p, dtype=np.float64)).max()),
+        "outside": int(out.sum()), "outside_total": float(S[out].sum()),
+        "outside_each": (float(S[out].min()), float(S[out].max())) if out.any() else None,
+        "edge": int(edge.sum()), "edge_total": float(S[edge].sum()),
+        "zero_share": float((S * (1 - inside)).sum()),
+        "beyond": None, "beyond_in_map": None, "past": {}}
+    if image_cells is not None:
+        ix, iy = image_cells
+        # Cell centres sit at c + 0.5 cells from the picture's top-left corner.
+        centre = pos + 0.5
+        beyond = ((centre[:, 0] < 0) | (centre[:, 0] > ix) | (centre[:, 1] < 0)
+                  | (centre[:, 1] > iy))
+        b |= {"beyond": int(beyond.sum()),
+              "beyond_in_map": int((beyond & (inside >= 1 - eps)).sum()),
+              "past": {side: extra for side, extra in (("bottom", h - iy), ("right", w - ix))
+                       if extra > eps}}
+    return b
+
+
+def focus_border_markdown(b: Mapping[str, Any]) -> str:
+    """Reads `focus_border`: why some sampling points of the focus figure lie beyond the
+    picture, how many leave the feature map, and what weight S gives the zeros read there."""
+    n, (h, w) = b["n"], b["map_hw"]
+    text = ""
+    if b["beyond"]:
+        text += f"{b['beyond']} of the {n} sampling points of p0 are drawn outside the picture. "
+    elif b["beyond"] == 0:
+        text += f"All {n} sampling points of p0 are drawn inside the picture. "
+    if not b["outside"] and not b["edge"]:
+        text += (f"None of the {n} points leaves the {h} × {w} feature map, so none reads the "
+                 "zero padding around it. ")
+    else:
+        text += (f"The offsets reach up to {b['reach']:.2f} cells from p0 = cell {b['p0']} of "
+                 f"the {h} × {w} feature map, so near its border some p0 + p_n leave the map, "
+                 "where LSTS samples zeros (bilinear sampling with zeros outside the map, "
+                 "`models.lsts`, as in the official code). ")
+        if b["outside"]:
+            lo, hi = b["outside_each"]
+            each = f"{hi:.2g}" if math.isclose(lo, hi, rel_tol=1e-3) else (
+                f"{lo:.2g} to {hi:.2g}")
+            k = b["outside"]
+            text += (f"{k} of them {_verb(k, 'lies', 'lie')} wholly outside: all four bilinear "
+                     "taps read the padding, so the embedding f(F_ref) sampled there is 0, the "
+                     "raw similarity s_n = <0, g(F_target)(p0)> is exactly 0 and S gives "
+                     f"{_verb(k, 'it', 'each')} the weight of a zero score, S_n = exp(0) / "
+                     f"Σ_m exp(s_m) = {each} ({b['outside_total']:.2g} together). ")
+        if b["edge"]:
+            k = b["edge"]
+            text += (f"{k} {'more ' if b['outside'] else ''}{_verb(k, 'lies', 'lie')} within "
+                     f"one cell of the border and {_verb(k, 'reads', 'read')} the padding with "
+                     f"part of {_verb(k, 'its', 'their')} taps (S {b['edge_total']:.2g}"
+                     f"{'' if k == 1 else ' together'}). ")
+        text += (f"In all, S puts {b['zero_share']:.2g} of its weight on zeros: the feature "
+                 "sampled there is 0 and the softmax is not renormalised over the points "
+                 "inside, so the aligned feature F'(p0) loses that share (the expected "
+                 "displacement Σ S_n p_n still counts those points at their offsets). ")
+    if b["beyond_in_map"]:
+        past = _listing([f"{extra:.2f} cells past its {side} edge"
+                         for side, extra in b["past"].items()])
+        pad = (f"the input transform pads the resized frame to a multiple of {b['pad_to']} "
+               "pixels" if b["pad_to"] else "the input transform pads the resized frame")
+        text += (f"{b['beyond_in_map']} of the dots beyond the picture "
+                 f"{_verb(b['beyond_in_map'], 'lies', 'lie')} wholly inside the map: {pad}, so the map "
+                 f"reaches {past}, and its cells there hold features of the padded input and "
+                 "are compared like any other cell.")
+    return text.rstrip()
+
+
+def focus_real_markdown(weights: Sequence[Any], p: Any, p0: tuple[int, int]) -> str:
+    """Reads the S_n(p0) pictures of real frames (one (N,) weight vector per frame) drawn by a
+    model trained on SynthVID only: the largest weight and entropy of each, whether the softmax
+    saturated (SATURATED_S), which offset takes the most weight, and what the picture shows."""
+    import numpy as np
+
+    stats = [focus_stats_at(S, p) for S in weights]
+    top = sorted({int(np.argmax(S)) for S in weights})
+    T, N = len(stats), len(np.asarray(weights[0]))
+    sat = sum(s["max"] > SATURATED_S for s in stats)
+    state = (f"saturated in all {T} real frames" if sat == T else
+             f"not saturated in any of the {T} real frames" if sat == 0 else
+             f"saturated (one point above {SATURATED_S:g} of the weight) in {sat} of the "
+             f"{T} real frames")
+    text = (f"At p0 = cell {tuple(p0)}, S is {state}: its largest weight is "
+            f"{_listing([format(s['max'], '.2f') for s in stats])} (entropy "
+            f"{_listing([format(s['entropy'], '.2f') for s in stats])} nats, against "
+            f"{stats[0]['uniform']:.2f} for uniform weights over the {N} points)")
+    if len(top) == 1:
+        dx, dy = np.asarray(p)[top[0]]
+        text += f", always on the same point, p_n = ({dx:+.2f}, {dy:+.2f}) cells"
+    else:
+        text += f", on {len(top)} different points"
+    text += "."
+    if sat:
+        text += (" Where one point takes that much of the weight, LSTS copies one sampled "
+                 "location instead of averaging several.")
+    return text + (" The model was trained on SynthVID only, its backbone from random "
+                   "initialisation, so it has never seen a photograph, and these frames have "
+                   "no known true motion: the picture shows the mechanism (one set of offsets "
+                   "shared by every pixel, one softmax over raw dot products at each pixel), "
+                   "not a learned correspondence between real frames.")
 
 
 def accuracy_markdown(summary: pd.DataFrame, reference: str = "single_frame") -> str:

@@ -100,3 +100,23 @@ def test_cut_cost_sums_the_blocks_up_to_the_cut() -> None:
     assert stages["GFLOPs"].sum() == pytest.approx(40) and stages.loc["res5", "size"] == "3x5"
     with pytest.raises(ValueError, match="no per-block backbone cost"):
         R.cut_cost({"key_interval": 10, "results": {"paper": {}}}, "res4a")
+
+
+def test_block_sums_markdown_states_both_numbers_and_why() -> None:
+    bench = _bench([1, 2, 3, 4, 5, 6, 9, 10])  # low conv1..res4b1: 15 ms; high 25 ms
+    bench["repeats"] = 5
+    stages = {"low": {"ms": 12.0, "flops": 15 * 10**9}, "high": {"ms": 25.0, "flops": 25 * 10**9}}
+    bench["results"]["paper"] = {"single_frame": {"key": {"stages": stages}}}
+    text = R.block_sums_markdown(bench)
+    for part in ["The per-block times of the low part (conv1 … res4b1) add up to 15 ms, 25.0% "
+                 "more than the 12 ms the low stage measures as a whole",
+                 "(high part: 25 ms, 0.0% more than 25 ms)",
+                 "the median of 5 calls of that block alone",
+                 "the low stage as one call that runs conv1 … res4b1 back to back",
+                 "A sum of 5 medians is not the median of 5 totals",
+                 "agree exactly (15.0 and 25.0 GFLOPs)"]:
+        assert part in text, part
+    stages["low"]["ms"] = 20.0
+    assert "add up to 15 ms, 25.0% less than the 20 ms" in R.block_sums_markdown(bench)
+    stages["high"]["flops"] += 1
+    assert "rerun `lsts bench`" in R.block_sums_markdown(bench)

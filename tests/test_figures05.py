@@ -212,3 +212,79 @@ def test_plot_focus_pixel_draws_both_arrows_with_a_legend() -> None:
     assert len([c for c in ax.get_children() if type(c).__name__ == "Annotation"]) == 2
     assert ax.get_xlim()[0] == pytest.approx(40 - 16 - 12)  # zoomed to the grid
     matplotlib.pyplot.close(fig)
+
+
+def test_focus_border_counts_points_outside_the_map_and_the_picture() -> None:
+    # A 4 x 6 map, p0 at its bottom-right cell; the picture ends 0.75 cells above the map's end.
+    p = np.array([[0.0, 0.0],    # p0 itself: in the map, but its centre is below the picture
+                  [1.0, 0.0],    # x = 6 = w: every tap outside
+                  [0.5, -1.0],   # x = 5.5: half its weight on column 6, outside
+                  [-2.0, -2.0],  # well inside, inside the picture
+                  [2.5, 1.5]])   # outside
+    S = np.array([0.5, 0.1, 0.2, 0.1, 0.1])
+    b = R.focus_border(S, p, (5, 3), (4, 6), image_cells=(6.0, 3.25), pad_to=32)
+    assert (b["outside"], b["edge"], b["beyond"], b["beyond_in_map"]) == (2, 1, 3, 1)
+    assert b["outside_each"] == pytest.approx((0.1, 0.1))
+    assert b["outside_total"] == pytest.approx(0.2) and b["edge_total"] == pytest.approx(0.2)
+    assert b["zero_share"] == pytest.approx(0.1 + 0.1 + 0.2 * 0.5)
+    assert b["past"] == {"bottom": pytest.approx(0.75)} and b["reach"] == 2.5
+    text = R.focus_border_markdown(b)
+    for part in ["3 of the 5 sampling points of p0 are drawn outside the picture",
+                 "reach up to 2.50 cells from p0 = cell (5, 3) of the 4 × 6 feature map",
+                 "2 of them lie wholly outside", "s_n = <0, g(F_target)(p0)> is exactly 0",
+                 "exp(0) / Σ_m exp(s_m) = 0.1 (0.2 together)",
+                 "1 more lies within one cell of the border and reads the padding",
+                 "(S 0.2)", "S puts 0.3 of its weight on zeros",
+                 "1 of the dots beyond the picture lies wholly inside the map",
+                 "a multiple of 32 pixels, so the map reaches 0.75 cells past its bottom edge"]:
+        assert part in text, part
+    # An inner pixel: nothing leaves the map; without the picture's extent nothing is drawn.
+    inner = R.focus_border(S, p, (2, 2), (6, 6))
+    assert (inner["outside"], inner["edge"], inner["beyond"]) == (0, 0, None)
+    text = R.focus_border_markdown(inner)
+    assert text == ("None of the 5 points leaves the 6 × 6 feature map, so none reads the zero "
+                    "padding around it.")
+
+
+def test_points_wholly_outside_the_map_get_the_weight_of_a_zero_score() -> None:
+    # What focus_border_markdown says of LSTS, checked on the model: zero padding is applied
+    # to the embedding f(F_ref) (after its bias), so s_n = 0 for a point outside the map.
+    import torch
+
+    from lsts_lib.models.lsts import LSTSAlign, LSTSOffsets, bilinear_sample
+
+    torch.manual_seed(0)
+    offsets = LSTSOffsets("uniform", grid_size=5, grid_range=2.0)
+    align = LSTSAlign(offsets, in_channels=3, embed_channels=4)
+    with torch.no_grad():
+        for conv in (align.f, align.g):
+            conv.weight.normal_(std=1.0)
+            conv.bias.normal_(std=1.0)
+        F_ref, F_target = torch.randn(1, 3, 5, 6), torch.randn(1, 3, 5, 6)
+        S = align.weights(F_ref, F_target)[0, :, 4, 5]  # the bottom-right cell
+        s = (bilinear_sample(align.f(F_ref), offsets.p) * align.g(F_target)[:, None]).sum(2)
+    s = s[0, :, 4, 5]
+    b = R.focus_border(S.numpy(), offsets.p.detach().numpy(), (5, 4), (5, 6))
+    assert b["outside"] == 25 - 9 and b["edge"] == 0  # dx or dy in {1, 2} leaves the map
+    assert int((s == 0).sum()) == b["outside"]
+    lo, hi = b["outside_each"]
+    assert lo == pytest.approx(hi) == pytest.approx(float(1 / torch.exp(s.double()).sum()))
+
+
+def test_focus_real_markdown_reads_saturation_and_says_what_it_shows() -> None:
+    p = np.array([[-1.0, 0.0], [0.0, 0.0], [1.0, 4.0]])
+    peaked = [np.array([0.01, 0.02, 0.97]), np.array([0.05, 0.05, 0.9])]
+    text = R.focus_real_markdown(peaked, p, (10, 6))
+    for part in ["At p0 = cell (10, 6), S is saturated in all 2 real frames",
+                 "largest weight is 0.97 and 0.90", "against 1.10 for uniform weights over "
+                 "the 3 points", "always on the same point, p_n = (+1.00, +4.00) cells",
+                 "copies one sampled location", "trained on SynthVID only",
+                 "not a learned correspondence between real frames"]:
+        assert part in text, part
+    spread = [np.full(3, 1 / 3), np.array([0.3, 0.4, 0.3])]
+    text = R.focus_real_markdown(spread, p, (1, 1))
+    assert "not saturated in any of the 2 real frames" in text and "1.10 and 1.09" in text
+    assert "copies" not in text and "not a learned correspondence" in text
+    mixed = R.focus_real_markdown([peaked[0], spread[1]], p, (1, 1))
+    assert "saturated (one point above 0.5 of the weight) in 1 of the 2" in mixed
+    assert "on 2 different points" in mixed

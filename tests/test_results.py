@@ -171,6 +171,8 @@ def test_speed_table_gpu_columns(runs: Path) -> None:
 def test_paper_numbers() -> None:
     p = R.paper_numbers().set_index("method")
     assert p.loc["LSTS", "mAP"] == 77.2 and p.loc["FGFA", "fast"] == 56.1
+    # 77.1 / 85.9 / 75.7 / 56.1 are the official code's README numbers, not the ICCV paper's.
+    assert p.loc["FGFA", "source"] == "FGFA README (official code)"
     assert p.loc["R-FCN (single frame)", "s_per_img"] == 0.133
     assert "PAPER_NOTES" in R.paper_numbers().attrs["source"]
 
@@ -285,6 +287,9 @@ def test_offsets_and_focus_weights_of_a_run(tmp_path: Path) -> None:
     assert (T, N) == (2, len(p1)) and out["p"].shape == (N, 2)
     assert np.allclose(out["S"].sum(axis=1), 1.0, atol=1e-5)  # a softmax over the N points
     assert out["cell_px"] == pytest.approx((16 * 80 / 106, 16 * 48 / 64))  # 48x80 -> 64x106
+    # The picture spans 106/16 x 64/16 cells; padded to 128 x 64 (multiples of 32), 8 x 4.
+    assert out["image_cells"] == pytest.approx((106 / 16, 64 / 16)) and out["pad_to"] == 32
+    assert (h, w) == (4, 8)
     copy = build_detector(tiny_config("copy_prop"))
     save_atomic({"format": FORMAT, "model": copy.state_dict(), "model_config": copy.cfg.to_dict(),
                  "config": {}}, tmp_path / "copy" / "model.pt")
@@ -365,6 +370,24 @@ def test_tuning_table(tmp_path: Path) -> None:
     path.write_text("{bad\n")
     with pytest.raises(ValueError, match=r"tuning.jsonl:1"):
         R.tuning_table(path)
+
+
+def test_tuning_markdown_shows_every_note_in_full(tmp_path: Path) -> None:
+    long_note = "stage 2 of lsts_fixed, " + "a long finding " * 30 + "| end <here>"
+    path = tmp_path / "tuning.jsonl"
+    path.write_text(json.dumps({"name": "S2_lsts", "overrides": ["init_from=<a b>.pt"],
+                                "data": "d", "steps": 600, "dev_mAP": 0.2163, "motion": None,
+                                "train_s": 236.6, "note": long_note}) + "\n")
+    lines = R.tuning_markdown(R.tuning_table(path)).splitlines()
+    assert lines[0] == ("| name | what changed | data | steps | dev mAP | slow | medium | fast "
+                        "| train s | note |")
+    assert lines[1] == "|---|---|---|---:|---:|---:|---:|---:|---:|---|"  # text left, numbers right
+    row = lines[2]
+    assert len(lines) == 3 and row.count(" | ") == 9  # no pipe of the note splits the row
+    assert "| 600 | 21.6 |  |  |  | 237 |" in row
+    # The whole note, escaped for markdown: nothing cut, no HTML tag, no emphasis.
+    assert "a long finding " * 30 in row and row.endswith("\\| end &lt;here&gt; |")
+    assert "lsts\\_fixed" in row and "S2\\_lsts" in row and "init\\_from=&lt;a b&gt;.pt" in row
 
 
 def write_alignment(run_dir: Path, method: str, epe: float, entropy: float | None = None) -> None:
