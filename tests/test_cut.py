@@ -4,9 +4,13 @@ stamps."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 
+from lsts_lib import results as R
 from lsts_lib.engine import bench as bench_mod
 from lsts_lib.engine.config import load_config
 from lsts_lib.engine.train import _comparable
@@ -92,3 +96,44 @@ def test_the_default_cut_leaves_stamp_inputs_as_before_the_key_existed() -> None
         load_config("report"))
     models = bench_mod.bench_inputs("report", ("preset", "paper"))["models"]
     assert all("cut" not in m for m in models.values())
+
+
+def _row(name: str, dev: float, cut: str | None = None) -> dict:
+    over = ["model.variant=lsts", "train.stage=stage2"] + ([f"model.cut={cut}"] if cut else [])
+    return {"name": name, "overrides": over, "data": "d", "steps": 150, "dev_mAP": dev,
+            "motion": None, "train_s": 1.0, "note": "n"}
+
+
+def test_cut_accuracy_pairs_seeds_and_holds_the_difference_against_the_seed_noise(
+        tmp_path: Path) -> None:
+    rows = [_row("S2_lsts_cut_res4a_s0", 0.30), _row("S2_lsts_cut_res4b1_s0", 0.33, "res4b1"),
+            _row("S2_lsts_cut_res4a_s1", 0.28), _row("S2_lsts_cut_res4b1_s1", 0.27, "res4b1"),
+            _row("S2_lsts_600", 0.9), _row("S2_copy_prop_cut_res4b1_s0", 0.1, "res4b1")]
+    path = tmp_path / "dev.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    claims = [R.Claim("k", "s", "r", ("lsts", "lsts_fixed"),
+                      per_seed={"lsts": [29.0, 31.0, 25.0], "lsts_fixed": [1.0, 2.0, 3.0]})]
+    noise = R.seed_std(claims)
+    assert noise == (pytest.approx(3.055, abs=1e-3), 3)
+    table, text = R.cut_accuracy(R.tuning_table(path), noise, dev_videos=10)
+    assert list(table.index) == ["res4a", "res4b1"] and table["default"].tolist() == [True, False]
+    assert table.loc["res4b1", "seed 0"] == pytest.approx(33.0)
+    assert table.loc["res4b1", "mean"] == pytest.approx(30.0)
+    assert table.loc["res4b1", "vs default (paired)"] == pytest.approx(1.0)  # (+3 - 1) / 2
+    assert "+1.0 points (seed 0: +3.0, seed 1: -1.0)" in text and "30.0 % against 29.0 %" in text
+    assert "3.1 points" in text and "2 seeds on 10 dev videos" in text
+    assert text.endswith("do not tell the cuts apart (nor do the seeds agree on the sign).")
+    # Above the noise, but the seeds disagree on the sign: still not told apart.
+    _, text = R.cut_accuracy(R.tuning_table(path), (0.5, 5))
+    assert "the seeds disagree on its sign, so these runs do not tell the cuts apart." in text
+    assert "the dev split" in text
+    agree = R.tuning_table(path).assign(**{"dev mAP": [30.0, 33.0, 28.0, 29.0, 0.0, 0.0]})
+    _, text = R.cut_accuracy(agree, noise)  # +3 and +1: one sign, within the noise
+    assert "+2.0 points" in text and text.endswith("do not tell the cuts apart.")
+    _, text = R.cut_accuracy(agree, (0.5, 5))
+    assert "indication, not a verdict" in text
+    assert R.seed_std([]) is None
+    with pytest.raises(ValueError, match="exactly one default cut"):
+        R.cut_accuracy(R.tuning_table(path).iloc[[1, 3]])
+    with pytest.raises(ValueError, match="no tuning row"):
+        R.cut_accuracy(R.tuning_table(path), variant="flow_warp")
