@@ -14,7 +14,8 @@ paper's own published numbers in `paper_numbers()`, which carry their source):
 claims and the rules (thresholds fixed here) that `lsts claims` applies; `load_claims` and
 `claims_table` read its verdicts; `speed_table` -> runtime at the paper's size;
 `backbone_stage_table` -> the backbone's cost per stage and `cut_cost` / `cut_table` ->
-its cost cut at any res4 block (both from the benchmark's per-block timings); `update_readme` -> the README's results block; `update_readme_paper` -> the README's GPU
+its cost cut at any res4 block (both from the benchmark's per-block timings), `cut_accuracy`
+-> the dev mAP of the tuning runs at another cut; `update_readme` -> the README's results block; `update_readme_paper` -> the README's GPU
 recipe (from `paper_commands`); `recipe_markdown` -> the training recipe of a resolved
 config; `tuning_table` / `tuning_markdown` -> the dev-split tuning runs.
 """
@@ -868,6 +869,90 @@ def block_sums_markdown(bench: Mapping[str, Any], size: str | None = None) -> st
             "prices every cut from the per-block times, so that all cuts are priced the same "
             "way; the frame costs further down, like notebook 05's speed table and the "
             "README, add up stage medians.")
+
+
+# The cut comparison's tuning runs (stage 2 of a variant from the shared stage-1 model with
+# the backbone split at another res4 block, model.cut): S2_<variant>_cut_<block>_s<seed>.
+CUT_RUN = re.compile(r"^S2_(?P<variant>\w+?)_cut_(?P<cut>res4\w+)_s(?P<seed>\d+)$")
+
+
+def seed_std(claims: Sequence[Claim], run: str = "lsts") -> tuple[float, int] | None:
+    """(standard deviation over seeds of `run`'s test mAP in points, number of seeds) from
+    the first claim that lists `run` per seed; None when no claim has two seeds of it."""
+    for c in claims:
+        values = [v for v in c.per_seed.get(run, []) if math.isfinite(v)]
+        if len(values) > 1:
+            return float(pd.Series(values).std(ddof=1)), len(values)
+    return None
+
+
+def cut_accuracy(tuning: pd.DataFrame, noise: tuple[float, int] | None = None,
+                 variant: str = "lsts", dev_videos: int | None = None
+                 ) -> tuple[pd.DataFrame, str]:
+    """Dev mAP of `variant` at each cut, from the `tuning_table` rows named `CUT_RUN`, and a
+    sentence. One row per cut (the default first: the cut whose rows set no model.cut), one
+    column per seed, their mean, and the mean over seeds of the paired difference to the
+    default cut (same seed, same stage-1 model). `noise`: `seed_std` of the variant's test
+    mAP, the yardstick the sentence holds the difference against; `dev_videos`: how many
+    videos the dev split has (for the sentence)."""
+    rows = []
+    for _, r in tuning.iterrows():
+        m = CUT_RUN.match(str(r["name"]))
+        if m and m["variant"] == variant:
+            rows.append({"cut": m["cut"], "seed": int(m["seed"]), "dev mAP": r["dev mAP"],
+                         "default": "model.cut=" not in str(r["what changed"])})
+    if not rows:
+        raise ValueError(f"no tuning row of the cut comparison for {variant!r} (named like "
+                         f"S2_{variant}_cut_res4b1_s0)")
+    runs = pd.DataFrame(rows)
+    defaults = sorted(set(runs.loc[runs["default"], "cut"]))
+    if len(defaults) != 1:
+        raise ValueError(f"the cut comparison needs rows of exactly one default cut (no "
+                         f"model.cut override), found {defaults or 'none'}")
+    default = defaults[0]
+    table = runs.pivot_table(index="cut", columns="seed", values="dev mAP", aggfunc="last")
+    table = table.reindex([default, *sorted(c for c in table.index if c != default)])
+    seeds = list(table.columns)
+    table.columns = [f"seed {s}" for s in seeds]
+    paired = table.sub(table.loc[default], axis=1)
+    table["mean"] = table[[f"seed {s}" for s in seeds]].mean(axis=1)
+    table["vs default (paired)"] = paired.mean(axis=1)
+    table.insert(0, "default", [c == default for c in table.index])
+
+    parts = []
+    for cut in table.index[1:]:
+        diffs = paired.loc[cut].dropna()
+        if diffs.empty:
+            parts.append(f"{cut} has no seed in common with the default cut {default}")
+            continue
+        per = ", ".join(f"{s}: {d:+.1f}" for s, d in diffs.items())
+        parts.append(f"cut after {cut}: {table.loc[cut, 'mean']:.1f} % against "
+                     f"{table.loc[default, 'mean']:.1f} % at the default {default}, "
+                     f"{diffs.mean():+.1f} points ({per})")
+    text = (f"Dev mAP of {label(variant)} after stage 2 from the shared stage-1 model, "
+            f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''}: " + "; ".join(parts) + ".")
+    if noise is None:
+        return table, text + " No seed spread of its test mAP is recorded to compare with."
+    std, n = noise
+    alt = paired.drop(index=default)
+    # A cut is told apart only when its mean difference exceeds the seed noise and every
+    # seed agrees on the sign.
+    mixed = [(d > 0).any() and (d < 0).any() for d in (alt.loc[c].dropna() for c in alt.index)]
+    large = [abs(m) >= std for m in alt.mean(axis=1)]
+    dev = f"{dev_videos} dev videos" if dev_videos else "the dev split"
+    text += (f" Its test mAP in the report varies by {std:.1f} points (standard deviation "
+             f"over {n} seeds): {len(seeds)} seed{'s' if len(seeds) != 1 else ''} on "
+             f"{dev} cannot separate differences smaller than that")
+    if any(g and not x for g, x in zip(large, mixed, strict=True)):
+        text += ("; a difference as large with every seed agreeing on its sign is still, "
+                 "with so few seeds and no interval, an indication, not a verdict.")
+    elif any(large):
+        text += ("; this difference is not smaller, but the seeds disagree on its sign, so "
+                 "these runs do not tell the cuts apart.")
+    else:
+        text += (", so these runs do not tell the cuts apart"
+                 + (" (nor do the seeds agree on the sign)." if any(mixed) else "."))
+    return table, text
 
 
 def peak_line(bench: Mapping[str, Any]) -> str:

@@ -74,8 +74,8 @@ from lsts_lib.engine.config import RunConfig, load_config
 from lsts_lib.engine.env import cpu_capability, cpu_flags, cpu_model
 from lsts_lib.engine.inference import AMP_DTYPES, InferenceOptions
 from lsts_lib.engine.measure import counted, flops_of, machine_peak, peak_mb, sync, time_ms
-from lsts_lib.models.backbone import cut_block, stage_receptive_fields
-from lsts_lib.models.config import ModelConfig
+from lsts_lib.models.backbone import stage_receptive_fields
+from lsts_lib.models.config import ModelConfig, stamp_model
 from lsts_lib.models.detector import build_detector
 from lsts_lib.models.flownet import FlowNetS, warp
 from lsts_lib.models.variants import STAGE1, VARIANTS, get_variant
@@ -176,7 +176,7 @@ def bench_inputs(config: str | Path | Mapping[str, Any], sizes: Iterable[str]
     return {"bench_code": BENCH_CODE_VERSION,
             "eval": {"key_interval": run.eval.key_interval,
                      "bench_repeats": run.eval.bench_repeats},
-            "models": {size: size_model(run, size)[0].to_dict() for size in sizes}}
+            "models": {size: stamp_model(size_model(run, size)[0].to_dict()) for size in sizes}}
 
 
 def synthetic_image(hw: tuple[int, int], seed: int, device: torch.device) -> torch.Tensor:
@@ -199,7 +199,7 @@ def bench_blocks(model_cfg: ModelConfig, hw: tuple[int, int], repeats: int,
     backbone = model.backbone
     blocks = backbone.blocks()
     rf = stage_receptive_fields(backbone, blocks)
-    n_low = list(blocks).index(cut_block(backbone.arch)) + 1
+    n_low = list(blocks).index(backbone.cut) + 1
     out = []
     with torch.no_grad():
         y = model.preprocess([synthetic_image(hw, seed, device)])[0]

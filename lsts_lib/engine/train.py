@@ -70,7 +70,7 @@ from lsts_lib.engine.optim import build_optimizer, lr_factor, total_steps
 from lsts_lib.engine.trainlog import CsvLog
 from lsts_lib.eval.vid_eval import evaluate_dataset
 from lsts_lib.models import MODEL_CODE_VERSION
-from lsts_lib.models.config import ModelConfig
+from lsts_lib.models.config import ModelConfig, stamp_model
 from lsts_lib.models.detector import OFFSETS_KEY, VideoDetector, build_detector
 from lsts_lib.models.variants import VARIANTS, run_overrides
 
@@ -138,6 +138,7 @@ def _comparable(cfg: Mapping[str, Any]) -> dict[str, Any]:
     if c["train"].get("flow_init_from", "") is None:
         # Absent from configs written before the key existed: their finished runs stay valid.
         c["train"].pop("flow_init_from")
+    c["model"] = stamp_model(c["model"])  # the same for model keys added later (model.cut)
     return c
 
 

@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import copy
 import logging
+import re
 import warnings
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import torch
 import torchvision
@@ -46,23 +47,6 @@ _WEIGHTS = {
 _warned_pretrained = False
 
 
-def low_split_index(arch: str) -> int:
-    """Number of res4 (layer3) blocks that belong to the low-level part.
-
-    Rule: the paper cuts ResNet-101 after res4b3, i.e. after the first 4 of 23 res4 blocks.
-    Every ResNet whose res4 has at least 6 blocks (34, 50, 101) is cut at the same named
-    layer, res4b3 (4 blocks), so the low part ends at stride 16 with the same depth into res4
-    and the high part keeps >= 2 res4 blocks plus res5. ResNet-18's res4 has only 2 blocks:
-    cutting after 4 is impossible, so it is cut after the first (res4a), which keeps both
-    properties that matter: the low part already reaches stride 16 (res4a does the stride-2
-    downsampling) and the high part still holds one res4 block plus res5.
-    """
-    if arch not in RES4_BLOCKS:
-        raise ValueError(f"unknown backbone {arch!r}; choose one of {list(RES4_BLOCKS)}")
-    n = RES4_BLOCKS[arch]
-    return 4 if n >= 6 else max(1, n // 2)
-
-
 def res4_block_names(arch: str) -> list[str]:
     """Names of res4's blocks in the paper's (MXNet ResNet-101) scheme: res4a, the block that
     halves the resolution to stride 16, then res4b1, res4b2, ... Every depth is named the same
@@ -72,9 +56,37 @@ def res4_block_names(arch: str) -> list[str]:
     return ["res4a"] + [f"res4b{i}" for i in range(1, RES4_BLOCKS[arch])]
 
 
-def cut_block(arch: str) -> str:
-    """The res4 block the low part ends at (ResNet-101: res4b3, the paper's "Conv4_3")."""
-    return res4_block_names(arch)[low_split_index(arch) - 1]
+def low_split_index(arch: str, cut: str | None = None) -> int:
+    """Number of res4 (layer3) blocks that belong to the low-level part: those up to and
+    including the res4 block named `cut` (`res4_block_names`), or by the paper's rule when
+    `cut` is None.
+
+    Rule: the paper cuts ResNet-101 after res4b3, i.e. after the first 4 of 23 res4 blocks.
+    Every ResNet whose res4 has at least 6 blocks (34, 50, 101) is cut at the same named
+    layer, res4b3 (4 blocks), so the low part ends at stride 16 with the same depth into res4
+    and the high part keeps >= 2 res4 blocks plus res5. ResNet-18's res4 has only 2 blocks:
+    cutting after 4 is impossible, so it is cut after the first (res4a), which keeps both
+    properties that matter: the low part already reaches stride 16 (res4a does the stride-2
+    downsampling) and the high part still holds one res4 block plus res5.
+
+    Any res4 block is a valid `cut`: res4a already reaches stride 16 and every res4 block
+    gives the same channels, so only the depth of the non-key frames' features moves.
+    """
+    names = res4_block_names(arch)
+    if cut is None:
+        n = RES4_BLOCKS[arch]
+        return 4 if n >= 6 else max(1, n // 2)
+    if cut not in names:
+        raise ValueError(f"cut {cut!r} is not a res4 block of {arch}; choose one of "
+                         f"{names}, or null for the paper's rule "
+                         f"({names[low_split_index(arch) - 1]})")
+    return names.index(cut) + 1
+
+
+def cut_block(arch: str, cut: str | None = None) -> str:
+    """The res4 block the low part ends at (ResNet-101 by the paper's rule: res4b3, the
+    paper's "Conv4_3")."""
+    return res4_block_names(arch)[low_split_index(arch, cut) - 1]
 
 
 def _norm_factory(freeze_bn: bool, norm: str) -> Callable[[int], nn.Module]:
@@ -158,21 +170,27 @@ class PreReLUBlocks(nn.Sequential):
 
 class ResNetBackbone(nn.Module):
     """`low(x)` -> Conv4_3 (res4b3) sum before its ReLU; `high(low)` -> feat_conv feature
-    (both stride 16)."""
+    (both stride 16). `cut` names another res4 block for the low part to end at (None: the
+    paper's rule, `low_split_index`).
+
+    The res4 blocks keep their index in res4 on either side of the cut (`low.layer3.0`,
+    `high.layer3.1`, ...), so the weights of one split load into another (`resplit_state`):
+    moving the cut moves where the same weights are split, not the weights."""
 
     stride = 16
 
     def __init__(self, arch: str = "resnet101", feat_channels: int = 1024,
                  pretrained: bool = True, freeze_bn: bool = True, norm: str = "gn",
-                 freeze_stem: bool = True) -> None:
+                 freeze_stem: bool = True, cut: str | None = None) -> None:
         super().__init__()
-        k = low_split_index(arch)
+        k = low_split_index(arch, cut)
         bottleneck = arch in ("resnet50", "resnet101")
         ctor = getattr(torchvision.models, arch)
         net = ctor(weights=None, norm_layer=_norm_factory(freeze_bn, norm))
         _dilate_res5(net.layer4)
         self.arch = arch
         self.split_index = k
+        self.cut = cut_block(arch, cut)  # the res4 block the low part ends at
         self.pretrained_loaded = _load_pretrained(net, arch) if pretrained else False
 
         stem = nn.Sequential(OrderedDict(conv1=net.conv1, bn1=net.bn1, relu=net.relu,
@@ -198,6 +216,20 @@ class ResNetBackbone(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.high(self.low(x))
 
+    def resplit_state(self, state: Mapping[str, torch.Tensor], prefix: str = ""
+                      ) -> dict[str, torch.Tensor]:
+        """`state` (this backbone's weights under `prefix`, saved at any cut) with its res4
+        keys named as this backbone's split names them: block i of res4 is `low.layer3.i`
+        up to the cut and `high.layer3.i` after it. Other keys pass unchanged."""
+        pattern = re.compile(rf"^{re.escape(prefix)}(?:low|high)\.layer3\.(\d+)\.")
+        def rename(key: str) -> str:
+            m = pattern.match(key)
+            if m is None:
+                return key
+            part = "low" if int(m[1]) < self.split_index else "high"
+            return f"{prefix}{part}.layer3.{m[1]}.{key[m.end():]}"
+        return {rename(k): v for k, v in state.items()}
+
     def stages(self) -> OrderedDict[str, nn.Module]:
         """Stage-wise modules in order (for per-stage timing/FLOPs); low = the first four."""
         return OrderedDict([
@@ -214,7 +246,7 @@ class ResNetBackbone(nn.Module):
         """Block-wise modules in order (for per-block timing/FLOPs): conv1, res2, res3, every
         res4 block by name (`res4_block_names`), res5, feat_conv. Run one after the other they
         compute exactly `high(low(x))`: the low part's last block returns its pre-ReLU sum and
-        the first high block starts with that ReLU. The low part is conv1 .. `cut_block`."""
+        the first high block starts with that ReLU. The low part is conv1 .. `self.cut`."""
         low4 = list(self.low.layer3)
         high = [*self.high.layer3, self.high.layer4]
         low4[-1] = PreReLUBlocks(low4[-1])
@@ -254,8 +286,8 @@ def stage_receptive_fields(backbone: ResNetBackbone,
 
 def build_backbone(arch: str, feat_channels: int = 1024, pretrained: bool = True,
                    freeze_bn: bool = True, norm: str = "gn",
-                   freeze_stem: bool = True) -> ResNetBackbone:
-    return ResNetBackbone(arch, feat_channels, pretrained, freeze_bn, norm, freeze_stem)
+                   freeze_stem: bool = True, cut: str | None = None) -> ResNetBackbone:
+    return ResNetBackbone(arch, feat_channels, pretrained, freeze_bn, norm, freeze_stem, cut)
 
 
 def _foldable(m: nn.Module) -> bool:

@@ -21,12 +21,25 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .backbone import low_split_index
 from .variants import VARIANTS, architectures
 
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")
+# Fields added after runs were stamped, with the value those runs had without naming it:
+# a stamp leaves such a field out while it holds that value (`stamp_model`), so the runs
+# made before it existed stay valid.
+LATER_FIELDS: dict[str, Any] = {"cut": None}
+
+
+def stamp_model(model: Mapping[str, Any]) -> dict[str, Any]:
+    """A model config dict as a stamp's inputs hold it: without the `LATER_FIELDS` that
+    hold their old value."""
+    return {k: v for k, v in model.items()
+            if not (k in LATER_FIELDS and v == LATER_FIELDS[k])}
 
 
 # head_extra fields that count something (proposals, RoIs, bins, samples): >= 1
@@ -61,6 +74,9 @@ class ModelConfig:
     norm: str = "gn"  # used when freeze_bn is False: "gn" (GroupNorm, 32 groups) or "bn"
     freeze_stem: bool = True  # conv1 + res2 (layer1) frozen, as the paper
     feat_channels: int = 1024  # feat_conv output = the head's and the memory's channels
+    # The res4 block the low part (a non-key frame's backbone) ends at, e.g. "res4b1";
+    # None = the paper's rule (ResNet-101: res4b3; ResNet-18: res4a). See backbone.
+    cut: str | None = None
     # --- LSTS ---
     embed_channels: int = 256  # f/g embedding channels of each alignment
     offsets_init: str = "uniform"  # "uniform" (grid_size^2 grid) or "gaussian" (num_points)
@@ -101,6 +117,11 @@ class ModelConfig:
                              "with --variant)")
         if self.backbone not in BACKBONES:
             raise ValueError(f"unknown backbone {self.backbone!r}; choose one of {BACKBONES}")
+        if self.cut is not None:
+            try:
+                low_split_index(self.backbone, self.cut)
+            except ValueError as exc:
+                raise ValueError(f"config: model.cut={self.cut!r}: {exc}") from None
         if self.norm not in ("gn", "bn"):
             raise ValueError(f"norm must be 'gn' or 'bn', got {self.norm!r}")
         if self.offsets_init not in ("uniform", "gaussian"):

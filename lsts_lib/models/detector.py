@@ -113,7 +113,7 @@ class VideoDetector(nn.Module):
         self.input_memory_format = torch.contiguous_format
         self.transform = build_transform(cfg)
         self.backbone = ResNetBackbone(cfg.backbone, cfg.feat_channels, cfg.pretrained,
-                                       cfg.freeze_bn, cfg.norm, cfg.freeze_stem)
+                                       cfg.freeze_bn, cfg.norm, cfg.freeze_stem, cfg.cut)
         C = cfg.feat_channels
         head_fields = {f.name for f in dataclasses.fields(HeadConfig)}
         bad = sorted(set(cfg.head_extra) - head_fields)
@@ -410,19 +410,24 @@ class VideoDetector(nn.Module):
 
         Default: the checkpoint must match this architecture exactly, else ValueError listing
         missing, unexpected and shape-mismatched keys. init_from_single_frame=True (stage-2
-        training): only backbone.* and head.* are loaded, and they must all be present with
-        matching shapes; every temporal module (offsets, alignments, quality nets, low2high,
-        flownet) stays fresh and any temporal key in the checkpoint is ignored.
+        training): only backbone.* and head.* are loaded, and they must match exactly; every
+        temporal module (offsets, alignments, quality nets, low2high, flownet) stays fresh and
+        any temporal key in the checkpoint is ignored.
+        Backbone weights saved at another cut load too (`ResNetBackbone.resplit_state`).
         """
+        state_dict = self.backbone.resplit_state(state_dict, prefix="backbone.")
         own = self.state_dict()
         if init_from_single_frame:
             wanted = [k for k in own if k.startswith(("backbone.", "head."))]
             missing = [k for k in wanted if k not in state_dict]
+            # A deeper backbone's extra blocks: another architecture, not weights to drop.
+            unexpected = [k for k in state_dict
+                          if k.startswith(("backbone.", "head.")) and k not in own]
             shape = [f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model "
                      f"{tuple(own[k].shape)}" for k in wanted
                      if k in state_dict and state_dict[k].shape != own[k].shape]
-            if missing or shape:
-                raise ValueError(self._mismatch_message(missing, [], shape,
+            if missing or unexpected or shape:
+                raise ValueError(self._mismatch_message(missing, unexpected, shape,
                                                         "backbone/head of a single-frame "))
             self.load_state_dict({k: state_dict[k] for k in wanted}, strict=False)
             return [k for k in own if k not in wanted]
