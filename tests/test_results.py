@@ -18,6 +18,7 @@ import yaml
 from lsts_lib import results as R
 from lsts_lib.claims import claims_json
 from lsts_lib.data.types import FrameAnnotation, Video
+from lsts_lib.engine import inference
 from lsts_lib.engine.checkpoint import FORMAT, save_atomic
 from lsts_lib.eval.stats import Interval
 from lsts_lib.models import build_detector, tiny_config
@@ -494,3 +495,34 @@ def test_dev_test_table_names_the_swapped_pairs() -> None:
     assert "a above b on dev (30.0 vs 20.0 %) but below it on test (21.0 vs 25.0 %)" in text
     same = R.dev_test_markdown(t.assign(**{"test mAP": [30.0, 20.0, 1.0]}), 144)
     assert "rank as on the test split" in same
+
+
+def test_offsets_travel_bound_follows_the_recipe() -> None:
+    from lsts_lib.engine.config import RunConfig, load_config
+
+    def bound(*over: str) -> float:
+        return R.offsets_travel_bound(RunConfig.from_dict(load_config(
+            "report", ["model.variant=lsts", "train.stage2.lr_schedule=step",
+                       "train.stage2.lr_steps=[1.0]", "train.stage2.warmup_steps=0", *over])))
+
+    # A constant rate: steps x lr x offsets_lr_mult.
+    assert bound("train.stage2.steps=100", "train.stage2.lr=0.001",
+                 "train.offsets_lr_mult=2.5") == pytest.approx(0.25)
+    assert bound("train.stage2.steps=100", "train.stage2.lr=0.001",
+                 "train.offsets_lr_mult=10") == pytest.approx(1.0)
+    cosine = R.offsets_travel_bound(RunConfig.from_dict(load_config(
+        "report", ["model.variant=lsts", "train.stage2.steps=100", "train.stage2.lr=0.001",
+                   "train.stage2.warmup_steps=0", "train.offsets_lr_mult=2.5"])))
+    assert 0.12 < cosine < 0.13  # cosine to 0: about half the constant rate's travel
+    assert math.isnan(bound("train.optimizer=sgd"))  # SGD's step scales with the gradient
+
+
+def test_mode_cost_ratios() -> None:
+    def res(sf: float, lsts: float) -> dict:
+        return {"single_frame": {"amortised_ms": sf}, "lsts": {"amortised_ms": lsts}}
+
+    bench = {"results": {R.BENCH_SIZE: res(100.0, 60.0)},
+             "modes": {"compile": {"results": {R.BENCH_SIZE: res(50.0, 20.0)}},
+                       "other_size_only": {"results": {"preset": res(1.0, 1.0)}}}}
+    ratios = R.mode_cost_ratios(bench)
+    assert ratios == {inference.DEFAULT_MODE: pytest.approx(0.6), "compile": pytest.approx(0.4)}
