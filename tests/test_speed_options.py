@@ -121,8 +121,8 @@ def test_speed_table_shows_flownet_s_beside_resnet(bench_report: dict) -> None:
     # Beside trained runs it has no accuracy of its own.
     summary = R.summary_table(pd_runs(["single_frame", "flow_warp"]))
     ts = R.speed_table(bench_report, None, summary).set_index("variant")
-    assert ts.loc[label, "SynthVID mAP"] == R.SPEED_ONLY_TEXT
-    assert ts.loc[R.run_label("flow_warp"), "SynthVID mAP"] == 40.0
+    assert ts.loc[label, R.SYNTH_MAP] == R.SPEED_ONLY_TEXT
+    assert ts.loc[R.run_label("flow_warp"), R.SYNTH_MAP] == 40.0
 
 
 def pd_runs(names: list[str]):
