@@ -236,7 +236,8 @@ def _judge(sc: _Scores, spec: ClaimSpec, bench: Mapping[str, Any] | None, resamp
         if moved < OFFSETS_ENGAGED_CELLS:
             c.verdict = NOT_TESTABLE
             c.reason = (f"the {spec.a} offsets moved {moved:.3f} feature cells on average "
-                        f"(< {OFFSETS_ENGAGED_CELLS}): learnable sampling did not engage; "
+                        f"(distance of a point p_n from its start; < {OFFSETS_ENGAGED_CELLS}): "
+                        f"learnable sampling did not engage; "
                         f"{acc_text}")
             return c
         acc_text += f"; offsets moved {moved:.2f} cells"

@@ -2330,7 +2330,8 @@ def offsets_markdown(shifts: Sequence[float]) -> str:
     if moved < OFFSETS_ENGAGED_CELLS:
         return (f"The offsets moved at most {moved:.3f} feature cells (distance of a point "
                 "from its start, averaged over the points; the seed that moved most, where "
-                "claim 1 averages the seeds): too little to change where LSTS samples, so claim 1 is not testable on these runs; a "
-                "longer stage 2 (or the paper's joint training) is needed to test it.")
+                "claim 1 averages the seeds): too little to change where LSTS samples, so "
+                "claim 1 is not testable on these runs. The discussion below bounds how far "
+                "the recipe lets them travel.")
     return (f"The offsets moved up to {moved:.2f} feature cells on average: the sampling "
             "locations did change during training.")
