@@ -507,12 +507,13 @@ def test_offsets_travel_bound_follows_the_recipe() -> None:
 
     # A constant rate: steps x lr x offsets_lr_mult.
     assert bound("train.stage2.steps=100", "train.stage2.lr=0.001",
-                 "train.offsets_lr_mult=2.5") == pytest.approx(0.25)
+                 "train.stage2.offsets_lr_mult=2.5") == pytest.approx(0.25)
     assert bound("train.stage2.steps=100", "train.stage2.lr=0.001",
-                 "train.offsets_lr_mult=10") == pytest.approx(1.0)
+                 "train.stage2.offsets_lr_mult=null",
+                 "train.offsets_lr_mult=10") == pytest.approx(1.0)  # the default multiplier
     cosine = R.offsets_travel_bound(RunConfig.from_dict(load_config(
         "report", ["model.variant=lsts", "train.stage2.steps=100", "train.stage2.lr=0.001",
-                   "train.stage2.warmup_steps=0", "train.offsets_lr_mult=2.5"])))
+                   "train.stage2.warmup_steps=0", "train.stage2.offsets_lr_mult=2.5"])))
     assert 0.12 < cosine < 0.13  # cosine to 0: about half the constant rate's travel
     assert math.isnan(bound("train.optimizer=sgd"))  # SGD's step scales with the gradient
 

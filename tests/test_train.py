@@ -535,3 +535,25 @@ def test_single_frame_is_the_variants_every_frame_key_not_its_name(
                                                     "model.variant": "per_frame_twin"}))
     assert run.stage == "stage1"  # the single-frame schedule
     assert not build_stream(run).temporal  # one frame per sample
+
+
+def test_a_stage_sets_its_own_offsets_lr_multiplier() -> None:
+    from lsts_lib.models import build_detector, tiny_config
+
+    def cfg(variant: str, mult: float | None) -> dict:
+        over = {**run_overrides(variant), "train.stage": "stage2", "train.offsets_lr_mult": 2.5,
+                "train.stage2.offsets_lr_mult": mult}
+        return load_config("smoke", over)
+
+    run = RunConfig.from_dict(cfg("lsts", 40.0))
+    assert run.schedule.offsets_mult(run.train) == 40.0
+    assert run.train.stage1.offsets_mult(run.train) == 2.5  # the other stage keeps the default
+    model = build_detector(tiny_config("lsts"))
+    groups = {g.get("name"): g for g in build_optimizer(model, run.train, run.schedule).param_groups}
+    assert groups["offsets"]["lr"] == pytest.approx(40.0 * run.schedule.lr)
+    # An input only of the runs whose offsets learn in that stage.
+    assert train_mod._comparable(cfg("lsts", 40.0))["train"]["stage2"]["offsets_lr_mult"] == 40.0
+    for variant in ("lsts_fixed", "copy_prop", "single_frame"):
+        assert train_mod._comparable(cfg(variant, 40.0)) == train_mod._comparable(cfg(variant, None))
+    with pytest.raises(ValueError, match="offsets_lr_mult"):
+        load_config("smoke", {"train.stage2.offsets_lr_mult": -1})

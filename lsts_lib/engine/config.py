@@ -234,9 +234,17 @@ class StageConfig:
     # Steps of the low2high warm-up (engine.low2high_warmup) at the start of a run of an LSTS
     # variant from single-frame weights; 0 = off (official). Acts on no other run.
     low2high_warmup: int = 0
+    # The offsets' lr multiplier in this stage (null: train.offsets_lr_mult). Acts only on a
+    # run whose offsets learn (see train._comparable).
+    offsets_lr_mult: float | None = None
+
+    def offsets_mult(self, train: TrainConfig) -> float:
+        """The offsets' lr multiplier this stage trains with."""
+        return train.offsets_lr_mult if self.offsets_lr_mult is None else self.offsets_lr_mult
 
     def validate(self, name: str) -> None:
         _int(f"train.{name}.steps", self.steps, 1, optional=True)
+        _num(f"train.{name}.offsets_lr_mult", self.offsets_lr_mult, 0, optional=True)
         _int(f"train.{name}.dev_every", self.dev_every, 0)
         _int(f"train.{name}.low2high_warmup", self.low2high_warmup, 0)
         _int(f"train.{name}.dev_max_videos", self.dev_max_videos, 1, optional=True)

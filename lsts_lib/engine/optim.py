@@ -17,7 +17,7 @@ def build_optimizer(model: VideoDetector, train: TrainConfig, sched: StageConfig
     SGD with momentum is the paper's; AdamW is what the from-scratch CPU presets use (see
     lsts_lib/configs/report.yaml for the measurement behind it).
     """
-    groups = model.param_groups(sched.lr, train.weight_decay, train.offsets_lr_mult,
+    groups = model.param_groups(sched.lr, train.weight_decay, sched.offsets_mult(train),
                                 sched.lr_mult)
     # One fused kernel over all parameters instead of a Python loop of ~10 ops per tensor:
     # the loop took 45 of 348 ms of a CPU training step, fused 15 (report preset, batch 1,

@@ -135,6 +135,11 @@ def _comparable(cfg: Mapping[str, Any]) -> dict[str, Any]:
         section = c["train"].get(name) or {}
         if not section.get("low2high_warmup") or name != own or spec.nonkey != "lsts":
             section.pop("low2high_warmup", None)
+        # A stage's own offsets multiplier acts only where offsets learn (and is absent from
+        # configs written before it existed).
+        if (section.get("offsets_lr_mult") is None or name != own or spec.nonkey != "lsts"
+                or not spec.learnable_offsets):
+            section.pop("offsets_lr_mult", None)
     if c["train"].get("flow_init_from", "") is None:
         # Absent from configs written before the key existed: their finished runs stay valid.
         c["train"].pop("flow_init_from")
