@@ -211,6 +211,10 @@ def test_plot_focus_pixel_draws_both_arrows_with_a_legend() -> None:
                       "expected: Σ S_n(p0) p_n"]
     assert len([c for c in ax.get_children() if type(c).__name__ == "Annotation"]) == 2
     assert ax.get_xlim()[0] == pytest.approx(40 - 16 - 12)  # zoomed to the grid
+    # The dots' colours have a scale: a colour bar of S_n(p0) from 0 to the largest weight
+    (bar,) = fig.axes[2:]
+    assert "S_n(p0)" in bar.get_xlabel()
+    assert bar.get_xlim() == pytest.approx((0.0, 0.84))
     matplotlib.pyplot.close(fig)
 
 
