@@ -1454,6 +1454,35 @@ def dev_test_markdown(table: pd.DataFrame, dev_frames: int) -> str:
             "comparisons are read on the test split, with their intervals (notebook 05).")
 
 
+def dev_frames_markdown(dev1: pd.DataFrame, dev2: pd.DataFrame,
+                        videos: tuple[int | None, int | None] = (None, None),
+                        reference: str = "single_frame") -> str:
+    """Whether notebook 04's two dev panels are read on the same frames, and the same model's
+    score on each: the stage-1 detector at its last evaluation (`dev1`: its dev.csv rows) and
+    `reference`'s stage-2 step 0 (`dev2`: dev.csv rows with variant and seed), which is that
+    detector unchanged (the single-frame variant adds no module). `videos`: each stage's
+    train.<stage>.dev_max_videos (None: all the dev videos)."""
+    def where(frames: int, max_videos: int | None) -> str:
+        videos = ("all the dev videos" if max_videos is None else "the first dev video"
+                  if max_videos == 1 else f"the first {max_videos} dev videos")
+        return f"{frames} dev frames ({videos})"
+
+    last1 = dev1.sort_values("step").iloc[-1]
+    n1, n2 = int(last1["frames"]), int(dev2["frames"].iloc[0])
+    start = dev2[(dev2["variant"] == reference) & (dev2["step"] == 0)]
+    if n1 == n2 and videos[0] == videos[1]:
+        return f"Both panels are read on the same {where(n1, videos[0])}."
+    head = (f"The two panels are read on different frames: stage 1 on {where(n1, videos[0])}, "
+            f"stage 2 on {where(n2, videos[1])}, so a level on one panel does not compare "
+            "with a level on the other.")
+    if start.empty:
+        return head
+    return (f"{head} The same model scores {100 * float(last1['mAP']):.1f} % on the "
+            f"{n1} frames and {100 * float(start['mAP'].mean()):.1f} % on the {n2}: the "
+            f"stage-1 detector at its last evaluation (step {int(last1['step'])}) and "
+            f"{reference}'s stage-2 step 0, which is that detector unchanged.")
+
+
 def low2high_markdown(warmup: pd.DataFrame, dev: pd.DataFrame | None = None,
                       reference: str = "copy_prop") -> str:
     """What the low2high warm-up did (low2high.csv rows + variant, seed columns): the relative
