@@ -1473,6 +1473,35 @@ def dev_test_markdown(table: pd.DataFrame, dev_frames: int) -> str:
             "comparisons are read on the test split, with their intervals (notebook 05).")
 
 
+def dev_frames_markdown(dev1: pd.DataFrame, dev2: pd.DataFrame,
+                        videos: tuple[int | None, int | None] = (None, None),
+                        reference: str = "single_frame") -> str:
+    """Whether notebook 04's two dev panels are read on the same frames, and the same model's
+    score on each: the stage-1 detector at its last evaluation (`dev1`: its dev.csv rows) and
+    `reference`'s stage-2 step 0 (`dev2`: dev.csv rows with variant and seed), which is that
+    detector unchanged (the single-frame variant adds no module). `videos`: each stage's
+    train.<stage>.dev_max_videos (None: all the dev videos)."""
+    def where(frames: int, max_videos: int | None) -> str:
+        videos = ("all the dev videos" if max_videos is None else "the first dev video"
+                  if max_videos == 1 else f"the first {max_videos} dev videos")
+        return f"{frames} dev frames ({videos})"
+
+    last1 = dev1.sort_values("step").iloc[-1]
+    n1, n2 = int(last1["frames"]), int(dev2["frames"].iloc[0])
+    start = dev2[(dev2["variant"] == reference) & (dev2["step"] == 0)]
+    if n1 == n2 and videos[0] == videos[1]:
+        return f"Both panels are read on the same {where(n1, videos[0])}."
+    head = (f"The two panels are read on different frames: stage 1 on {where(n1, videos[0])}, "
+            f"stage 2 on {where(n2, videos[1])}, so a level on one panel does not compare "
+            "with a level on the other.")
+    if start.empty:
+        return head
+    return (f"{head} The same model scores {100 * float(last1['mAP']):.1f} % on the "
+            f"{n1} frames and {100 * float(start['mAP'].mean()):.1f} % on the {n2}: the "
+            f"stage-1 detector at its last evaluation (step {int(last1['step'])}) and "
+            f"{reference}'s stage-2 step 0, which is that detector unchanged.")
+
+
 def low2high_markdown(warmup: pd.DataFrame, dev: pd.DataFrame | None = None,
                       reference: str = "copy_prop") -> str:
     """What the low2high warm-up did (low2high.csv rows + variant, seed columns): the relative
@@ -1889,6 +1918,8 @@ def discussion_markdown(runs: Path) -> str:
 STRIP_MOTION_IOU = 0.5  # the strip's object: motion IoU below this (else the lowest available)
 STRIP_MIN_SHIFT_CELLS = 1.0  # ... and its box centre moves at least this many cells over the strip
 SATURATED_S = 0.5  # S_n(p0) "saturated": one of the N points takes more than half the weight
+STRIP_HIT_IOU = 0.5  # a drawn box is "on" an object: IoU at least this with its box
+STRIP_SAME_IOU = 0.9  # two boxes are "the same" box (moved by less than rounding)
 
 
 @dataclass(frozen=True)
@@ -1981,24 +2012,119 @@ def best_overlap(boxes: Any, gt_box: Any) -> float:
     return float(_box_iou(boxes, gt_box).max()) if len(boxes) else 0.0
 
 
-def strip_markdown(overlaps: Mapping[str, Sequence[float]], top_scores: Mapping[str, float],
-                   k: int, reference: str = "copy_prop") -> str:
-    """Reads the strips: per run, the mean over the non-key frames of the best IoU of its top-k
-    boxes with the object, against `reference` (copy-propagation: the key frame's boxes)."""
-    mean = {r: sum(v) / len(v) for r, v in overlaps.items() if len(v)}
-    if reference not in mean or len(mean) < 2:
+def _same_boxes(a: Any, b: Any) -> bool:
+    """Two sets of boxes are the same: each box of either lies within STRIP_SAME_IOU of one of
+    the other's (two empty sets are the same)."""
+    if not len(a) or not len(b):
+        return len(a) == len(b)
+    iou = _box_iou(a, b)
+    return bool((iou.max(axis=1) >= STRIP_SAME_IOU).all()
+                and (iou.max(axis=0) >= STRIP_SAME_IOU).all())
+
+
+def strip_reading(boxes: Mapping[str, Sequence[Any]], gt: Sequence[Any], others: Sequence[Any],
+                  key_frame: int = 0, reference: str = "copy_prop") -> pd.DataFrame:
+    """What the strip shows, per run and non-key frame. `boxes[run][i]`: the (k, 4) boxes drawn
+    for the run at the strip's frame i (0: the key frame); `gt[i]`: the object's box;
+    `others[i]`: the (m, 4) boxes of the other annotated objects. Columns: run, frame (its
+    index in the video, `key_frame` + i), object IoU (the best of the run's boxes with the
+    object), other IoU (the best with any other object), kept (the run's boxes are those it
+    drew at the key frame: `_same_boxes`) and as reference (they are `reference`'s)."""
+    import numpy as np
+
+    rows = []
+    for run, drawn in boxes.items():
+        for i in range(1, len(gt)):
+            other = np.asarray(others[i], dtype=np.float64).reshape(-1, 4)
+            rows.append({"run": run, "frame": key_frame + i,
+                         "object IoU": best_overlap(drawn[i], gt[i]),
+                         "other IoU": max((best_overlap(drawn[i], o) for o in other),
+                                          default=0.0),
+                         "kept": _same_boxes(drawn[i], drawn[0]),
+                         "as reference": (reference in boxes
+                                          and _same_boxes(drawn[i], boxes[reference][i]))})
+    return pd.DataFrame(rows, columns=["run", "frame", "object IoU", "other IoU", "kept",
+                                       "as reference"])
+
+
+def _of(count: int, n: int) -> str:
+    """'all 4', 'none of the 4', '2 of 4'; 'both', 'neither of the 2' for two."""
+    if n == 2 and count in (0, 2):
+        return "both" if count else "neither of the 2"
+    return f"all {n}" if count == n else f"none of the {n}" if count == 0 else f"{count} of {n}"
+
+
+def _strip_counts(g: pd.DataFrame) -> tuple[int, int, int, int, int]:
+    """(frames, kept, as reference, on the object, only on other objects) of one run's rows."""
+    on = g["object IoU"] >= STRIP_HIT_IOU
+    elsewhere = ~on & (g["other IoU"] >= STRIP_HIT_IOU)
+    return (len(g), int(g["kept"].sum()), int(g["as reference"].sum()), int(on.sum()),
+            int(elsewhere.sum()))
+
+
+def _strip_run_sentence(run: str, g: pd.DataFrame, reference: str) -> str:
+    """One run's line of `strip_markdown`: did its boxes move off its key frame's (are they
+    the reference's), and where are they: on the object, only on other objects."""
+    n, kept, same, on, elsewhere = _strip_counts(g)
+    if kept == n:
+        moved = f"keeps its key frame's boxes on {_of(kept, n)} non-key frames"
+    elif kept == 0:
+        moved = f"moves its boxes off its key frame's on {_of(n, n)} non-key frames"
+    else:
+        moved = (f"moves its boxes off its key frame's on {n - kept} of the {n} non-key frames "
+                 f"and keeps them on the other {kept}")
+    if run != reference and same:
+        moved += f", the same as {run_label(reference)}'s on {_of(same, n)}"
+    first, last = g.iloc[0], g.iloc[-1]
+    where = (f"Its best IoU with the object: {first['object IoU']:.2f} at frame "
+             f"{int(first['frame'])}, {last['object IoU']:.2f} at frame {int(last['frame'])}; "
+             f"at least {STRIP_HIT_IOU:g} on {_of(on, n)}")
+    if elsewhere:
+        where += (f", and on {_of(elsewhere, n)} its boxes are only on other annotated objects "
+                  f"(IoU at least {STRIP_HIT_IOU:g} with one of them)")
+    return f"- {run_label(run)} {moved}. {where}."
+
+
+def _strip_outcome(run: str, g: pd.DataFrame, reference: str) -> str:
+    """What became of a run's key-frame boxes, in a few words."""
+    n, kept, same, on, elsewhere = _strip_counts(g)
+    if same == n:
+        return f"{run_label(run)} left the key frame's boxes where {run_label(reference)} has them"
+    if kept == n:
+        return f"{run_label(run)} did not move its key frame's boxes"
+    if elsewhere and not on:
+        return f"{run_label(run)} moved its boxes onto other objects"
+    return f"{run_label(run)} moved its boxes (onto the object on {_of(on, n)} frames)"
+
+
+def strip_markdown(reading: pd.DataFrame, top_scores: Mapping[str, float], k: int,
+                   reference: str = "copy_prop") -> str:
+    """Reads the strips from what they show (`strip_reading`): the mean over the non-key frames
+    of each run's best IoU with the object, then per run whether its boxes moved off the key
+    frame's (or are `reference`'s: copy-propagation draws the key frame's boxes) and whether
+    they landed on the object, on another object or on none; last, which runs follow the
+    object better than `reference` (at the two decimals printed)."""
+    runs = list(dict.fromkeys(reading["run"]))
+    if reference not in runs or len(runs) < 2:
         return "Too few runs were drawn to compare them on this object."
-    parts = ", ".join(f"{run_label(r)} {m:.2f}" for r, m in mean.items())
-    others = [r for r in mean if r != reference]
-    better = [run_label(r) for r in others if mean[r] > mean[reference]]
-    verdict = (f"{' and '.join(better)} follow{'s' if len(better) == 1 else ''} the moving "
-               f"object better than reusing the key frame's feature" if better else
+    mean = reading.groupby("run", sort=False)["object IoU"].mean()
+    frames = reading["frame"]
+    parts = ", ".join(f"{run_label(r)} {mean[r]:.2f}" for r in runs)
+    lines = [_strip_run_sentence(r, reading[reading["run"] == r], reference) for r in runs]
+    better = [run_label(r) for r in runs if r != reference
+              and round(float(mean[r]), 2) > round(float(mean[reference]), 2)]
+    verdict = (f"{_listing(better)} {_verb(len(better), 'follows', 'follow')} the moving object "
+               "better than reusing the key frame's feature" if better else
                "no alignment follows the moving object better than reusing the key frame's "
                "feature")
     scores = ", ".join(f"{run_label(r)} {s:.2f}" for r, s in top_scores.items())
-    return (f"On the non-key frames, the best of each method's top {k} boxes overlaps the "
-            f"object with a mean IoU of {parts}: {verdict} (highest scores on these frames: "
-            f"{scores}).")
+    outcomes = _listing([_strip_outcome(r, reading[reading["run"] == r], reference)
+                         for r in runs if r != reference])
+    return (f"On the non-key frames {frames.min()}-{frames.max()}, the best of each method's "
+            f"top {k} boxes overlaps the object with a mean IoU of {parts} (highest scores on "
+            f"these frames: {scores}). Two sets of boxes count as the same when each box lies "
+            f"within IoU {STRIP_SAME_IOU:g} of one of the other set.\n\n" + "\n".join(lines)
+            + f"\n\nSo on this object {outcomes}: {verdict}.")
 
 
 def focus_pixel(truth: Any, track: Any, track_id: int, min_cells: float = 1.0

@@ -9,11 +9,13 @@ import math
 import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.axes import Axes
+from matplotlib.collections import PathCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle
 from matplotlib.ticker import MaxNLocator
@@ -236,6 +238,25 @@ def _arrow_gain(largest: float, target: float = 0.45) -> float:
     return gain
 
 
+def draw_offset_moves(ax: Axes, init: np.ndarray, learned: np.ndarray, gain: float | None = None,
+                      *, colour: Any = "tab:red", label: str = "learned",
+                      crosses: str | None = "initial p_n") -> float:
+    """The initial p_n (grey crosses, labelled `crosses`; None: not drawn) and an arrow from each to its
+    learned position, the move magnified by `gain` (default `_arrow_gain` of the largest move:
+    moves of a few hundredths of a cell drawn to scale would hide under the markers). Arrays
+    (N, 2) of (dx, dy) feature cells; y is not inverted here. Returns the gain used."""
+    move = learned - init
+    if gain is None:
+        gain = _arrow_gain(float(np.linalg.norm(move, axis=1).max()))
+    if crosses is not None:
+        ax.scatter(init[:, 0], init[:, 1], c="0.6", marker="x", s=22, lw=1, label=crosses,
+                   zorder=1)
+    ax.quiver(init[:, 0], init[:, 1], gain * move[:, 0], gain * move[:, 1], color=colour,
+              angles="xy", scale_units="xy", scale=1, width=0.004, zorder=2,
+              label=f"{label}: move" + (f" x{gain:g}" if gain > 1 else ""))
+    return gain
+
+
 def plot_offsets(offsets: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]]
                  ) -> Figure:
     """Where the sampling offsets p_n started and where training took them, one row per run:
@@ -253,16 +274,14 @@ def plot_offsets(offsets: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray
         largest = max(float(np.linalg.norm(m, axis=1).max()) for m in moves)
         gain = _arrow_gain(largest)
         first = next(iter(seeds.values()))[0]
-        ax.scatter(first[:, 0], first[:, 1], c="0.6", marker="x", s=22, lw=1,
-                   label="initial p_n", zorder=1)
         for j, (seed, move) in enumerate(zip(seeds, moves, strict=True)):
-            init = seeds[seed][0]
+            init, learned = seeds[seed]
             colour = plt.get_cmap("tab10")(j % 10)
-            if not np.array_equal(init, first):  # Gaussian draws differ between seeds
-                ax.scatter(init[:, 0], init[:, 1], c="0.6", marker="x", s=22, lw=1, zorder=1)
-            ax.quiver(init[:, 0], init[:, 1], gain * move[:, 0], gain * move[:, 1],
-                      color=colour, angles="xy", scale_units="xy", scale=1, width=0.004,
-                      zorder=2, label=f"{seed}: move" + (f" x{gain:g}" if gain > 1 else ""))
+            # Gaussian draws differ between seeds: their own crosses, one legend entry
+            crosses = ("initial p_n" if j == 0 else
+                       None if np.array_equal(init, first) else "_nolegend_")
+            draw_offset_moves(ax, init, learned, gain, colour=colour, label=seed,
+                              crosses=crosses)
             dax.scatter(move[:, 0], move[:, 1], s=12, color=colour, alpha=0.8, label=seed)
         ax.set_title(f"{name}: p_n, initial -> learned"
                      + (f" (arrows magnified x{gain:g})" if gain > 1 else ""), fontsize=9)
@@ -288,21 +307,22 @@ def plot_offsets(offsets: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray
 
 def draw_focus(ax, image, p0_cell: tuple[int, int], p, S_p0, cell_px: tuple[float, float],
                title: str = "", *, true_disp: tuple[float, float] | None = None,
-               expected_disp: tuple[float, float] | None = None, zoom: bool = False) -> None:
+               expected_disp: tuple[float, float] | None = None, zoom: bool = False
+               ) -> PathCollection:
     """Overlay the sampling points p0 + p_n on an image, each dot sized/coloured by S_n(p0).
 
     Optionally arrows from p0 (displacements in feature cells, (dx, dy)): the true one (where
     the pixel's content is in this image) and LSTS's expected one sum_n S_n(p0) p_n, with a
-    legend; `zoom` crops to the sampling grid.
+    legend; `zoom` crops to the sampling grid. Returns the dots, for a colour bar.
     """
     ax.imshow(to_hwc(image))
     cx, cy = (p0_cell[0] + 0.5) * cell_px[0], (p0_cell[1] + 0.5) * cell_px[1]
     xs, ys = cx + p[:, 0] * cell_px[0], cy + p[:, 1] * cell_px[1]
     order = np.argsort(S_p0)  # heaviest drawn last, on top
     # Absolute scale (area proportional to S, colour from 0): near-uniform weights look uniform.
-    ax.scatter(xs[order], ys[order], s=8 + 600 * S_p0[order], c=S_p0[order], cmap="magma",
-               vmin=0.0, vmax=max(float(S_p0.max()), 2.0 / len(S_p0)), edgecolors="white",
-               linewidths=0.4, label="p0 + p_n, area ∝ S_n(p0)")
+    dots = ax.scatter(xs[order], ys[order], s=8 + 600 * S_p0[order], c=S_p0[order],
+                      cmap="magma", vmin=0.0, vmax=max(float(S_p0.max()), 2.0 / len(S_p0)),
+                      edgecolors="white", linewidths=0.4, label="p0 + p_n, area ∝ S_n(p0)")
     ax.plot(cx, cy, "c+", ms=10, mew=2, label="p0")
     for disp, colour, name in ((true_disp, "lime", "true displacement"),
                                (expected_disp, "tab:red", "expected: Σ S_n(p0) p_n")):
@@ -320,6 +340,7 @@ def draw_focus(ax, image, p0_cell: tuple[int, int], p, S_p0, cell_px: tuple[floa
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), framealpha=0.9)
     ax.set_title(title, fontsize=8)
     ax.axis("off")
+    return dots
 
 
 def plot_focus_pixel(current, key, p0_cell: tuple[int, int], p, S_p0,
@@ -328,7 +349,7 @@ def plot_focus_pixel(current, key, p0_cell: tuple[int, int], p, S_p0,
                      ) -> Figure:
     """Where LSTS looks for one pixel p0 of a non-key frame: left, the frame with p0 (and its
     object's box); right, the key frame around p0 with the weights S_n(p0) at p0 + p_n, the
-    true displacement and the expected one (`draw_focus`)."""
+    true displacement and the expected one (`draw_focus`), with a colour bar of S_n(p0)."""
     fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 3.6), layout="constrained",
                                    gridspec_kw={"width_ratios": [1.0, 1.25]})
     ax0.imshow(to_hwc(current))
@@ -339,8 +360,13 @@ def plot_focus_pixel(current, key, p0_cell: tuple[int, int], p, S_p0,
              mew=2.5)
     ax0.set_title(titles[0], fontsize=8)
     ax0.axis("off")
-    draw_focus(ax1, key, p0_cell, p, S_p0, cell_px, titles[1], true_disp=true_disp,
-               expected_disp=expected_disp, zoom=True)
+    dots = draw_focus(ax1, key, p0_cell, p, S_p0, cell_px, titles[1], true_disp=true_disp,
+                      expected_disp=expected_disp, zoom=True)
+    # Below the key frame: the legend takes the space on its right.
+    bar = fig.colorbar(dots, ax=ax1, location="bottom", shrink=0.6, aspect=30, pad=0.02)
+    bar.set_label("S_n(p0): the point's softmax weight (dot colour; area ∝ it too)",
+                  fontsize=8)
+    bar.ax.tick_params(labelsize=7)
     return fig
 
 

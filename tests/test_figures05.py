@@ -70,14 +70,57 @@ def test_top_detections_and_best_overlap() -> None:
     assert R.best_overlap(np.zeros((0, 4)), gt) == 0.0
 
 
-def test_strip_markdown_compares_with_copying_both_ways() -> None:
-    scores = {"copy_prop": 0.2, "lsts": 0.4}
-    text = R.strip_markdown({"copy_prop": [0.5, 0.3], "lsts": [0.8, 0.6]}, scores, 3)
-    assert "LSTS (uniform, N=81) follows the moving object better" in text
-    assert "Copy-propagation 0.40" in text and "top 3 boxes" in text
-    text = R.strip_markdown({"copy_prop": [0.5, 0.3], "lsts": [0.1, 0.1]}, scores, 3)
+def _strip_case() -> tuple[dict[str, list[np.ndarray]], list[np.ndarray], list[np.ndarray]]:
+    """A key frame and two frames after it: the object moves 20 px right per frame, another
+    object stands at (100, 100). copy_prop keeps its key box; flow_warp keeps it too (within
+    half a pixel); lsts follows the object; lsts_fixed jumps onto the other object."""
+    gt = [np.array([20.0 * i, 0, 20.0 * i + 40, 40]) for i in range(3)]
+    other = np.array([[100.0, 100, 140, 140]])
+    key = np.array([[0.0, 0, 40, 40]])
+    boxes = {"copy_prop": [key] * 3,
+             "flow_warp": [key, key + 0.5, key - 0.5],
+             "lsts": [g[None] for g in gt],
+             "lsts_fixed": [key, other, other + 1.0]}
+    return boxes, gt, [other] * 3
+
+
+def test_strip_reading_says_which_boxes_moved_and_where_they_are() -> None:
+    boxes, gt, others = _strip_case()
+    r = R.strip_reading(boxes, gt, others, key_frame=10).set_index(["run", "frame"])
+    assert r.index.get_level_values("frame").unique().tolist() == [11, 12]  # non-key frames
+    assert r.loc[("copy_prop", 11), "object IoU"] == pytest.approx(800 / 2400)
+    assert r.loc[("copy_prop", 12), "object IoU"] == 0.0
+    assert r.loc["copy_prop", "kept"].all() and r.loc["flow_warp", "as reference"].all()
+    assert r.loc["flow_warp", "kept"].all()  # half a pixel: the same box
+    assert not r.loc["lsts", "kept"].any() and not r.loc["lsts", "as reference"].any()
+    assert r.loc["lsts", "object IoU"].tolist() == pytest.approx([1.0, 1.0])
+    assert r.loc["lsts", "other IoU"].tolist() == [0.0, 0.0]
+    assert r.loc["lsts_fixed", "other IoU"].min() > 0.9
+    assert r.loc["lsts_fixed", "object IoU"].max() == 0.0
+
+
+def test_strip_markdown_reads_what_the_strip_shows_both_ways() -> None:
+    boxes, gt, others = _strip_case()
+    scores = dict.fromkeys(boxes, 0.3)
+    label = R.run_label
+    text = R.strip_markdown(R.strip_reading(boxes, gt, others, key_frame=10), scores, 3)
+    assert "non-key frames 11-12" in text and "top 3 boxes" in text
+    assert f"{label('copy_prop')} 0.17" in text and f"{label('lsts')} 1.00" in text
+    assert (f"{label('flow_warp')} left the key frame's boxes where {label('copy_prop')} has "
+            "them") in text
+    assert f"{label('lsts_fixed')} moved its boxes onto other objects" in text
+    assert f"{label('lsts')} moved its boxes (onto the object on both frames)" in text
+    assert f"{label('lsts')} follows the moving object better" in text
+    assert f"{label('flow_warp')} follows" not in text
+    assert "its boxes are only on other annotated objects" in text  # lsts_fixed's line
+    # Without the run that follows: nothing beats copying the key frame's feature.
+    del boxes["lsts"]
+    text = R.strip_markdown(R.strip_reading(boxes, gt, others), scores, 3)
     assert text.count("no alignment follows") == 1
-    assert "Too few" in R.strip_markdown({"lsts": [0.1]}, scores, 3)
+    assert f"- {label('lsts_fixed')} moves its boxes off its key frame's on both" in text
+    assert f"- {label('flow_warp')} keeps its key frame's boxes on both" in text
+    only = R.strip_reading({"lsts": boxes["copy_prop"]}, gt, others)
+    assert "Too few" in R.strip_markdown(only, scores, 3)
 
 
 def test_focus_pixel_takes_a_moving_cell_of_the_object() -> None:
@@ -211,6 +254,10 @@ def test_plot_focus_pixel_draws_both_arrows_with_a_legend() -> None:
                       "expected: Σ S_n(p0) p_n"]
     assert len([c for c in ax.get_children() if type(c).__name__ == "Annotation"]) == 2
     assert ax.get_xlim()[0] == pytest.approx(40 - 16 - 12)  # zoomed to the grid
+    # The dots' colours have a scale: a colour bar of S_n(p0) from 0 to the largest weight
+    (bar,) = fig.axes[2:]
+    assert "S_n(p0)" in bar.get_xlabel()
+    assert bar.get_xlim() == pytest.approx((0.0, 0.84))
     matplotlib.pyplot.close(fig)
 
 

@@ -527,3 +527,22 @@ def test_mode_cost_ratios() -> None:
                        "other_size_only": {"results": {"preset": res(1.0, 1.0)}}}}
     ratios = R.mode_cost_ratios(bench)
     assert ratios == {inference.DEFAULT_MODE: pytest.approx(0.6), "compile": pytest.approx(0.4)}
+
+
+def test_dev_frames_markdown_gives_one_model_on_both_sets_of_frames() -> None:
+    dev1 = pd.DataFrame({"step": [1200, 600], "mAP": [0.447, 0.2], "frames": [480, 480]})
+    dev2 = pd.DataFrame({"variant": ["single_frame"] * 3 + ["lsts"], "seed": [0, 1, 0, 0],
+                         "step": [0, 0, 75, 0], "mAP": [0.337, 0.337, 0.5, 0.25],
+                         "frames": [144] * 4})
+    text = R.dev_frames_markdown(dev1, dev2, (None, 3))
+    assert "stage 1 on 480 dev frames (all the dev videos)" in text
+    assert "stage 2 on 144 dev frames (the first 3 dev videos)" in text
+    assert "scores 44.7 % on the 480 frames and 33.7 % on the 144" in text
+    assert "(step 1200)" in text and "single_frame's stage-2 step 0" in text
+    assert "50.0" not in text and "25.0" not in text  # neither a later step nor another variant
+    no_start = R.dev_frames_markdown(dev1, dev2[dev2.variant == "lsts"], (None, 3))
+    assert "different frames" in no_start and "same model" not in no_start
+    same = R.dev_frames_markdown(dev1, dev2.assign(frames=480), (None, None))
+    assert same == "Both panels are read on the same 480 dev frames (all the dev videos)."
+    one = R.dev_frames_markdown(dev1.assign(frames=48), dev2.assign(frames=48), (1, 1))
+    assert one == "Both panels are read on the same 48 dev frames (the first dev video)."

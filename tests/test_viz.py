@@ -158,6 +158,27 @@ def test_plot_offsets_scatter_labels_and_arrows() -> None:
         viz.plot_offsets({})
 
 
+def test_draw_offset_moves_magnifies_short_moves() -> None:
+    import matplotlib.pyplot as plt
+
+    init = uniform_offsets(3, 1.0).numpy()
+    learned = init + 0.02  # a fiftieth of the grid spacing: invisible to scale
+    fig, ax = plt.subplots()
+    gain = viz.draw_offset_moves(ax, init, learned, label="lsts")
+    assert gain == viz._arrow_gain(0.02 * np.sqrt(2)) and gain > 1
+    (arrows,) = [c for c in ax.collections if isinstance(c, Quiver)]
+    np.testing.assert_allclose(arrows.U, gain * 0.02, rtol=1e-5)
+    (crosses,) = [c for c in ax.collections if isinstance(c, PathCollection)]
+    np.testing.assert_allclose(crosses.get_offsets(), init)
+    labels = ax.get_legend_handles_labels()[1]
+    assert labels == ["initial p_n", f"lsts: move x{gain:g}"]
+    ax.cla()
+    assert viz.draw_offset_moves(ax, init, learned, 1.0, crosses=None) == 1.0
+    assert not [c for c in ax.collections if isinstance(c, PathCollection)]
+    assert ax.get_legend_handles_labels()[1] == ["learned: move"]
+    plt.close(fig)
+
+
 def test_architecture_figure_names_the_papers_parts() -> None:
     fig = viz.architecture_figure()
     texts = " ".join(t.get_text() for t in fig.findobj(matplotlib.text.Text))
