@@ -428,7 +428,10 @@ def _finite_or_none(x: Any) -> Any:
 
 
 def _fmt(x: float | None, nd: int = 1) -> str:
-    return "n/a" if x is None or not math.isfinite(x) else f"{x:.{nd}f}"
+    if x is None or not math.isfinite(x):
+        return "n/a"
+    text = f"{x:.{nd}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text  # no "-0.00"
 
 
 def claims_command(runs: Path, data: str | Path = "<data root>", split: str = "<test split>"
@@ -1715,7 +1718,8 @@ PEAKED_ENTROPY_SHARE = 0.5
 def _claim_sentence(c: Claim) -> str:
     """A claim's verdict and reason, and, where its accuracy interval contains zero, which
     noise source (seeds or test videos) would have to shrink to decide it."""
-    text = f"**{c.statement}: {c.verdict}.** {c.reason[0].upper()}{c.reason[1:]}."
+    reason = c.reason if c.reason.startswith("mAP") else c.reason[:1].upper() + c.reason[1:]
+    text = f"**{c.statement}: {c.verdict}.** {reason}."
     iv, seeds, videos = c.combined, c.t_interval, c.bootstrap
     if (c.verdict == NOT_TESTABLE or c.key == "per_frame" or iv is None or seeds is None
             or videos is None or not iv.low < 0 < iv.high):

@@ -546,3 +546,12 @@ def test_dev_frames_markdown_gives_one_model_on_both_sets_of_frames() -> None:
     assert same == "Both panels are read on the same 480 dev frames (all the dev videos)."
     one = R.dev_frames_markdown(dev1.assign(frames=48), dev2.assign(frames=48), (1, 1))
     assert one == "Both panels are read on the same 48 dev frames (the first dev video)."
+
+
+def test_numbers_print_without_negative_zero_and_sentences_keep_map() -> None:
+    assert R._fmt(-0.001, 2) == "0.00" and R._fmt(-0.5, 2) == "-0.50" and R._fmt(None) == "n/a"
+    c = R.Claim("learnable_sampling", "Learnable beats fixed", "rule", ("lsts", "lsts_fixed"),
+                verdict=R.INCONCLUSIVE, reason="mAP lsts 31.3 vs lsts_fixed 32.0")
+    assert "** mAP lsts 31.3" in R._claim_sentence(c)
+    c.reason = "variant x not run"
+    assert "** Variant x not run." in R._claim_sentence(c)
