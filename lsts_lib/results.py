@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 import yaml
 
 from lsts_lib import atomic, paths
@@ -46,6 +47,7 @@ from lsts_lib.engine.plan import FLOWNET_DIR
 from lsts_lib.engine.trainlog import load_logs
 from lsts_lib.eval.stats import HELD, INCONCLUSIVE, NOT_HELD, NOT_TESTABLE, Interval
 from lsts_lib.models.detector import OFFSETS_KEY, VideoDetector
+from lsts_lib.models.lsts import grid_sample_offsets
 from lsts_lib.models.variants import STAGE1, VARIANTS, label
 
 # Accuracy columns of the tidy table (percent, 0-100) and their headers.
@@ -651,6 +653,16 @@ def load_detect_options(runs: Path) -> dict[str, Any] | None:
     return _read_json(path, "lsts report --only detect") if path.is_file() else None
 
 
+def mode_results(bench: Mapping[str, Any], size: str | None = None
+                 ) -> dict[str, dict[str, Any]]:
+    """{mode: {variant: result}} of the benchmark at `size`: the default (fp32 NCHW) first,
+    then each speed mode timed at that size."""
+    size = size or bench_size(bench)
+    return {inference.DEFAULT_MODE: (bench.get("results") or {}).get(size, {})} | {
+        name: e["results"][size] for name, e in (bench.get("modes") or {}).items()
+        if size in e.get("results", {})}
+
+
 def mode_table(bench: Mapping[str, Any], detect_options: Mapping[str, Any] | None = None,
                size: str | None = None, variants: Sequence[str] = MODE_VARIANTS
                ) -> pd.DataFrame:
@@ -661,10 +673,8 @@ def mode_table(bench: Mapping[str, Any], detect_options: Mapping[str, Any] | Non
     the device cannot run natively get a row saying why (from the benchmark's capability
     probe; bf16, what `--amp` asks for). Empty when no mode was timed at the size."""
     size = size or bench_size(bench)
-    default = (bench.get("results") or {}).get(size, {})
-    modes = {inference.DEFAULT_MODE: default} | {
-        name: e["results"][size] for name, e in (bench.get("modes") or {}).items()
-        if size in e.get("results", {})}
+    modes = mode_results(bench, size)
+    default = modes[inference.DEFAULT_MODE]
     if len(modes) == 1:
         return pd.DataFrame()
     detected = (detect_options or {}).get("rows", [])
@@ -1163,14 +1173,15 @@ def readme_block(runs: Path) -> str:
         ]
     flow_pre = load_flow_pretrain(runs)
     if flow_pre is not None:
+        flow_tab = flow_pretrain_table(flow_pre, align)
         lines += [
             "**The flow baseline's FlowNet, pretrained on SynthVID's true flow** (`lsts "
             "flow-pretrain`; end-point error in pixels on objects of the test split's non-key "
             "frames):",
             "",
-            markdown_table(flow_pretrain_table(flow_pre, align).round(2).reset_index()),
+            markdown_table(flow_tab.round(2).reset_index()),
             "",
-            flow_pretrain_markdown(flow_pre, flow_pretrain_table(flow_pre, align)),
+            flow_pretrain_markdown(flow_pre, flow_tab),
             "",
         ]
     if not (runs / CLAIMS_FILE).is_file():
@@ -1820,12 +1831,8 @@ def offsets_travel_bound(run: RunConfig) -> float:
 def mode_cost_ratios(bench: Mapping[str, Any], a: str = "lsts", b: str = STAGE1
                      ) -> dict[str, float]:
     """Per speed mode of the benchmark (default first): the amortised time ratio a / b."""
-    size = bench_size(bench)
-    modes = {inference.DEFAULT_MODE: (bench.get("results") or {}).get(size, {})} | {
-        name: e["results"][size] for name, e in (bench.get("modes") or {}).items()
-        if size in e.get("results", {})}
     return {m: _get(r[a], "amortised_ms") / _get(r[b], "amortised_ms")
-            for m, r in modes.items() if r.get(a) and r.get(b)}
+            for m, r in mode_results(bench).items() if r.get(a) and r.get(b)}
 
 
 def _learnable_sampling_sentence(runs: Path, cs: Sequence[Claim]) -> str | None:
@@ -2207,12 +2214,6 @@ def _verb(count: int, one: str, many: str) -> str:
     return one if count == 1 else many
 
 
-def _in_map_share(c: Any, a: Any, n: int) -> Any:
-    """Bilinear weight of the two taps floor(x) and floor(x) + 1 of positions x = c + a
-    (c = floor(x), a its fraction) that fall inside 0 .. n - 1 (one axis of the map)."""
-    return (1 - a) * ((c >= 0) & (c <= n - 1)) + a * ((c + 1 >= 0) & (c + 1 <= n - 1))
-
-
 def focus_border(S_p0: Any, p: Any, p0: tuple[int, int], map_hw: Sequence[int],
                  image_cells: tuple[float, float] | None = None, pad_to: int | None = None
                  ) -> dict[str, Any]:
@@ -2228,10 +2229,11 @@ def focus_border(S_p0: Any, p: Any, p0: tuple[int, int], map_hw: Sequence[int],
 
     S = np.asarray(S_p0, dtype=np.float64)
     pos = np.asarray(p0, dtype=np.float64) + np.asarray(p, dtype=np.float64)  # (N, 2) as (x, y)
-    base = np.floor(pos)
     h, w = int(map_hw[0]), int(map_hw[1])
-    inside = (_in_map_share(base[:, 0], pos[:, 0] - base[:, 0], w)
-              * _in_map_share(base[:, 1], pos[:, 1] - base[:, 1], h))
+    # LSTS's own sampler over a map of ones: the bilinear weight of the taps inside the map.
+    ones = torch.ones(1, 1, h, w, dtype=torch.float64)
+    inside = grid_sample_offsets(ones, torch.as_tensor(p, dtype=torch.float64))[
+        0, :, 0, int(p0[1]), int(p0[0])].numpy()
     eps = 1e-9
     out, edge = inside <= eps, (inside > eps) & (inside < 1 - eps)
     b: dict[str, Any] = {

@@ -36,7 +36,7 @@ from lsts_lib import atomic
 from lsts_lib.engine import inference, rundir
 from lsts_lib.engine.alignment import alignment
 from lsts_lib.engine.checkpoint import load_checkpoint
-from lsts_lib.engine.config import RunConfig, load_config, load_plan
+from lsts_lib.engine.config import PlanConfig, RunConfig, load_config, load_plan
 from lsts_lib.engine.detect import detect
 from lsts_lib.engine.flow_pretrain import CHECKPOINT as FLOWNET_CHECKPOINT
 from lsts_lib.engine.flow_pretrain import PRETRAIN_VERSION, pretrain
@@ -158,10 +158,10 @@ class Orchestrator:
         run = RunConfig.from_dict(load_config(config, {"data.root": str(self.data_root),
                                                        **self.overrides}))
         self.eval_split = run.data.test_split
-        spec = load_plan(config) if isinstance(config, str | Path) else None
-        self.flow_pretrain = dict(flow_pretrain if flow_pretrain is not None
-                                  else (spec.flow_pretrain or {}) if spec else {})
-        self.flow_seed = flow_seed if flow_seed is not None else spec.stage1_seed if spec else 0
+        spec = load_plan(config) if isinstance(config, str | Path) else PlanConfig()
+        self.flow_pretrain = dict(spec.flow_pretrain or {} if flow_pretrain is None
+                                  else flow_pretrain)
+        self.flow_seed = spec.stage1_seed if flow_seed is None else flow_seed
         self._run = run
 
     # ------------------------------------------------------------------------- train
