@@ -234,15 +234,17 @@ class Report:
 
     def run(self, only: list[str] | None) -> None:
         start = time.perf_counter()
+        seconds: dict[str, float] = {}  # per stage of this invocation (cached work is skipped)
         for stage in STAGES:
             if only and stage not in only:
                 continue
             t0 = time.perf_counter()
             print(f"\n=== {stage} ===", flush=True)
             getattr(self, f"stage_{stage}")()
-            print(f"=== {stage}: {time.perf_counter() - t0:.0f} s", flush=True)
+            seconds[stage] = round(time.perf_counter() - t0, 1)
+            print(f"=== {stage}: {seconds[stage]:.0f} s", flush=True)
         summary = {"preset": self.preset, "seeds": self.seeds,
-                   "wall_s": round(time.perf_counter() - start, 1)}
+                   "wall_s": round(time.perf_counter() - start, 1), "stage_s": seconds}
         atomic.write_json(self.runs / "report_run.json", summary)
         print(f"\nreport finished in {summary['wall_s'] / 60:.1f} min")
 
