@@ -209,17 +209,20 @@ def test_flow_warp_training_starts_from_the_pretrained_flownet(data_root: Path,
 def test_the_orchestrator_pretrains_the_flownet_once(data_root: Path, tmp_path: Path) -> None:
     from lsts_lib.engine.plan import Orchestrator, flownet_dir, run_plan
 
-    orch = Orchestrator("smoke", data_root, flow_pretrain={"steps": 2, "batch_size": 1},
+    orch = Orchestrator("smoke", data_root, flow_pretrain={"steps": 2, "batch_size": 1,
+                                                          "match_weight": 0.5},
                         progress=False)
     ckpt = flownet_dir(tmp_path) / CHECKPOINT
     orch.pretrain_flow(ckpt)
     summary = json.loads((ckpt.parent / SUMMARY).read_text())
     assert summary["steps"] == 2 and summary["batch_size"] == 1
+    assert summary["match_weight"] == 0.5 and summary["object_weight"] == 3.0
     assert summary["eval"]["split"] == orch.eval_split  # the EPE is read on the tabled split
     made = ckpt.stat().st_mtime_ns
     orch.pretrain_flow(ckpt)  # same inputs: reused
     assert ckpt.stat().st_mtime_ns == made
-    Orchestrator("smoke", data_root, flow_pretrain={"steps": 3, "batch_size": 1},
+    Orchestrator("smoke", data_root, flow_pretrain={"steps": 3, "batch_size": 1,
+                                                    "match_weight": 0.5},
                  progress=False).pretrain_flow(ckpt)  # other settings: made again
     assert json.loads((ckpt.parent / SUMMARY).read_text())["steps"] == 3
     # A flow run of a plan with pretraining names the FlowNet in its training inputs.
@@ -241,3 +244,15 @@ def test_the_flownet_reach_is_an_input_only_of_flow_runs(data_root: Path) -> Non
     detector = build_detector(SMOKE_MODEL.replace(variant="flow_warp", num_classes=3,
                                                   flownet_max_displacement=2))
     assert detector.flownet.max_displacement == 2
+
+
+def test_the_plan_may_set_the_pretraining_loss_weights() -> None:
+    from lsts_lib import results as R
+    from lsts_lib.engine.config import PlanConfig
+
+    plan = PlanConfig(flow_pretrain={"steps": 600, "object_weight": 2, "match_weight": 0})
+    plan.validate()
+    assert "object weight 2, match weight 0" in R.flow_pretrain_recipe(plan)
+    for bad in ({"object_weight": 0}, {"match_weight": -1}, {"cost_weight": 1}):
+        with pytest.raises(ValueError, match="plan.flow_pretrain"):
+            PlanConfig(flow_pretrain={"steps": 600, **bad}).validate()

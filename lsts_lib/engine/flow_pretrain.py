@@ -62,8 +62,9 @@ from lsts_lib.models.flownet import FlowNetSmall
 
 CHECKPOINT = "flownet.pt"
 # Bumped when the FlowNet or this recipe's code changes what a pretraining makes: `lsts
-# report` then pretrains again (engine.plan.Orchestrator.pretrain_flow's stamp).
-PRETRAIN_VERSION = 1
+# report` then pretrains again (engine.plan.Orchestrator.pretrain_flow's stamp). 2: FlowNetSmall
+# a small FlowNet-C, the object weight and the cost volume's cross-entropy.
+PRETRAIN_VERSION = 2
 SUMMARY = "flow_pretrain.json"
 KIND = "flownet"  # the checkpoint's "kind"
 
