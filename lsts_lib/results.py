@@ -39,7 +39,7 @@ from lsts_lib import atomic, paths
 from lsts_lib.engine import inference, rundir
 from lsts_lib.engine.bench import SPEEDUP
 from lsts_lib.engine.checkpoint import load_checkpoint
-from lsts_lib.engine.config import PlanConfig, RunConfig
+from lsts_lib.engine.config import FLOW_PRETRAIN_KEYS, PlanConfig, RunConfig
 from lsts_lib.engine.detect import load_detector
 from lsts_lib.engine.flow_pretrain import SUMMARY as FLOWNET_SUMMARY
 from lsts_lib.engine.optim import lr_factor
@@ -1370,7 +1370,7 @@ def flow_pretrain_recipe(plan: PlanConfig | None) -> str | None:
         return None
     fp = plan.flow_pretrain
     extra = ", ".join(f"{k.replace('_', ' ')} {_num_text(fp[k])}"
-                      for k in ("batch_size", "lr", "weight_decay") if k in fp)
+                      for k in FLOW_PRETRAIN_KEYS if k != "steps" and k in fp)
     return (f"- flow variants: the FlowNet is first pretrained once on SynthVID's true flow "
             f"(`lsts flow-pretrain`, {fp['steps']} steps"
             + (f", {extra}" if extra else "") + f", seed {plan.stage1_seed}; the analogue of "

@@ -91,9 +91,9 @@ CATEGORY = {
 CATEGORIES = ("low_backbone", "high_backbone", "lsts_alignment", "fusion", "head", "other")
 PAPER_INPUT = (600, 1000)
 # Bumped when what a benchmark measures or records changes (2: machine peak, rates, provenance;
-# 3: per-block backbone cost): part of a stamp's inputs, so `lsts report` remeasures instead
-# of reusing an older JSON.
-BENCH_CODE_VERSION = 4
+# 3: per-block backbone cost; 5: flow_warp's FlowNet became a small FlowNet-C): part of a
+# stamp's inputs, so `lsts report` remeasures instead of reusing an older JSON.
+BENCH_CODE_VERSION = 5
 SPEEDUP = f"speedup_vs_{inference.DEFAULT_MODE}"  # a mode's key: its speed-up over the default
 
 

@@ -412,7 +412,8 @@ def run_stage(variant: str, stage: str = "auto") -> str:
 
 
 # The settings `plan.flow_pretrain` may give (`flow_pretrain.pretrain`'s keyword arguments).
-FLOW_PRETRAIN_KEYS = ("steps", "batch_size", "lr", "weight_decay")
+FLOW_PRETRAIN_KEYS = ("steps", "batch_size", "lr", "weight_decay", "object_weight",
+                      "match_weight")
 
 
 @dataclass(frozen=True)
@@ -453,10 +454,10 @@ class PlanConfig:
                       f"needs steps, and only {', '.join(FLOW_PRETRAIN_KEYS)}")
             _int("plan.flow_pretrain.steps", self.flow_pretrain["steps"], 1)
             _int("plan.flow_pretrain.batch_size", self.flow_pretrain.get("batch_size", 1), 1)
-            for key in ("lr", "weight_decay"):
+            for key in ("lr", "weight_decay", "object_weight", "match_weight"):
                 if key in self.flow_pretrain:
                     _num(f"plan.flow_pretrain.{key}", self.flow_pretrain[key], 0,
-                         strict=key == "lr")
+                         strict=key in ("lr", "object_weight"))
 
 
 def load_plan(config: str | Path) -> PlanConfig:

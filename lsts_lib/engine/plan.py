@@ -207,6 +207,7 @@ class Orchestrator:
                   "split": self.eval_split, "version": PRETRAIN_VERSION,
                   "data_sha256": rundir.dataset_fingerprint(self.data_root),
                   "model": {"flownet_channels": list(model.flownet_channels),
+                            "flownet_max_displacement": model.flownet_max_displacement,
                             "min_size": model.min_size, "max_size": model.max_size},
                   "new_key_range": list(train_cfg.new_key_range)}
         stamp = rundir.Stamp(out, "flow_pretrain")

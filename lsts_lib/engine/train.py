@@ -140,6 +140,9 @@ def _comparable(cfg: Mapping[str, Any]) -> dict[str, Any]:
         if (section.get("offsets_lr_mult") is None or name != own or spec.nonkey != "lsts"
                 or not spec.learnable_offsets):
             section.pop("offsets_lr_mult", None)
+    if spec is None or spec.nonkey != "flow":
+        # A flow-net setting added after runs without a flow net were stamped: not their input.
+        c["model"].pop("flownet_max_displacement", None)
     if c["train"].get("flow_init_from", "") is None:
         # Absent from configs written before the key existed: their finished runs stay valid.
         c["train"].pop("flow_init_from")

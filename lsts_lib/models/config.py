@@ -91,8 +91,12 @@ class ModelConfig:
     # None = the quality net weighs memory vs. new feature per pixel (official code).
     # A float r in [0, 1] instead fixes the SRFU update: memory = r * aligned + (1 - r) * new.
     memory_update_ratio: float | None = None
-    # --- flow_warp baseline ---
+    # --- flow_warp baseline (models.flownet.FlowNetSmall) ---
+    # Widths of its three stride-2 tower convs and of its predictor.
     flownet_channels: tuple[int, ...] = (32, 64, 128, 128)
+    # Reach of its cost volume in stride-8 cells (+-32 px at stride 8 for 4): (2d+1)^2
+    # displacements. Only flow variants record it (engine.train._comparable).
+    flownet_max_displacement: int = 4
     # --- input transform (torchvision GeneralizedRCNNTransform) ---
     min_size: int = 600
     max_size: int = 1000
@@ -137,7 +141,8 @@ class ModelConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.min_size > self.max_size:
             _bad("min_size", self.min_size, f"must be <= model.max_size ({self.max_size})")
-        for name in ("grid_size", "num_points", "ohem_rois", "detections_per_img"):
+        for name in ("grid_size", "num_points", "ohem_rois", "detections_per_img",
+                     "flownet_max_displacement"):
             if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
                 _bad(name, getattr(self, name), "must be an integer >= 1")
         if not _is_num(self.grid_range) or self.grid_range <= 0:

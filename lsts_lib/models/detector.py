@@ -143,7 +143,8 @@ class VideoDetector(nn.Module):
                            cfg.lsts_impl, cfg.low2high_hidden, cfg.quality_hidden,
                            cfg.quality_mid, fusion=self.spec.dfa_fusion)
         elif self.spec.nonkey == "flow":
-            self.flownet = FlowNetSmall(tuple(cfg.flownet_channels))
+            self.flownet = FlowNetSmall(tuple(cfg.flownet_channels),
+                                        cfg.flownet_max_displacement)
 
     # ------------------------------------------------------------------ input checks
     @staticmethod
