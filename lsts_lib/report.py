@@ -39,13 +39,19 @@ from lsts_lib import atomic, html_edition, paths
 from lsts_lib.argtypes import nonnegative_int, positive_int
 from lsts_lib.engine import inference, rundir
 from lsts_lib.engine.bench import bench_inputs
+from lsts_lib.engine.bench_lsts import BENCH_LSTS_VERSION
 from lsts_lib.engine.config import RunConfig, load_config, load_plan
 from lsts_lib.engine.inference import InferenceOptions
-from lsts_lib.engine.plan import Orchestrator, lsts_child, preset_plan
+from lsts_lib.engine.plan import Orchestrator, PlannedRun, lsts_child, preset_plan
+from lsts_lib.models.variants import get_variant
 from lsts_lib.results import MODE_VARIANTS
 
 STAGES = ("data", "stats", "train", "detect", "bench", "alignment", "claims", "notebooks",
           "html", "readme")
+# What `Report.commands` names the commands of, and the stage that runs them.
+MADE_BY = {"data": "data", "stats": "stats", "train": "train", "flow_pretrain": "train",
+           "evaluate": "detect", "detect_options": "detect", "bench": "bench",
+           "bench_lsts": "bench", "alignment": "alignment", "claims": "claims"}
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
 
 
@@ -107,15 +113,85 @@ class Report:
             make()
             stamp.mark(inputs, outputs)
 
+    # The argv of each `lsts` command a stage runs itself (the plan's per-run commands are
+    # the Orchestrator's): one place, read both to run it and to name it in the report.
+    def synth_argv(self) -> list[str]:
+        data = self.config.data
+        return ["synth", "--out", str(self.data), "--preset", str(data.preset),
+                "--seed", str(data.synth_seed)]
+
+    def stats_argv(self, split: str) -> list[str]:
+        return ["data-stats", "--data", str(self.data), "--split", split,
+                "--json", str(self.runs / f"data_stats_{split}.json")]
+
+    def bench_argv(self) -> list[str]:
+        # The smoke preset (CI) skips the paper-size runs: ResNet-101 at 600x1000 costs
+        # seconds per forward on a CPU. The report preset measures both sizes.
+        sizes = self.bench_sizes()
+        return ["bench", "--config", self.preset, "--device", "cpu",
+                "--json", str(self.runs / "bench_cpu.json"), "--sizes", ",".join(sizes),
+                *inference.to_argv(speed_options()), "--mode-sizes", sizes[-1],
+                "--mode-variants", *MODE_VARIANTS]
+
+    def bench_sizes(self) -> tuple[str, ...]:
+        return ("preset",) if self.preset == "smoke" else ("preset", "paper")
+
+    def bench_lsts_argv(self) -> list[str]:
+        return ["bench-lsts", "--json", str(self.runs / "bench_lsts_cpu.json"),
+                *(["--no-keyframe", "--repeats", "1"] if self.preset == "smoke" else [])]
+
+    def claims_argv(self) -> list[str]:
+        return ["claims", "--runs", str(self.runs), "--data", str(self.data),
+                "--split", self.config.data.test_split,
+                "--json", str(self.runs / "claims.json")]
+
+    def runs_of(self, output: str) -> list[PlannedRun] | None:
+        """The plan's runs a per-run output of MADE_BY is made for, in the order the stages
+        run them (None: an output made once)."""
+        compared = [r for r in self.plan if r.compared]
+        first_seed = [r for r in compared if r.seed == self.seeds[0]]
+        return {"train": compared, "evaluate": compared,
+                "detect_options": [r for r in first_seed if r.variant in MODE_VARIANTS],
+                "alignment": [r for r in first_seed
+                              if not get_variant(r.variant).every_frame_key]}.get(output)
+
+    def commands(self, output: str) -> list[list[str]]:
+        """The argv of the `lsts` commands this report runs to make `output`, one of
+        MADE_BY; for a per-run output (`runs_of`), those of its first run; [] when this
+        preset does not make it."""
+        runs, orch = self.runs_of(output), self.orchestrator
+        if runs == []:
+            return []
+        if output == "data":
+            return [self.synth_argv()]
+        if output == "stats":
+            splits = dict.fromkeys(("train", self.config.data.val_split,
+                                    self.config.data.test_split))
+            return [self.stats_argv(s) for s in splits]
+        if output == "train":
+            return [orch.train_argv(runs[0])]
+        if output == "evaluate":
+            return [orch.detect_argv(runs[0]), orch.evaluate_argv(runs[0])]
+        if output == "alignment":
+            return [orch.align_argv(runs[0])]
+        if output == "flow_pretrain":  # none unless the plan sets plan.flow_pretrain
+            return [orch.flow_pretrain_argv(c)
+                    for c in sorted({r.flow_init for r in self.plan if r.flow_init})]
+        if output == "detect_options":
+            mode = speed_options().modes()[0]
+            return [orch.detect_argv(runs[0], mode), orch.evaluate_argv(runs[0], mode)]
+        if output == "bench":
+            return [self.bench_argv()]
+        if output == "bench_lsts":
+            return [self.bench_lsts_argv()]
+        if output == "claims":
+            return [self.claims_argv()]
+        raise ValueError(f"unknown report output {output!r}; choose one of {MADE_BY}")
+
     # 1 ------------------------------------------------------------------------------
     def stage_data(self) -> None:
         # `lsts synth` itself returns at once when a complete dataset of this preset exists.
-        data = self.config.data
-        args = ["synth", "--out", str(self.data), "--preset", str(data.preset),
-                "--seed", str(data.synth_seed)]
-        if "data" in self.redo:
-            args.append("--overwrite")
-        lsts_child(*args)
+        lsts_child(*self.synth_argv(), *(["--overwrite"] if "data" in self.redo else []))
 
     # 2 ------------------------------------------------------------------------------
     def stage_stats(self) -> None:
@@ -124,9 +200,8 @@ class Report:
         for split in splits:
             out = self.runs / f"data_stats_{split}.json"
             inputs = {"data_sha256": rundir.dataset_fingerprint(self.data), "split": split}
-            self._stamped("stats", f"stats_{split}", inputs, [out], lambda out=out, split=split:
-                          lsts_child("data-stats", "--data", str(self.data), "--split", split,
-                                "--json", str(out)))
+            self._stamped("stats", f"stats_{split}", inputs, [out],
+                          lambda split=split: lsts_child(*self.stats_argv(split)))
 
     # 3 ------------------------------------------------------------------------------
     def stage_train(self) -> None:
@@ -138,8 +213,7 @@ class Report:
         # Each speed option's mAP change: the first seed of the mode table's runs.
         out = self.runs / rundir.DETECT_OPTIONS
         modes = speed_options().modes()
-        runs = [r for r in self.plan if r.compared and r.variant in MODE_VARIANTS
-                and r.seed == self.seeds[0]]
+        runs = self.runs_of("detect_options")
         inputs = {"models": {str(r.model): rundir.sha256_file(r.model) for r in runs},
                   "data_sha256": rundir.dataset_fingerprint(self.data),
                   "split": self.config.data.test_split, "modes": [m.name for m in modes]}
@@ -149,23 +223,15 @@ class Report:
 
     # 5 ------------------------------------------------------------------------------
     def stage_bench(self) -> None:
-        # The smoke preset (CI) skips the paper-size runs: ResNet-101 at 600x1000 costs
-        # seconds per forward on a CPU. The report preset measures both sizes.
-        smoke = self.preset == "smoke"
-        out = self.runs / "bench_cpu.json"
-        sizes = ("preset",) if smoke else ("preset", "paper")
-        args = ["bench", "--config", self.preset, "--device", "cpu", "--json", str(out),
-                "--sizes", ",".join(sizes), *inference.to_argv(speed_options()),
-                "--mode-sizes", sizes[-1], "--mode-variants", *MODE_VARIANTS]
+        args = self.bench_argv()
         # The resolved models and eval settings it times: a changed preset (this one's, or
         # paper.yaml's model) makes the old timings stale.
-        inputs = {"argv": args, "configs": bench_inputs(self.preset, sizes)}
-        self._stamped("bench", "bench", inputs, [out], lambda: lsts_child(*args))
-        out_lsts = self.runs / "bench_lsts_cpu.json"
-        args_lsts = ["bench-lsts", "--json", str(out_lsts),
-                     *(["--no-keyframe", "--repeats", "1"] if smoke else [])]
-        self._stamped("bench", "bench_lsts", {"argv": args_lsts}, [out_lsts],
-                      lambda: lsts_child(*args_lsts))
+        inputs = {"argv": args, "configs": bench_inputs(self.preset, self.bench_sizes())}
+        self._stamped("bench", "bench", inputs, [self.runs / "bench_cpu.json"],
+                      lambda: lsts_child(*args))
+        args_lsts = self.bench_lsts_argv()
+        self._stamped("bench", "bench_lsts", {"argv": args_lsts, "code": BENCH_LSTS_VERSION},
+                      [self.runs / "bench_lsts_cpu.json"], lambda: lsts_child(*args_lsts))
 
     # 6 ------------------------------------------------------------------------------
     def stage_alignment(self) -> None:
@@ -181,9 +247,8 @@ class Report:
         evals = sorted(str(r.dir / rundir.EVAL) for r in self.plan if r.compared)
         inputs = {"split": split, "evals": {e: rundir.sha256_file(e) for e in evals},
                   "bench": rundir.sha256_file(bench) if bench.is_file() else None}
-        self._stamped("claims", "claims", inputs, [out], lambda: lsts_child(
-            "claims", "--runs", str(self.runs), "--data", str(self.data), "--split", split,
-            "--json", str(out)))
+        self._stamped("claims", "claims", inputs, [out],
+                      lambda: lsts_child(*self.claims_argv()))
 
     # 8 ------------------------------------------------------------------------------
     def stage_notebooks(self) -> None:

@@ -17,7 +17,12 @@ claims and the rules (thresholds fixed here) that `lsts claims` applies; `load_c
 its cost cut at any res4 block (both from the benchmark's per-block timings), `cut_accuracy`
 -> the dev mAP of the tuning runs at another cut; `update_readme` -> the README's results block; `update_readme_paper` -> the README's GPU
 recipe (from `paper_commands`); `recipe_markdown` -> the training recipe of a resolved
-config; `tuning_table` / `tuning_markdown` -> the dev-split tuning runs.
+config; `tuning_table` / `tuning_markdown` -> the dev-split tuning runs; `made_by` -> the
+exact `lsts` commands behind a table (from `Report.commands`, the code that runs them);
+`lsts_setting` / `complexity_table` -> the paper's LSTS size (the map its detector computes)
+and its multiply-adds (`models.lsts.lsts_macs`); `stage_category_table` /
+`alignment_timing_markdown` -> the benchmark's stages by category, and the alignment's two
+measurements, each labelled with what it measures.
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ import yaml
 
 from lsts_lib import atomic, paths
 from lsts_lib.engine import inference, rundir
+from lsts_lib.engine.bench import CATEGORIES as BENCH_CATEGORIES
+from lsts_lib.engine.bench import CATEGORY as BENCH_CATEGORY
 from lsts_lib.engine.bench import SPEEDUP
 from lsts_lib.engine.checkpoint import load_checkpoint
 from lsts_lib.engine.config import FLOW_PRETRAIN_KEYS, PlanConfig, RunConfig
@@ -46,8 +53,16 @@ from lsts_lib.engine.optim import lr_factor
 from lsts_lib.engine.plan import FLOWNET_DIR
 from lsts_lib.engine.trainlog import load_logs
 from lsts_lib.eval.stats import HELD, INCONCLUSIVE, NOT_HELD, NOT_TESTABLE, Interval
-from lsts_lib.models.detector import OFFSETS_KEY, VideoDetector
-from lsts_lib.models.lsts import grid_sample_offsets
+from lsts_lib.models.backbone import low_channels
+from lsts_lib.models.config import ModelConfig, paper_config
+from lsts_lib.models.detector import (
+    OFFSETS_KEY,
+    PAPER_INPUT,
+    VideoDetector,
+    feature_map_hw,
+    input_hw,
+)
+from lsts_lib.models.lsts import LSTSMacs, LSTSOffsets, grid_sample_offsets, lsts_macs
 from lsts_lib.models.variants import STAGE1, VARIANTS, label
 
 # Accuracy columns of the tidy table (percent, 0-100) and their headers.
@@ -279,6 +294,38 @@ def _bench_lookup(cost: pd.DataFrame, run: str, variant: str) -> pd.Series | Non
         if len(hit):
             return hit.iloc[0]
     return None
+
+
+def _command_line(argv: Sequence[str]) -> str:
+    """`lsts ...` with repository paths made relative (as the executed notebooks show them)."""
+    return "`lsts " + " ".join(a.replace(f"{paths.REPO}/", "") for a in argv) + "`"
+
+
+def made_by(preset: str, *outputs: str) -> str:
+    """One Markdown line naming the exact `lsts` commands `lsts report --preset <preset>`
+    runs to make `outputs` (keys of `report.MADE_BY`: "bench", "bench_lsts", "claims",
+    "evaluate", ...), built by the code that runs them (`Report.commands`), so the line
+    cannot drift from what the report does. A per-run output names the commands of the
+    plan's first such run and how many runs repeat them."""
+    from lsts_lib import report  # here, not above: report imports this module
+
+    rep = report.Report(preset, None, set(), 1)
+    parts = []
+    for out in outputs:
+        lines = " then ".join(_command_line(a) for a in rep.commands(out))
+        runs = rep.runs_of(out)
+        if not lines:
+            lines = "not run by this preset"
+        elif out == "detect_options":
+            modes = [m.name for m in report.speed_options().modes()]
+            lines = (f"for each of its {len(runs)} runs and each speed option "
+                     f"({', '.join(modes)}; {runs[0].variant} seed {runs[0].seed} with "
+                     f"{modes[0]} shown) {lines}")
+        elif runs:
+            lines = (f"for each of its {len(runs)} runs ({runs[0].variant} seed "
+                     f"{runs[0].seed} shown) {lines}")
+        parts.append(f"stage *{report.MADE_BY[out]}*: {lines}")
+    return f"Made by `lsts report --preset {preset}`, " + "; ".join(parts) + "."
 
 
 def load_bench(runs: Path, device: str = "cpu") -> dict[str, Any] | None:
@@ -521,6 +568,33 @@ PAPER_SOURCE = ("published results as collected in ../shared/PAPER_NOTES.md "
                 "('Numbers to compare against'): ImageNet VID val, ResNet-101")
 
 
+# The publications behind `paper_numbers` (authors, venue, year, arXiv id where there is one;
+# none was found for MANet). The README's related-work section cites the same ones.
+CITATIONS: dict[str, str] = {
+    "R-FCN (single frame)": "Jifeng Dai, Yi Li, Kaiming He and Jian Sun, *R-FCN: Object "
+                            "Detection via Region-based Fully Convolutional Networks*, NIPS "
+                            "2016, arXiv:1605.06409",
+    "DFF": "Xizhou Zhu, Yuwen Xiong, Jifeng Dai, Lu Yuan and Yichen Wei, *Deep Feature Flow for "
+           "Video Recognition*, CVPR 2017, arXiv:1611.07715",
+    "FGFA": "Xizhou Zhu, Yujie Wang, Jifeng Dai, Lu Yuan and Yichen Wei, *Flow-Guided Feature "
+            "Aggregation for Video Object Detection*, ICCV 2017, arXiv:1703.10025",
+    "MANet": "Shiyao Wang, Yucong Zhou, Junjie Yan and Zhidong Deng, *Fully Motion-Aware "
+             "Network for Video Object Detection*, ECCV 2018",
+    "SELSA": "Haiping Wu, Yuntao Chen, Naiyan Wang and Zhaoxiang Zhang, *Sequence Level "
+             "Semantics Aggregation for Video Object Detection*, ICCV 2019, arXiv:1907.06390",
+    "MEGA": "Yihong Chen, Yue Cao, Han Hu and Liwei Wang, *Memory Enhanced Global-Local "
+            "Aggregation for Video Object Detection*, CVPR 2020, arXiv:2003.12063",
+    "LSTS": "Zhengkai Jiang et al., *Learning Where to Focus for Efficient Video Object "
+            "Detection*, ECCV 2020, arXiv:1911.05253",
+}
+
+
+def references_markdown(methods: Sequence[str] | None = None) -> str:
+    """The publications of `methods` (default: every row of `paper_numbers`), one line each."""
+    methods = list(CITATIONS) if methods is None else methods
+    return "References:\n\n" + "\n".join(f"- **{m}**: {CITATIONS[m]}." for m in methods)
+
+
 def paper_numbers() -> pd.DataFrame:
     """ImageNet VID val results published for the paper and its peers (ResNet-101).
 
@@ -758,6 +832,59 @@ def stage_rate_table(bench: Mapping[str, Any], variant: str = "lsts",
                          "GFLOPs": _get(e, "flops") / 1e9, "GFLOP/s": _get(e, "gflop_per_s"),
                          "% of peak": 100 * frac if frac is not None else math.nan})
     return pd.DataFrame(rows)
+
+
+def stage_category_table(bench: Mapping[str, Any], size: str | None = None) -> pd.DataFrame:
+    """Every variant's key and non-key frame ms by category (`engine.bench.CATEGORY`), each
+    a sum of the per-stage medians `stage_rate_table` lists; every column names the stages
+    it sums (e.g. "non-key fusion (low2high + dfa_fuse)"), so a category is never read as
+    one of its stages."""
+    size = size or bench_size(bench)
+    res = (bench.get("results") or {}).get(size, {})
+    cols: dict[str, dict[str, float]] = {}
+    for kind, title in (("key", "key"), ("nonkey", "non-key")):
+        for cat in BENCH_CATEGORIES:
+            # Stages of this category in any variant, in the order the benchmark ran them.
+            stages = list(dict.fromkeys(n for e in res.values() for n in e[kind]["stages"]
+                                        if BENCH_CATEGORY[n] == cat))
+            if not stages:
+                continue
+            col = f"{title} {cat} ({' + '.join(stages)})"
+            cols[col] = {name: sum(e[kind]["stages"].get(n, {}).get("ms", 0.0)
+                                   for n in stages) for name, e in res.items()}
+    return pd.DataFrame(cols)
+
+
+def alignment_timing_markdown(bench_lsts: Mapping[str, Any], bench: Mapping[str, Any],
+                              variant: str = "lsts") -> str:
+    """The LSTS alignment's times from its two benchmarks, each with what it measures: the
+    module alone (`lsts bench-lsts`, both forms) and the same efficient module as a stage of
+    the paper-size detector (`lsts bench`: srfu_align at a key frame, dfa_align at a
+    non-key frame), with their map sizes and threads; the share of a key frame is the
+    latter's, so both sides of that ratio come from one benchmark."""
+    size = bench_size(bench)
+    shape, r = bench_lsts["shape"], bench["results"][size][variant]
+    key, nonkey = r["key"]["stages"], r["nonkey"]["stages"]
+    hw = backbone_blocks(bench, size)[-1]["out_hw"]
+    input_hw_ = "x".join(map(str, bench["sizes"][size]["input_hw"]))
+    same = [shape["height"], shape["width"]] == list(hw)
+    align = key["srfu_align"]["ms"]
+    return (
+        f"Two measurements of the same alignment. `lsts bench-lsts` times `LSTSAlign` alone "
+        f"(embeddings f, g and the aggregation) on a {shape['height']}x{shape['width']} map, "
+        f"{bench_lsts['threads']} threads, median of {bench_lsts['repeats']}: efficient form "
+        f"{bench_lsts['efficient_ms']:.1f} ms, naive form {bench_lsts['naive_ms']:.1f} ms. "
+        f"`lsts bench` times the efficient module as a stage of the {variant} detector at "
+        f"{input_hw_} ({hw[0]}x{hw[1]} map), {bench['device'].get('torch_threads')} threads, "
+        f"median of {bench['repeats']}: srfu_align {align:.1f} ms at a key frame, dfa_align "
+        f"{nonkey['dfa_align']['ms']:.1f} ms at a non-key frame. "
+        + ("Both time the same computation on the same map in separate runs, so their "
+           "differences are run-to-run variation, not different work. " if same else
+           "The map sizes differ (the JSON of `lsts bench-lsts` predates the detector's "
+           "padded size): rerun it to compare like with like. ")
+        + f"Within `lsts bench`, the alignment is {100 * align / r['key']['ms']:.1f}% of an "
+        f"LSTS key frame ({r['key']['ms']:.0f} ms); the fusion columns below are the quality "
+        "network, and at a non-key frame also low2high.")
 
 
 # Cuts of ResNet-101 notebook 02 compares: res4a (the first block at stride 16), res4b3 (the
@@ -1679,35 +1806,74 @@ def fast_segment(videos, key_interval: int, n: int = 4, mode: str = "offline"
 
 
 # --------------------------------------------------------------------------------------------
-# Complexity formulas (notebook 06)
+# Complexity formulas (notebooks 03 and 06): one LSTS setting, one count
 # --------------------------------------------------------------------------------------------
-def complexity_table(H: int, W: int, C: int, C_e: int, N: int, D: int, C_low: int,
-                     quality_hidden: int = 256, quality_mid: int = 16,
-                     low2high_hidden: int = 256) -> pd.DataFrame:
-    """Multiply-accumulates and extra activation memory (float32) of LSTS, SRFU and DFA.
+@dataclass(frozen=True)
+class LSTSSetting:
+    """One detector's LSTS at one input size: what the complexity counts are for."""
 
-    Counts follow the layer shapes: a k x k conv from a to b channels on H x W costs
-    k^2 a b H W MACs. LSTS = embeddings f, g (2 C C_e HW) + similarities (N C_e HW) +
-    aggregation (N C HW); the bilinear taps add 4x reads, not MACs. Naive memory holds the N
-    sampled copies of f(F) and F: N (C_e + C) HW floats. The efficient form keeps correlations
-    and weights per integer shift and per offset: (2 D + 2 N) HW floats, independent of C;
-    it correlates and aggregates per integer shift instead of per offset, D (C_e + C) HW MACs,
-    plus the mixing between offsets and shifts, 2 N D HW.
+    cfg: ModelConfig
+    image_hw: tuple[int, int]
+    input_hw: tuple[int, int]  # after the transform's resize and padding
+    feature_hw: tuple[int, int]  # H x W cells of the stride-16 map LSTS aligns
+    p: torch.Tensor  # the offsets at initialisation, (N, 2)
+
+    @property
+    def macs(self) -> LSTSMacs:
+        return lsts_macs(self.p, *self.feature_hw, self.cfg.feat_channels,
+                         self.cfg.embed_channels)
+
+    def describe(self) -> str:
+        """E.g. "ResNet-101 at 600x1000 (padded to 608x1024) -> 38x64 cells, C = 1024, ..."."""
+        cfg, (h, w), (ph, pw), (H, W) = self.cfg, self.image_hw, self.input_hw, self.feature_hw
+        arch = cfg.backbone.replace("resnet", "ResNet-")
+        grid = (f"a {cfg.grid_size}x{cfg.grid_size} grid over [-{cfg.grid_range:g}, "
+                f"{cfg.grid_range:g}]" if cfg.offsets_init == "uniform" else
+                f"{cfg.offsets_init} initialisation")
+        pad = f" (padded to {ph}x{pw})" if (ph, pw) != (h, w) else ""
+        return (f"{arch} at {h}x{w}{pad} -> {H}x{W} cells, C = {cfg.feat_channels}, "
+                f"C_e = {cfg.embed_channels}, N = {self.macs.N} offsets on {grid}, "
+                f"D = {self.macs.D} integer shifts")
+
+
+def lsts_setting(cfg: ModelConfig | None = None,
+                 image_hw: tuple[int, int] = PAPER_INPUT) -> LSTSSetting:
+    """`cfg`'s LSTS (default: the paper's, `paper_config`) on a frame of `image_hw` (default
+    the paper's 600x1000): the feature map is `feature_map_hw`'s, i.e. what the detector
+    computes, padding included (38x64 at the paper's size)."""
+    cfg = paper_config() if cfg is None else cfg
+    offsets = LSTSOffsets(cfg.offsets_init, cfg.grid_size, cfg.grid_range, cfg.num_points,
+                          generator=torch.Generator().manual_seed(0))  # gaussian: one draw
+    return LSTSSetting(cfg, tuple(image_hw), input_hw(cfg, image_hw),
+                       feature_map_hw(cfg, image_hw), offsets().detach())
+
+
+def complexity_table(setting: LSTSSetting | None = None) -> pd.DataFrame:
+    """Multiply-accumulates and extra activation memory (float32) of LSTS, SRFU and DFA at
+    `setting` (default: the paper's, `lsts_setting()`).
+
+    LSTS's counts are `models.lsts.lsts_macs` (embeddings + either form; notebook 03 prints
+    the same function). A k x k conv from a to b channels on H x W costs k^2 a b H W MACs:
+    the quality network 2 (C q_h + 9 q_h q_m + 9 q_m) HW for two candidates plus the
+    weighting 2 C HW; low2high (C_low h + 9 h^2 + 9 h C) HW. Naive memory holds the N sampled
+    copies of f(F) and F: N (C_e + C) HW floats. The efficient form keeps correlations and
+    weights per integer shift and per offset: (2 D + 2 N) HW floats, independent of C.
     """
-    hw = H * W
-    lsts_macs = 2 * C * C_e * hw + N * C_e * hw + N * C * hw
-    lsts_eff = 2 * C * C_e * hw + D * (C_e + C) * hw + 2 * N * D * hw
-    quality = 2 * (C * quality_hidden + 9 * quality_hidden * quality_mid + 9 * quality_mid) * hw \
-        + 2 * C * hw
-    low2high = (C_low * low2high_hidden + 9 * low2high_hidden ** 2
-                + 9 * low2high_hidden * C) * hw
+    setting = lsts_setting() if setting is None else setting
+    cfg, m = setting.cfg, setting.macs
+    H, W = setting.feature_hw
+    C, C_e, N, D, hw = cfg.feat_channels, cfg.embed_channels, m.N, m.D, H * W
+    qh, qm, lh = cfg.quality_hidden, cfg.quality_mid, cfg.low2high_hidden
+    quality = 2 * (C * qh + 9 * qh * qm + 9 * qm) * hw + 2 * C * hw
+    low2high = (low_channels(cfg.backbone) * lh + 9 * lh ** 2 + 9 * lh * C) * hw
+    eff_mem = (2 * D + 2 * N) * hw * 4
     rows = [
-        ("LSTS alignment, naive form", lsts_macs, N * (C_e + C) * hw * 4),
-        ("LSTS alignment, efficient form", lsts_eff, (2 * D + 2 * N) * hw * 4),
-        ("SRFU (key frame): LSTS + quality-net fusion", lsts_eff + quality,
-         (2 * D + 2 * N) * hw * 4 + C * hw * 4),
-        ("DFA (non-key frame): low2high + LSTS + fusion", low2high + lsts_eff + quality,
-         (2 * D + 2 * N) * hw * 4),
+        ("LSTS alignment, naive form", m.naive_total, N * (C_e + C) * hw * 4),
+        ("LSTS alignment, efficient form", m.efficient_total, eff_mem),
+        ("SRFU (key frame): LSTS + quality-net fusion", m.efficient_total + quality,
+         eff_mem + C * hw * 4),
+        ("DFA (non-key frame): low2high + LSTS + fusion",
+         low2high + m.efficient_total + quality, eff_mem),
     ]
     df = pd.DataFrame(rows, columns=["part", "MACs", "extra memory (bytes)"])
     df["GMACs"] = (df["MACs"] / 1e9).round(3)

@@ -104,8 +104,9 @@ PRESETS: dict[str, SynthPreset] = {
     # split (tuning/report_dev.jsonl): at 3600 steps, objects of 36..135 px instead of
     # 18..108 took single-frame dev mAP 30.2 -> 36.4 %, and 96 train videos + 600 DET stills
     # instead of 32 + 200 to 51.4 %. Objects now span ~2-8 cells of the stride-16 map, as VID
-    # objects span many cells of the paper's 38x63 map. The test split has more, shorter
-    # videos: videos are the bootstrap's unit, frames of one video are strongly correlated.
+    # objects span many cells of the paper's 38x64 map (`models.detector.paper_feature_hw`).
+    # The test split has more, shorter videos: videos are the bootstrap's unit, frames of one
+    # video are strongly correlated.
     "report": SynthPreset(
         width=320, height=180, train_videos=96, val_videos=10, frames=(48, 48), det_images=600,
         tracks=(3, 4, 3, 1), workers=2, min_size=36, max_size_frac=0.75,

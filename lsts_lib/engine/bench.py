@@ -76,7 +76,7 @@ from lsts_lib.engine.inference import AMP_DTYPES, InferenceOptions
 from lsts_lib.engine.measure import counted, flops_of, machine_peak, peak_mb, sync, time_ms
 from lsts_lib.models.backbone import stage_receptive_fields
 from lsts_lib.models.config import ModelConfig, stamp_model
-from lsts_lib.models.detector import build_detector
+from lsts_lib.models.detector import PAPER_INPUT, build_detector
 from lsts_lib.models.flownet import FlowNetS, warp
 from lsts_lib.models.variants import STAGE1, VARIANTS, get_variant
 
@@ -89,7 +89,6 @@ CATEGORY = {
     "flow": "other", "warp": "other", "head": "head",
 }
 CATEGORIES = ("low_backbone", "high_backbone", "lsts_alignment", "fusion", "head", "other")
-PAPER_INPUT = (600, 1000)
 # Bumped when what a benchmark measures or records changes (2: machine peak, rates, provenance;
 # 3: per-block backbone cost; 5: flow_warp's FlowNet became a small FlowNet-C): part of a
 # stamp's inputs, so `lsts report` remeasures instead of reusing an older JSON.

@@ -3,8 +3,10 @@
 Measures, in one run and on one device: the median forward time of ``LSTSAlign`` (1x1
 embeddings f and g, similarities, softmax over N, aggregation) in its efficient form and in
 the naive form that materialises all N sampled copies, their peak memory, and the median
-time of a ResNet-101 key frame (600 x 1000 input, conv1 .. res4 then dilated res5 and
-feat_conv, i.e. the whole key-frame feature path) to express LSTS as a share of it.
+time of a ResNet-101 key frame (a 600 x 1000 frame as the detector's transform pads it,
+608 x 1024; conv1 .. res4 then dilated res5 and feat_conv, i.e. the whole key-frame feature
+path) to express LSTS as a share of it. LSTS runs on that frame's feature map, 38 x 64 cells
+(`models.detector.paper_feature_hw`), the map `lsts bench` times it on inside the detector.
 
 Peak memory: on CUDA, ``torch.cuda.max_memory_allocated`` above the memory held before the
 call. On CPU the torch allocator keeps no statistics, so each form runs once in a fresh
@@ -21,6 +23,7 @@ import platform
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -29,6 +32,8 @@ from lsts_lib import atomic
 from lsts_lib.argtypes import positive_int
 from lsts_lib.engine.measure import peak_mb, time_ms
 from lsts_lib.models.backbone import build_backbone
+from lsts_lib.models.config import paper_config
+from lsts_lib.models.detector import PAPER_INPUT, input_hw, paper_feature_hw
 from lsts_lib.models.lsts import (
     LSTSAlign,
     LSTSOffsets,
@@ -36,9 +41,19 @@ from lsts_lib.models.lsts import (
     lsts_aggregate_naive,
 )
 
-# The paper's size: ResNet-101 stride-16 features of a 600 x 1000 frame.
-PAPER = {"batch": 1, "channels": 1024, "embed": 256, "height": 38, "width": 63,
-         "grid_size": 9, "grid_range": 4.0, "image": (600, 1000)}
+# Bumped when what the benchmark measures changes (part of `lsts report`'s stamp, so the
+# report remeasures): 2: LSTS on the 38 x 64 map the detector computes (was 38 x 63), the key
+# frame on the padded 608 x 1024 input.
+BENCH_LSTS_VERSION = 2
+
+
+def paper_shape() -> dict[str, Any]:
+    """The paper's size (`paper_config`): the stride-16 map its detector computes for a
+    600 x 1000 frame (`paper_feature_hw`: the transform pads it to 608 x 1024, so 38 x 64)."""
+    cfg = paper_config()
+    H, W = paper_feature_hw()
+    return {"batch": 1, "channels": cfg.feat_channels, "embed": cfg.embed_channels,
+            "height": H, "width": W, "grid_size": cfg.grid_size, "grid_range": cfg.grid_range}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,12 +80,13 @@ def build_inputs(device: torch.device, seed: int = 0) -> tuple[LSTSAlign, torch.
                                                                torch.Tensor]:
     """The paper-size LSTSAlign (uniform 9x9 offsets) and a pair of random feature maps."""
     torch.manual_seed(seed)
-    offsets = LSTSOffsets("uniform", PAPER["grid_size"], PAPER["grid_range"])
+    paper = paper_shape()
+    offsets = LSTSOffsets("uniform", paper["grid_size"], paper["grid_range"])
     # Move the offsets off the integers, as after training: every tap is then non-zero.
     with torch.no_grad():
         offsets.p.add_(torch.rand(offsets.p.shape) * 0.8 + 0.1)
-    align = LSTSAlign(offsets, PAPER["channels"], PAPER["embed"]).to(device).eval()
-    shape = (PAPER["batch"], PAPER["channels"], PAPER["height"], PAPER["width"])
+    align = LSTSAlign(offsets, paper["channels"], paper["embed"]).to(device).eval()
+    shape = (paper["batch"], paper["channels"], paper["height"], paper["width"])
     F_ref = torch.randn(shape, device=device)
     F_target = torch.randn(shape, device=device)
     return align, F_ref, F_target
@@ -149,7 +165,7 @@ def run(repeats: int = 5, device: str = "cpu", threads: int | None = None,
         else f"cpu ({platform.processor() or platform.machine()})",
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
-        "shape": {k: v for k, v in PAPER.items() if k != "image"} | {"N": align.offsets.N},
+        "shape": paper_shape() | {"N": align.offsets.N},
         "repeats": repeats,
         "naive_ms": naive_ms,
         "efficient_ms": efficient_ms,
@@ -167,9 +183,12 @@ def run(repeats: int = 5, device: str = "cpu", threads: int | None = None,
     }
     if keyframe:
         net = build_keyframe_net().to(dev).eval()
-        image = torch.randn(1, 3, *PAPER["image"], device=dev)
+        # The tensor the detector's backbone gets for the frame: resized and padded.
+        padded = input_hw(paper_config(), PAPER_INPUT)
+        image = torch.randn(1, 3, *padded, device=dev)
         result["keyframe_ms"] = _median_ms(lambda: net(image), keyframe_repeats, dev)
-        result["keyframe_input"] = list(PAPER["image"])
+        result["keyframe_input"] = list(PAPER_INPUT)
+        result["keyframe_padded_input"] = list(padded)
         result["share_of_keyframe"] = efficient_ms / result["keyframe_ms"]
     return result
 
@@ -189,7 +208,9 @@ def format_table(r: dict) -> str:
         f"{r['max_abs_diff']:.2e}",
     ]
     if r["keyframe_ms"] is not None:
-        lines.append(f"ResNet-101 key frame {r['keyframe_input'][0]}x{r['keyframe_input'][1]}: "
+        pad = r.get("keyframe_padded_input")
+        pad = f" (padded to {pad[0]}x{pad[1]})" if pad else ""
+        lines.append(f"ResNet-101 key frame {r['keyframe_input'][0]}x{r['keyframe_input'][1]}{pad}: "
                      f"{r['keyframe_ms']:.1f} ms; LSTS = {100 * r['share_of_keyframe']:.1f}% "
                      "of it (goal <= 5%)")
     lines.append(f"peak memory: {r['memory_measure']}")

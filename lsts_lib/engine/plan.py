@@ -189,11 +189,42 @@ class Orchestrator:
             train(self.config, run.dir, overrides, resume=resume, init_from=run.init_from,
                   redo=redo, progress=self.progress)
             return
+        lsts_child(*self.train_argv(run, resume=resume, redo=redo), threads=threads)
+
+    # The argv of each `lsts` command the orchestrator runs as a child process: one place,
+    # read both to run it and to name it beside the numbers it makes (results.made_by).
+    def train_argv(self, run: PlannedRun, resume: bool = False, redo: bool = False
+                   ) -> list[str]:
         args = ["train", "--config", str(self.config), "--out", str(run.dir)]
         if run.init_from is not None:
             args += ["--init-from", str(run.init_from)]
         args += ["--redo"] if redo else ["--resume"] if resume else []
-        lsts_child(*args, *(f"{k}={v}" for k, v in overrides.items()), threads=threads)
+        return args + [f"{k}={v}" for k, v in self.run_overrides(run).items()]
+
+    def detect_argv(self, run: PlannedRun, options: InferenceOptions | None = None,
+                    redo: bool = False) -> list[str]:
+        options = options or InferenceOptions()
+        return ["detect", "--checkpoint", str(run.model), "--data", str(self.data_root),
+                "--split", self.eval_split, "--out", str(mode_paths(run.dir, options)[0]),
+                *inference.to_argv(options), *(["--redo"] if redo else [])]
+
+    def evaluate_argv(self, run: PlannedRun, options: InferenceOptions | None = None
+                      ) -> list[str]:
+        det_dir, out, _ = mode_paths(run.dir, options or InferenceOptions())
+        return ["evaluate", "--data", str(self.data_root), "--split", self.eval_split,
+                "--detections", str(det_dir / "detections.txt"), "--json", str(out)]
+
+    def align_argv(self, run: PlannedRun) -> list[str]:
+        return ["alignment", "--run", str(run.dir), "--data", str(self.data_root),
+                "--split", self.eval_split, "--json", str(run.dir / rundir.ALIGNMENT)]
+
+    def flow_pretrain_argv(self, checkpoint: Path) -> list[str]:
+        settings = {k: v for k, v in self.flow_pretrain.items() if k != "steps"}
+        return ["flow-pretrain", "--data", str(self.data_root), "--out",
+                str(checkpoint.parent), "--steps", str(self.flow_pretrain["steps"]),
+                "--seed", str(self.flow_seed), "--config", str(self.config),
+                "--eval-split", self.eval_split,
+                *(a for k, v in settings.items() for a in (f"--{k.replace('_', '-')}", str(v)))]
 
     def pretrain_flow(self, checkpoint: Path) -> None:
         """`lsts flow-pretrain` into checkpoint's folder (its EPE measured on the evaluated
@@ -218,11 +249,7 @@ class Orchestrator:
             pretrain(self.data_root, out, self.flow_pretrain["steps"], self.flow_seed,
                      self.config, self.eval_split, progress=self.progress, **settings)
         else:
-            lsts_child("flow-pretrain", "--data", str(self.data_root), "--out", str(out),
-                       "--steps", str(self.flow_pretrain["steps"]), "--seed", str(self.flow_seed),
-                       "--config", str(self.config), "--eval-split", self.eval_split,
-                       *(a for k, v in settings.items()
-                         for a in (f"--{k.replace('_', '-')}", str(v))), threads=1)
+            lsts_child(*self.flow_pretrain_argv(checkpoint), threads=1)
         stamp.mark(inputs, [FLOWNET_CHECKPOINT, FLOWNET_SUMMARY])
 
     def train(self, plan: list[PlannedRun]) -> list[Path]:
@@ -274,9 +301,7 @@ class Orchestrator:
             detect(run.model, self.data_root, det_dir, split=split, redo=redo,
                    progress=self.progress, options=options)
         else:
-            lsts_child("detect", "--checkpoint", str(run.model), "--data", str(self.data_root),
-                       "--split", split, "--out", str(det_dir), *inference.to_argv(options),
-                       *(["--redo"] if redo else []), threads=1)
+            lsts_child(*self.detect_argv(run, options, redo), threads=1)
         detections = det_dir / "detections.txt"
         inputs = {"detections_sha256": rundir.sha256_file(detections),
                   "data_sha256": rundir.dataset_fingerprint(self.data_root),
@@ -286,8 +311,7 @@ class Orchestrator:
             if self.jobs is None:
                 evaluate(self.data_root, split, detections, out)
             else:
-                lsts_child("evaluate", "--data", str(self.data_root), "--split", split,
-                           "--detections", str(detections), "--json", str(out), threads=1)
+                lsts_child(*self.evaluate_argv(run, options), threads=1)
             stamp.mark(inputs, [out.name])
         return out
 
@@ -327,8 +351,7 @@ class Orchestrator:
             if self.jobs is None:
                 atomic.write_json(out, alignment(run.dir, self.data_root, self.eval_split))
             else:
-                lsts_child("alignment", "--run", str(run.dir), "--data", str(self.data_root),
-                           "--split", self.eval_split, "--json", str(out), threads=1)
+                lsts_child(*self.align_argv(run), threads=1)
             stamp.mark(inputs, [rundir.ALIGNMENT])
         return out
 

@@ -47,6 +47,12 @@ _WEIGHTS = {
 _warned_pretrained = False
 
 
+def low_channels(arch: str) -> int:
+    """Channels of the low part's output (any res4 block): 1024 for the bottleneck ResNets
+    (50, 101), 256 for the basic-block ones (18, 34)."""
+    return 256 * (4 if arch in ("resnet50", "resnet101") else 1)
+
+
 def res4_block_names(arch: str) -> list[str]:
     """Names of res4's blocks in the paper's (MXNet ResNet-101) scheme: res4a, the block that
     halves the resolution to stride 16, then res4b1, res4b2, ... Every depth is named the same
@@ -184,7 +190,6 @@ class ResNetBackbone(nn.Module):
                  freeze_stem: bool = True, cut: str | None = None) -> None:
         super().__init__()
         k = low_split_index(arch, cut)
-        bottleneck = arch in ("resnet50", "resnet101")
         ctor = getattr(torchvision.models, arch)
         net = ctor(weights=None, norm_layer=_norm_factory(freeze_bn, norm))
         _dilate_res5(net.layer4)
@@ -198,9 +203,8 @@ class ResNetBackbone(nn.Module):
         self.low = nn.Sequential(OrderedDict(
             conv1=stem, layer1=net.layer1, layer2=net.layer2,
             layer3=PreReLUBlocks(*net.layer3[:k])))
-        expansion = 4 if bottleneck else 1
-        self.low_channels = 256 * expansion
-        high_in = 512 * expansion
+        self.low_channels = low_channels(arch)
+        high_in = 2 * self.low_channels
         feat_conv = nn.Conv2d(high_in, feat_channels, 3, padding=6, dilation=6)
         nn.init.normal_(feat_conv.weight, std=0.01)
         nn.init.zeros_(feat_conv.bias)

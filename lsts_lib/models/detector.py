@@ -24,6 +24,7 @@ Public stages, so a benchmark can time each one (all take/return preprocessed te
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +35,7 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform, res
 from tqdm.auto import tqdm
 
 from .backbone import ResNetBackbone
-from .config import ModelConfig
+from .config import ModelConfig, paper_config
 from .flownet import FlowNetSmall, warp
 from .head import HeadConfig, RFCNHead
 from .lsts import LSTSOffsets, expected_displacement
@@ -42,7 +43,7 @@ from .srfu_dfa import DFA, SRFU
 from .variants import Variant, get_variant
 
 __all__ = ["VideoDetector", "StreamingSession", "KeyState", "Propagation", "build_detector",
-           "build_transform",
+           "build_transform", "feature_map_hw", "input_hw", "paper_feature_hw", "PAPER_INPUT",
            "key_frame_indices", "IMAGENET_MEAN", "IMAGENET_STD", "OFFSETS_KEY"]
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
@@ -67,9 +68,49 @@ def key_frame_indices(num_frames: int, key_interval: int, mode: str = "offline")
     raise ValueError(f"mode must be 'offline' or 'online', got {mode!r}")
 
 
+# The input transform pads each batch up to a multiple of this many pixels (torchvision's
+# default, stated here so that `input_hw` reads the same number the transform uses).
+SIZE_DIVISIBLE = 32
+# The paper's frame (height, width): shorter side 600, longer side at most 1000.
+PAPER_INPUT = (600, 1000)
+
+
 def build_transform(cfg: ModelConfig) -> GeneralizedRCNNTransform:
     """The detector's input transform: resize to min_size/max_size, ImageNet mean/std, pad."""
-    return GeneralizedRCNNTransform(cfg.min_size, cfg.max_size, IMAGENET_MEAN, IMAGENET_STD)
+    return GeneralizedRCNNTransform(cfg.min_size, cfg.max_size, IMAGENET_MEAN, IMAGENET_STD,
+                                    size_divisible=SIZE_DIVISIBLE)
+
+
+def input_hw(cfg: ModelConfig, image_hw: tuple[int, int]) -> tuple[int, int]:
+    """(H, W) of the tensor the backbone gets for a frame of `image_hw` (eval mode): resized
+    as `build_transform` does (scale = min(min_size / shorter, max_size / longer), each side
+    floor(side * scale)), then zero-padded up to a multiple of SIZE_DIVISIBLE."""
+    h, w = image_hw
+    scale = min(cfg.min_size / min(h, w), cfg.max_size / max(h, w))
+
+    def padded(n: int) -> int:
+        return math.ceil(math.floor(n * scale) / SIZE_DIVISIBLE) * SIZE_DIVISIBLE
+
+    return padded(h), padded(w)
+
+
+def feature_map_hw(cfg: ModelConfig, image_hw: tuple[int, int]) -> tuple[int, int]:
+    """(H, W) cells of the stride-16 feature map (low, high and the memory LSTS aligns) the
+    detector computes for a frame of `image_hw`.
+
+    Each of the backbone's four stride-2 layers (conv1 7x7 pad 3, max-pool 3x3 pad 1, the 3x3
+    pad 1 / 1x1 convs of res3a and res4a; res5 is dilated, not strided) maps n to ceil(n / 2),
+    so the map is ceil(n / 16) of the padded input (`input_hw`). At the paper's 600x1000 the
+    transform pads to 608x1024, hence 38x64; the backbone alone on an unpadded 600x1000
+    tensor would give 38x63.
+    """
+    H, W = input_hw(cfg, image_hw)
+    return math.ceil(H / VideoDetector.stride), math.ceil(W / VideoDetector.stride)
+
+
+def paper_feature_hw() -> tuple[int, int]:
+    """The feature map of the paper's setting (`paper_config`) at PAPER_INPUT: (38, 64)."""
+    return feature_map_hw(paper_config(), PAPER_INPUT)
 
 
 @dataclass

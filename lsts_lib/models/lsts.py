@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -54,6 +55,8 @@ __all__ = [
     "lsts_aggregate_naive",
     "lsts_aggregate",
     "lsts_weights",
+    "LSTSMacs",
+    "lsts_macs",
     "expected_displacement",
     "check_offsets",
     "check_features",
@@ -489,6 +492,55 @@ class LSTSAlign(nn.Module):
 
     def extra_repr(self) -> str:
         return f"impl={self.impl!r}, N={self.offsets.N}"
+
+
+# --------------------------------------------------------------------------- cost
+
+
+@dataclass(frozen=True)
+class LSTSMacs:
+    """Multiply-accumulates of one LSTS alignment (batch 1), by form; see `lsts_macs`."""
+
+    H: int
+    W: int
+    N: int
+    D: int
+    embeddings: int  # f and g, both forms
+    naive: int  # after the embeddings
+    efficient: int  # after the embeddings, as the tiled GEMMs compute it
+
+    @property
+    def naive_total(self) -> int:
+        return self.embeddings + self.naive
+
+    @property
+    def efficient_total(self) -> int:
+        return self.embeddings + self.efficient
+
+
+def lsts_macs(p: Tensor, H: int, W: int, C: int, C_e: int) -> LSTSMacs:
+    """The multiply-accumulates of `LSTSAlign` with offsets p (N, 2) on an H x W map of C
+    channels embedded to C_e, for both forms; the one count notebooks 03 and 06 print.
+
+    * embeddings f, g (1x1 convs, both forms): 2 C C_e HW.
+    * naive (``lsts_aggregate_naive``): each of the N sampled copies of f(F) and F is a
+      bilinear sum of 4 taps, 4 N (C_e + C) HW; then similarities N C_e HW and the weighted
+      sum N C HW.
+    * efficient (``lsts_aggregate``), what its matrix products multiply: correlations and
+      aggregation as banded GEMMs over tiles of T columns, each reading T + Dx - 1 columns
+      per shift row, so nt T Dy (T + Dx - 1) (C_e + C) H (zeros of the band included: the
+      useful part is D (C_e + C) HW); the mixing of offsets and shifts through B,
+      s = C_d B^T and W_d = S B, 2 N D HW.
+    The efficient count equals what ``torch.utils.flop_counter`` counts for the form (its
+    FLOPs / 2; tests/test_numbers.py checks it); the naive form's sums are elementwise, which
+    that counter does not see.
+    """
+    box = _ShiftBox(p, H, W, torch.float64)
+    N, D, hw = p.shape[0], box.Dy * box.Dx, H * W
+    band = H * box.nt * box.T * box.Dy * box.Tw * (C_e + C)
+    return LSTSMacs(H=H, W=W, N=N, D=D, embeddings=2 * C * C_e * hw,
+                    naive=4 * N * (C_e + C) * hw + N * C_e * hw + N * C * hw,
+                    efficient=band + 2 * N * D * hw)
 
 
 # --------------------------------------------------------------------------- toy
