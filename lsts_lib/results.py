@@ -1119,6 +1119,21 @@ def peak_line(bench: Mapping[str, Any]) -> str:
             f"{peak['gflop_per_s']:.0f} GFLOP/s (best kernel: {best[0]})")
 
 
+def over_peak_note(bench: Mapping[str, Any], variant: str = "lsts") -> str | None:
+    """A sentence for the stages of `variant` whose rate exceeded the measured peak (None if
+    none did): the peak is the best median of a few probe kernels, an estimate, not a bound."""
+    table = stage_rate_table(bench, variant)
+    over = table[table["% of peak"] > 100].drop_duplicates("stage")
+    if over.empty:
+        return None
+    names = ", ".join(f"{r.stage} ({r['% of peak']:.1f} %)" for _, r in over.iterrows())
+    return (f"Above 100 % of the peak: {names}. The peak is the fastest of a few probe kernels "
+            "(a GEMM and ResNet-101's 3x3 convolutions, each the median of 3 calls), measured "
+            "once in the same run; it estimates what dense float32 work reaches here and is "
+            "not an upper bound, so a stage made of large convolutions can exceed it by a few "
+            "per cent.")
+
+
 # --------------------------------------------------------------------------------------------
 # Environment of a run
 # --------------------------------------------------------------------------------------------
@@ -1286,6 +1301,7 @@ def readme_block(runs: Path) -> str:
             "",
             markdown_table(stage_rate_table(bench).round(1)),
             "",
+            *([note, ""] if (note := over_peak_note(bench)) else []),
         ]
     align = alignment_table(runs)
     if not align.empty:

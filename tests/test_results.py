@@ -159,6 +159,12 @@ def test_speed_table_gpu_columns(runs: Path) -> None:
     assert list(st["frame"]) == ["key frame", "non-key frame", "non-key frame"]
     assert st.loc[0, "% of peak"] == 25.0 and st.loc[0, "GFLOPs"] == 40.0
     assert math.isnan(st.loc[2, "% of peak"])
+    assert R.over_peak_note(bench) is None  # 25 % of the peak: nothing to explain
+    stage = next(iter(bench["results"][R.bench_size(bench)]["lsts"]["key"]["stages"].values()))
+    stage["fraction_of_peak"] = 1.048
+    note = R.over_peak_note(bench)
+    assert note is not None and "(104.8 %)" in note and "not an upper bound" in note
+    stage["fraction_of_peak"] = 0.25
     with pytest.raises(ValueError, match="no 'copy_prop'"):
         R.stage_rate_table(bench, "copy_prop")
     assert "not measured" in R.peak_line(bench)
