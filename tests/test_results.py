@@ -554,3 +554,27 @@ def test_numbers_print_without_negative_zero_and_sentences_keep_map() -> None:
     assert "** mAP lsts 31.3" in R._claim_sentence(c)
     c.reason = "variant x not run"
     assert "** Variant x not run." in R._claim_sentence(c)
+
+
+@pytest.mark.parametrize("whole, says", [
+    ((41.0, 100.0), "fall on either side of the rule's 0.5"),  # 0.41 against the sums' 0.52
+    ((55.0, 100.0), "the ratio is 0.55."),
+])
+def test_cost_part_sentence_says_when_two_timings_disagree(whole: tuple[float, float],
+                                                           says: str) -> None:
+    def res(sf: float, lsts: float, measured: tuple[float, float] | None = None) -> dict:
+        out = {"single_frame": {"amortised_ms": sf}, "lsts": {"amortised_ms": lsts}}
+        if measured:
+            out["lsts"]["amortised_ms_measured"], out["single_frame"]["amortised_ms_measured"] = (
+                measured)
+        return out
+
+    bench = {"results": {R.BENCH_SIZE: res(100.0, 52.0, whole)},
+             "modes": {"compile": {"results": {R.BENCH_SIZE: res(50.0, 30.0)}}}}
+    claim = R.Claim("per_frame", "s", "r", ("single_frame", "lsts"), verdict=R.NOT_HELD)
+    text = R.cost_part_sentence(claim, bench)
+    assert "time 0.52" in text and "under `compile` the ratio is 0.60 (above" in text
+    assert says in text and "does not change with it" in text
+    if says.endswith("."):
+        assert "either side" not in text
+    assert R.cost_part_sentence(claim, {"results": bench["results"]}) is None  # no modes
