@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import html
 import os
+import re
 import shutil
 import tempfile
 from html.parser import HTMLParser
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from playwright.sync_api import Page, Route
 
 TOC_ID = "toc"
+_TEX = re.compile(r"\$\$.+?\$\$|(?<![\\$])\$[^$\s][^$]*?\$", re.S)
 # Outputs nbconvert's lab template shows as <img> (an SVG output is inlined as <svg>).
 IMAGE_MIME = ("image/png", "image/jpeg", "image/gif")
 # Offline and quiet: no first-run, sync, component or background requests to Google.
@@ -34,6 +36,11 @@ CHROMIUM_FLAGS = ("--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first
                   "--disable-sync")
 CHECK_DIR = "check"  # screenshots and check.json, beside the pages
 PAGE_TIMEOUT_MS = 60_000
+# MathJax 2.7 from the jupyter-server-mathjax wheel, copied beside the pages so the equations
+# render offline (nbconvert's default loads it from a CDN); its one bundled TeX config.
+MATHJAX_DIR = "mathjax"
+MATHJAX_CONFIG = "TeX-AMS-MML_HTMLorMML-full,Safe"
+MATH_TIMEOUT_MS = 30_000
 
 
 # -- building -------------------------------------------------------------------------
@@ -97,13 +104,36 @@ def build(notebooks: list[Path], out_dir: Path) -> list[Path]:
     embedded), each with a table of contents. Returns the pages."""
     from nbconvert import HTMLExporter
 
-    exporter = HTMLExporter(template_name="lab")
     out_dir.mkdir(parents=True, exist_ok=True)
+    mathjax = bundle_mathjax(out_dir)
+    exporter = HTMLExporter(template_name="lab", **({"mathjax_url": mathjax} if mathjax else {}))
     pages = []
     for nb in notebooks:
         body, _ = exporter.from_filename(str(nb))
         pages.append(atomic.write_text(out_dir / f"{nb.stem}.html", add_toc(body)))
     return pages
+
+
+def bundle_mathjax(out_dir: Path) -> str | None:
+    """Copy MathJax into out_dir/mathjax (once) and return the pages' relative URL for it;
+    None where jupyter-server-mathjax is not installed (the pages then use nbconvert's CDN)."""
+    try:
+        import jupyter_server_mathjax
+    except ImportError:
+        return None
+    dest = out_dir / MATHJAX_DIR
+    if not (dest / "MathJax.js").is_file():
+        shutil.copytree(Path(jupyter_server_mathjax.__file__).parent / "static", dest,
+                        dirs_exist_ok=True)
+    return f"{MATHJAX_DIR}/MathJax.js?config={MATHJAX_CONFIG}"
+
+
+def math_cells(notebook: Path) -> int:
+    """Markdown cells of a notebook with TeX math ($...$ or $$...$$) for MathJax to render."""
+    import nbformat
+
+    nb = nbformat.read(notebook, as_version=4)
+    return sum(1 for c in nb.cells if c.cell_type == "markdown" and _TEX.search(c.source))
 
 
 # -- checking -------------------------------------------------------------------------
@@ -133,6 +163,13 @@ def unavailable() -> str | None:
 
 
 # Every <img> decoded and drawn; the figures among them (nbconvert's image outputs).
+# Equations MathJax typeset (None: no MathJax on the page, or it never finished).
+_MATH_JS = """ms => new Promise(done => {
+  if (!(window.MathJax && MathJax.Hub)) return done(null);
+  setTimeout(() => done(null), ms);
+  MathJax.Hub.Queue(() => done(document.querySelectorAll('.MathJax, .MathJax_Display,'
+                                                          + ' .MathJax_CHTML').length));
+})"""
 _IMAGES_JS = """async () => {
   const imgs = Array.from(document.images);
   await Promise.all(imgs.map(i => i.decode().catch(() => null)));
@@ -198,6 +235,16 @@ def _check_page(page: Page, html_path: Path, notebook: Path, shot: Path) -> dict
     elif images["figures"] != expected:
         problems.append(f"{images['figures']} figures on the page, {expected} image outputs "
                         f"in {notebook.name}")
+    tex = math_cells(notebook) if notebook.is_file() else 0
+    if tex:
+        try:
+            math = page.evaluate(_MATH_JS, MATH_TIMEOUT_MS)
+        except Exception:  # Playwright's Error: the page's MathJax failed or hung
+            math = None
+        result["math_rendered"] = math
+        local = not any("mathjax" in u.lower() for u in blocked)
+        if local and not math:
+            problems.append(f"{tex} markdown cells with TeX, no equation typeset by MathJax")
     if toc is None or toc["links"] == 0:
         problems.append("no table of contents")
     elif toc["broken"]:

@@ -35,7 +35,7 @@ def tiny_notebook(path: Path) -> Path:
                                                                   "text/plain": "<Figure>"})]
     nb.cells = [nbformat.v4.new_markdown_cell("# 01 · A title\nSome text."),
                 nbformat.v4.new_markdown_cell("## The figure: y = x²"), code,
-                nbformat.v4.new_markdown_cell("### A subsection\nMore text.")]
+                nbformat.v4.new_markdown_cell("### A subsection\nMore text, $p_0 + p_n$.")]
     nbformat.write(nb, path)
     return path
 
@@ -51,6 +51,19 @@ def test_contents_list_every_heading_in_order(tmp_path: Path) -> None:
     assert [(m, t) for m, _, t in links] == [("0", "01 · A title"), ("1.5", "The figure: y = x²"),
                                              ("3", "A subsection")]
     assert text.index('<nav id="toc"') < text.index("<h1")
+
+
+def test_math_is_found_in_markdown_and_mathjax_is_bundled(tmp_path: Path) -> None:
+    nb = tiny_notebook(tmp_path / "01_tiny.ipynb")
+    assert html_edition.math_cells(nb) == 1  # only the cell with $p_0 + p_n$
+    assert html_edition._TEX.search("price $$a + b$$ here") is not None
+    assert html_edition._TEX.search("no math, a lone $ sign") is None
+    url = html_edition.bundle_mathjax(tmp_path / "html")
+    assert url == f"{html_edition.MATHJAX_DIR}/MathJax.js?config={html_edition.MATHJAX_CONFIG}"
+    assert (tmp_path / "html" / html_edition.MATHJAX_DIR / "MathJax.js").is_file()
+    [page] = html_edition.build([nb], tmp_path / "html")
+    assert f'src="{url}' in page.read_text() and "cdnjs.cloudflare.com/ajax/libs/mathjax" \
+        not in page.read_text()
 
 
 def test_a_page_without_headings_gets_no_contents() -> None:
@@ -74,6 +87,8 @@ def test_check_passes_a_good_page_and_fails_broken_ones(tmp_path: Path) -> None:
         "04_dropped_figure": page.replace(img.group(0), ""),
         "05_no_contents": re.sub(r'<nav id="toc".*?</nav>', "", page, flags=re.S),
         "06_dead_link": page.replace('href="#A-subsection"', 'href="#not-a-heading"'),
+        "07_no_math": page.replace(f'src="{html_edition.MATHJAX_DIR}/MathJax.js',
+                                   'src="no_mathjax_here/MathJax.js'),
     }
     for name, text in broken.items():
         assert text != page, name
@@ -85,13 +100,15 @@ def test_check_passes_a_good_page_and_fails_broken_ones(tmp_path: Path) -> None:
     ok = results["01_good.html"]
     assert ok["ok"], ok["problems"]
     assert (ok["figures"], ok["expected_figures"], ok["toc_links"]) == (1, 1, 3)
+    assert ok["math_rendered"] >= 1  # typeset by the MathJax copied beside the page, offline
     shot = Path(ok["screenshot"])
     assert shot.parent == html / html_edition.CHECK_DIR and shot.stat().st_size > 1000
     assert (html / html_edition.CHECK_DIR / "check.json").is_file()
     expected = {"02_broken_image": "not shown", "03_missing_file": "not shown",
                 "04_dropped_figure": "0 figures on the page, 1 image outputs",
                 "05_no_contents": "no table of contents",
-                "06_dead_link": "contents links to no anchor"}
+                "06_dead_link": "contents links to no anchor",
+                "07_no_math": "no equation typeset by MathJax"}
     for name, problem in expected.items():
         r = results[f"{name}.html"]
         assert not r["ok"] and any(problem in p for p in r["problems"]), (name, r["problems"])
