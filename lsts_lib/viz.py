@@ -13,6 +13,7 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import torch
 from matplotlib.axes import Axes
 from matplotlib.collections import PathCollection
@@ -130,6 +131,59 @@ def frame_strip(
             ax.set_title(titles[i], fontsize=8)
     fig.tight_layout()
     return fig
+
+
+# One dash pattern per variant, as many as tab10 has colours, so that a variant keeps a colour
+# and a dash of its own: curves that overlap (the stage-2 losses nearly do) stay apart.
+DASHES: tuple[str | tuple[float, tuple[float, ...]], ...] = (
+    "-", (0, (6, 2)), (0, (1, 1.5)), (0, (6, 2, 1, 2)), (0, (6, 2, 1, 2, 1, 2)), (0, (12, 3)),
+    (0, (2, 4)), (0, (12, 2, 2, 2)), (0, (1, 4)), (0, (12, 2, 5, 2)))
+
+
+def variant_styles(variants: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Line style per variant (pass them all, in `VARIANTS` order, so that every figure gives a
+    variant the same style): its own tab10 colour and its own dash (`DASHES`), and a width
+    going from thick to thin so that a curve drawn later does not hide one drawn before."""
+    colours = plt.get_cmap("tab10").colors
+    if len(variants) > min(len(colours), len(DASHES)):
+        raise ValueError(f"{len(variants)} variants: at most {len(DASHES)} styles")
+    last = max(1, len(variants) - 1)
+    return {v: {"color": colours[i], "ls": DASHES[i], "lw": 2.8 - 1.8 * i / last}
+            for i, v in enumerate(variants)}
+
+
+def identical_curves(curves: Mapping[str, pd.Series], rtol: float = 1e-9
+                     ) -> list[list[str]]:
+    """The names grouped by identical curves (same steps, values equal to `rtol` of the
+    curve's scale), in first-seen order: variants that share a stage (the LSTS variants warm
+    low2high up from the same stage-1 model) log the same numbers."""
+    groups: list[list[str]] = []
+    for name, curve in curves.items():
+        for group in groups:
+            ref = curves[group[0]]
+            scale = float(np.nanmax(np.abs(ref.to_numpy()), initial=0.0))
+            if (ref.index.equals(curve.index) and np.allclose(
+                    curve.to_numpy(), ref.to_numpy(), rtol=0.0, atol=rtol * scale,
+                    equal_nan=True)):
+                group.append(name)
+                break
+        else:
+            groups.append([name])
+    return groups
+
+
+def plot_variant_curves(ax: Axes, curves: Mapping[str, pd.Series],
+                        styles: Mapping[str, Mapping[str, Any]]) -> list[list[str]]:
+    """One line per distinct curve (x: the series' index), in the style of its first variant;
+    a line that several variants share is labelled with all of them and "(identical)", else
+    the lines would lie on one another and the legend would name curves nobody can see.
+    Returns the groups (`identical_curves`)."""
+    groups = identical_curves(curves)
+    for group in groups:
+        curve = curves[group[0]]
+        label = ", ".join(group) + (" (identical)" if len(group) > 1 else "")
+        ax.plot(curve.index, curve.to_numpy(), label=label, **styles[group[0]])
+    return groups
 
 
 # Claims with a cost part: which run of (a, b) is timed against the other (the time ratio
@@ -254,6 +308,10 @@ def draw_offset_moves(ax: Axes, init: np.ndarray, learned: np.ndarray, gain: flo
     ax.quiver(init[:, 0], init[:, 1], gain * move[:, 0], gain * move[:, 1], color=colour,
               angles="xy", scale_units="xy", scale=1, width=0.004, zorder=2,
               label=f"{label}: move" + (f" x{gain:g}" if gain > 1 else ""))
+    # A quiver's data limits hold only its tails: add the heads, or arrows leaving the grid
+    # are cut at the axes' edge (the margins leave room for the head's width).
+    ax.update_datalim(np.vstack([init, init + gain * move]))
+    ax.autoscale_view()
     return gain
 
 
