@@ -13,6 +13,7 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import torch
 from matplotlib.axes import Axes
 from matplotlib.collections import PathCollection
@@ -130,6 +131,59 @@ def frame_strip(
             ax.set_title(titles[i], fontsize=8)
     fig.tight_layout()
     return fig
+
+
+# One dash pattern per variant, as many as tab10 has colours, so that a variant keeps a colour
+# and a dash of its own: curves that overlap (the stage-2 losses nearly do) stay apart.
+DASHES: tuple[str | tuple[float, tuple[float, ...]], ...] = (
+    "-", (0, (6, 2)), (0, (1, 1.5)), (0, (6, 2, 1, 2)), (0, (6, 2, 1, 2, 1, 2)), (0, (12, 3)),
+    (0, (2, 4)), (0, (12, 2, 2, 2)), (0, (1, 4)), (0, (12, 2, 5, 2)))
+
+
+def variant_styles(variants: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Line style per variant (pass them all, in `VARIANTS` order, so that every figure gives a
+    variant the same style): its own tab10 colour and its own dash (`DASHES`), and a width
+    going from thick to thin so that a curve drawn later does not hide one drawn before."""
+    colours = plt.get_cmap("tab10").colors
+    if len(variants) > min(len(colours), len(DASHES)):
+        raise ValueError(f"{len(variants)} variants: at most {len(DASHES)} styles")
+    last = max(1, len(variants) - 1)
+    return {v: {"color": colours[i], "ls": DASHES[i], "lw": 2.8 - 1.8 * i / last}
+            for i, v in enumerate(variants)}
+
+
+def identical_curves(curves: Mapping[str, pd.Series], rtol: float = 1e-9
+                     ) -> list[list[str]]:
+    """The names grouped by identical curves (same steps, values equal to `rtol` of the
+    curve's scale), in first-seen order: variants that share a stage (the LSTS variants warm
+    low2high up from the same stage-1 model) log the same numbers."""
+    groups: list[list[str]] = []
+    for name, curve in curves.items():
+        for group in groups:
+            ref = curves[group[0]]
+            scale = float(np.nanmax(np.abs(ref.to_numpy()), initial=0.0))
+            if (ref.index.equals(curve.index) and np.allclose(
+                    curve.to_numpy(), ref.to_numpy(), rtol=0.0, atol=rtol * scale,
+                    equal_nan=True)):
+                group.append(name)
+                break
+        else:
+            groups.append([name])
+    return groups
+
+
+def plot_variant_curves(ax: Axes, curves: Mapping[str, pd.Series],
+                        styles: Mapping[str, Mapping[str, Any]]) -> list[list[str]]:
+    """One line per distinct curve (x: the series' index), in the style of its first variant;
+    a line that several variants share is labelled with all of them and "(identical)", else
+    the lines would lie on one another and the legend would name curves nobody can see.
+    Returns the groups (`identical_curves`)."""
+    groups = identical_curves(curves)
+    for group in groups:
+        curve = curves[group[0]]
+        label = ", ".join(group) + (" (identical)" if len(group) > 1 else "")
+        ax.plot(curve.index, curve.to_numpy(), label=label, **styles[group[0]])
+    return groups
 
 
 # Claims with a cost part: which run of (a, b) is timed against the other (the time ratio
@@ -254,6 +308,10 @@ def draw_offset_moves(ax: Axes, init: np.ndarray, learned: np.ndarray, gain: flo
     ax.quiver(init[:, 0], init[:, 1], gain * move[:, 0], gain * move[:, 1], color=colour,
               angles="xy", scale_units="xy", scale=1, width=0.004, zorder=2,
               label=f"{label}: move" + (f" x{gain:g}" if gain > 1 else ""))
+    # A quiver's data limits hold only its tails: add the heads, or arrows leaving the grid
+    # are cut at the axes' edge (the margins leave room for the head's width).
+    ax.update_datalim(np.vstack([init, init + gain * move]))
+    ax.autoscale_view()
     return gain
 
 
@@ -307,13 +365,15 @@ def plot_offsets(offsets: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray
 
 def draw_focus(ax, image, p0_cell: tuple[int, int], p, S_p0, cell_px: tuple[float, float],
                title: str = "", *, true_disp: tuple[float, float] | None = None,
-               expected_disp: tuple[float, float] | None = None, zoom: bool = False
-               ) -> PathCollection:
+               expected_disp: tuple[float, float] | None = None, zoom: bool = False,
+               vmax: float | None = None) -> PathCollection:
     """Overlay the sampling points p0 + p_n on an image, each dot sized/coloured by S_n(p0).
 
     Optionally arrows from p0 (displacements in feature cells, (dx, dy)): the true one (where
     the pixel's content is in this image) and LSTS's expected one sum_n S_n(p0) p_n, with a
-    legend; `zoom` crops to the sampling grid. Returns the dots, for a colour bar.
+    legend; `zoom` crops to the sampling grid; `vmax` the top of the colour scale (default:
+    the largest weight, at least twice the uniform one; give panels sharing a colour bar the
+    same). Returns the dots, for a colour bar (`focus_colorbar`).
     """
     ax.imshow(to_hwc(image))
     cx, cy = (p0_cell[0] + 0.5) * cell_px[0], (p0_cell[1] + 0.5) * cell_px[1]
@@ -321,7 +381,7 @@ def draw_focus(ax, image, p0_cell: tuple[int, int], p, S_p0, cell_px: tuple[floa
     order = np.argsort(S_p0)  # heaviest drawn last, on top
     # Absolute scale (area proportional to S, colour from 0): near-uniform weights look uniform.
     dots = ax.scatter(xs[order], ys[order], s=8 + 600 * S_p0[order], c=S_p0[order],
-                      cmap="magma", vmin=0.0, vmax=max(float(S_p0.max()), 2.0 / len(S_p0)),
+                      cmap="magma", vmin=0.0, vmax=_focus_vmax(S_p0) if vmax is None else vmax,
                       edgecolors="white", linewidths=0.4, label="p0 + p_n, area ∝ S_n(p0)")
     ax.plot(cx, cy, "c+", ms=10, mew=2, label="p0")
     for disp, colour, name in ((true_disp, "lime", "true displacement"),
@@ -363,10 +423,36 @@ def plot_focus_pixel(current, key, p0_cell: tuple[int, int], p, S_p0,
     dots = draw_focus(ax1, key, p0_cell, p, S_p0, cell_px, titles[1], true_disp=true_disp,
                       expected_disp=expected_disp, zoom=True)
     # Below the key frame: the legend takes the space on its right.
-    bar = fig.colorbar(dots, ax=ax1, location="bottom", shrink=0.6, aspect=30, pad=0.02)
+    focus_colorbar(fig, dots, ax1, shrink=0.6)
+    return fig
+
+
+def _focus_vmax(S_p0: np.ndarray) -> float:
+    return max(float(np.max(S_p0)), 2.0 / len(S_p0))
+
+
+def focus_colorbar(fig: Figure, dots: PathCollection, ax: Axes | Sequence[Axes],
+                   shrink: float = 0.6) -> Any:
+    """The colour bar of `draw_focus`'s dots below `ax` (one axes or several sharing it), saying
+    that the dots' area shows S_n(p0) as well."""
+    bar = fig.colorbar(dots, ax=ax, location="bottom", shrink=shrink, aspect=30, pad=0.02)
     bar.set_label("S_n(p0): the point's softmax weight (dot colour; area ∝ it too)",
                   fontsize=8)
     bar.ax.tick_params(labelsize=7)
+    return bar
+
+
+def plot_focus_frames(key, p0_cell: tuple[int, int], p, S_p0s: Sequence[np.ndarray],
+                      cell_px: tuple[float, float], titles: Sequence[str]) -> Figure:
+    """Where LSTS looks for pixel p0 in each of several frames, side by side: the key frame
+    with the weights S_n(p0) of frame t at p0 + p_n (`draw_focus`), one panel per frame, on
+    one colour scale with one colour bar below them all."""
+    fig, axes = plt.subplots(1, len(S_p0s), figsize=(4.35 * len(S_p0s), 3.4),
+                             layout="constrained", squeeze=False)
+    vmax = max(_focus_vmax(S) for S in S_p0s)
+    for ax, S_p0, title in zip(axes[0], S_p0s, titles, strict=True):
+        dots = draw_focus(ax, key, p0_cell, p, S_p0, cell_px, title, vmax=vmax)
+    focus_colorbar(fig, dots, list(axes[0]), shrink=0.4)
     return fig
 
 

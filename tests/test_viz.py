@@ -179,6 +179,81 @@ def test_draw_offset_moves_magnifies_short_moves() -> None:
     plt.close(fig)
 
 
+def _arrow_ends_inside(ax) -> None:
+    """Every arrow's tail and head lies inside the axes, with room for the head around it."""
+    x0, x1 = sorted(ax.get_xlim())
+    y0, y1 = sorted(ax.get_ylim())
+    room = 0.02 * (x1 - x0)
+    for q in (c for c in ax.collections if isinstance(c, Quiver)):
+        tails = np.asarray(q.get_offsets())
+        for xy in (tails, tails + np.column_stack([q.U, q.V])):  # scale 1 in data units
+            assert (xy[:, 0] > x0 + room).all() and (xy[:, 0] < x1 - room).all(), (xy, x0, x1)
+            assert (xy[:, 1] > y0 + room).all() and (xy[:, 1] < y1 - room).all(), (xy, y0, y1)
+
+
+def test_offset_arrows_leaving_the_grid_are_inside_the_axes() -> None:
+    import matplotlib.pyplot as plt
+
+    # The outer points of a 9x9 grid over [-4, 4] moved 0.9 cells outwards: the heads end at
+    # +-4.9, past the limits the quiver's tails alone give.
+    init = uniform_offsets(9, 4.0).numpy()
+    learned = init + 0.9 * np.sign(init) * (np.abs(init) == 4.0)
+    fig = viz.plot_offsets({"LSTS": {"seed0": (init, learned), "seed1": (init, init - 0.1)}})
+    ax = fig.axes[0]
+    assert ax.yaxis_inverted()
+    assert max(ax.get_xlim()) > 4.9 and min(ax.get_ylim()) < -4.9
+    _arrow_ends_inside(ax)
+    plt.close(fig)
+    fig, ax = plt.subplots()  # as notebook 04 draws one seed's moves
+    viz.draw_offset_moves(ax, init, learned)
+    ax.invert_yaxis()
+    _arrow_ends_inside(ax)
+    plt.close(fig)
+
+
+@pytest.mark.parametrize("n", [7, 8, 10])
+def test_variant_styles_give_each_variant_its_colour_and_dash(n: int) -> None:
+    names = [f"v{i}" for i in range(n)]
+    styles = viz.variant_styles(names)
+    assert list(styles) == names
+    colours = [s["color"] for s in styles.values()]
+    dashes = [str(s["ls"]) for s in styles.values()]
+    assert len(set(colours)) == n and len(set(dashes)) == n  # hence distinct pairs too
+    widths = [s["lw"] for s in styles.values()]
+    assert widths == sorted(widths, reverse=True) and widths[0] > widths[-1]
+    with pytest.raises(ValueError):
+        viz.variant_styles([f"v{i}" for i in range(len(viz.DASHES) + 1)])
+
+
+def test_variant_styles_cover_the_registered_variants() -> None:
+    from lsts_lib.models.variants import VARIANTS
+
+    styles = viz.variant_styles(list(VARIANTS))
+    assert len({(s["color"], str(s["ls"])) for s in styles.values()}) == len(VARIANTS)
+
+
+def test_identical_curves_are_drawn_once_and_labelled_with_all_their_variants() -> None:
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    steps = np.arange(1, 51)
+    base = pd.Series(1.0 / steps, index=steps)
+    curves = {"lsts_fixed": base, "lsts": base.copy(), "lsts_no_srfu": base * (1 + 1e-3),
+              "lsts_no_dfa": base + 1e-15, "short": base.iloc[:-1]}
+    assert viz.identical_curves(curves) == [
+        ["lsts_fixed", "lsts", "lsts_no_dfa"], ["lsts_no_srfu"], ["short"]]
+    fig, ax = plt.subplots()
+    styles = viz.variant_styles(list(curves))
+    groups = viz.plot_variant_curves(ax, curves, styles)
+    assert len(groups) == 3
+    lines = ax.get_lines()
+    assert [ln.get_label() for ln in lines] == [
+        "lsts_fixed, lsts, lsts_no_dfa (identical)", "lsts_no_srfu", "short"]
+    assert lines[0].get_color() == styles["lsts_fixed"]["color"]
+    assert lines[1].get_linestyle() != lines[0].get_linestyle()
+    plt.close(fig)
+
+
 def test_architecture_figure_names_the_papers_parts() -> None:
     fig = viz.architecture_figure()
     texts = " ".join(t.get_text() for t in fig.findobj(matplotlib.text.Text))
