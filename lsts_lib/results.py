@@ -63,7 +63,7 @@ from lsts_lib.models.detector import (
     input_hw,
 )
 from lsts_lib.models.lsts import LSTSMacs, LSTSOffsets, grid_sample_offsets, lsts_macs
-from lsts_lib.models.variants import STAGE1, VARIANTS, label
+from lsts_lib.models.variants import STAGE1, VARIANTS, flow_training, label
 
 # Accuracy columns of the tidy table (percent, 0-100) and their headers.
 METRICS: dict[str, str] = {
@@ -1764,6 +1764,21 @@ def run_config(run_dir: Path) -> RunConfig:
     """The resolved config a run was trained with (its config.yaml)."""
     path = _need(Path(run_dir) / "config.yaml", f"lsts train ... --out {run_dir}")
     return RunConfig.from_dict(yaml.safe_load(path.read_text(encoding="utf-8")))
+
+
+def variant_summaries(runs: Path) -> dict[str, str]:
+    """Every catalogue variant's summary (notebook 05's "What was run"); a flow variant that
+    was run also says how its FlowNet was trained, from its first seed's config (every seed of
+    a run shares the recipe)."""
+    dirs = {run: d for run, _, d in reversed(run_dirs(runs))}  # the lowest seed wins
+    out = {}
+    for name, v in VARIANTS.items():
+        text = v.summary
+        if v.nonkey == "flow" and name in dirs:
+            cfg = yaml.safe_load((dirs[name] / "config.yaml").read_text(encoding="utf-8"))
+            text += " " + flow_training((cfg.get("train") or {}).get("flow_init_from"))
+        out[name] = text
+    return out
 
 
 def load_run_detector(run_dir: Path) -> VideoDetector:

@@ -578,3 +578,17 @@ def test_cost_part_sentence_says_when_two_timings_disagree(whole: tuple[float, f
     if says.endswith("."):
         assert "either side" not in text
     assert R.cost_part_sentence(claim, {"results": bench["results"]}) is None  # no modes
+
+
+def test_variant_summaries_say_how_the_flownet_started(runs: Path) -> None:
+    text = R.variant_summaries(runs)
+    assert list(text) == list(R.VARIANTS)
+    assert "no flow supervision" in text["flow_warp"]  # the fixture's config has no flow init
+    for seed in range(len(MAPS["flow_warp"])):
+        cfg_path = runs / "flow_warp" / f"seed{seed}" / "config.yaml"
+        cfg = yaml.safe_load(cfg_path.read_text())
+        cfg["train"]["flow_init_from"] = "runs/report/flownet/flownet.pt"
+        cfg_path.write_text(yaml.safe_dump(cfg))
+    text = R.variant_summaries(runs)["flow_warp"]
+    assert "pretrained on SynthVID's true flow" in text and "no flow supervision" not in text
+    assert "flow supervision" not in R.variant_summaries(runs)["lsts"]
