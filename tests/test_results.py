@@ -592,3 +592,25 @@ def test_variant_summaries_say_how_the_flownet_started(runs: Path) -> None:
     text = R.variant_summaries(runs)["flow_warp"]
     assert "pretrained on SynthVID's true flow" in text and "no flow supervision" not in text
     assert "flow supervision" not in R.variant_summaries(runs)["lsts"]
+
+
+def test_claim_sentence_counts_the_seeds_on_the_claimed_side() -> None:
+    c = R.Claim("dfa", "DFA adds", "rule", ("lsts", "lsts_no_dfa"), verdict=R.INCONCLUSIVE,
+                reason="mAP", seeds=[0, 1, 2],
+                per_seed={"lsts": [30.0, 31.0, 29.0], "lsts_no_dfa": [28.0, 32.0, 27.0]})
+    assert R.seeds_on_claimed_side(c) == (2, 3)
+    assert "2 of 3 seeds' paired differences lie on the claimed side (above 0 points)" in (
+        R._claim_sentence(c))
+    c = R.Claim("per_frame", "close", "rule", ("single_frame", "lsts"), seeds=[0, 1],
+                per_seed={"single_frame": [40.0, 40.0], "lsts": [39.0, 30.0]})
+    assert R.seeds_on_claimed_side(c) == (1, 2)  # within 2 points: only seed 0
+
+
+def test_load_claims_words_a_claim_as_its_spec_does(runs: Path) -> None:
+    old = R.Claim("dfa", "DFA (an older wording) adds accuracy", "rule",
+                  ("lsts", "lsts_no_dfa"), verdict=R.INCONCLUSIVE, reason="kept")
+    (runs / R.CLAIMS_FILE).write_text(json.dumps({"claims": [old.to_dict()]}))
+    (c,), _ = R.load_claims(runs)
+    assert c.statement.startswith("DFA's fusion of the aligned memory")
+    assert (c.verdict, c.reason) == (R.INCONCLUSIVE, "kept")
+    assert R.label("lsts_no_dfa") == "LSTS without DFA fusion"

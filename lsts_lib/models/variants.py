@@ -108,7 +108,7 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
         summary="LSTS without the recursive memory: at a key frame the memory is the new "
                 "key's high-level feature only (no key-to-key alignment or fusion)." + _OURS),
     dataclasses.replace(
-        _LSTS, name="lsts_no_dfa", label="LSTS without DFA", dfa_fusion=False,
+        _LSTS, name="lsts_no_dfa", label="LSTS without DFA fusion", dfa_fusion=False,
         summary="LSTS without dense aggregation: a non-key frame's feature is the "
                 "LSTS-aligned memory alone (the current frame's low2high feature only guides "
                 "the similarity, it is not fused)." + _OURS),
