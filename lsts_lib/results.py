@@ -1349,8 +1349,9 @@ def readme_block(runs: Path) -> str:
     ]
     for i, c in enumerate(cs, 1):
         lines.append(f"{i}. {c.statement}: **{c.verdict}** ({c.reason}).")
+    travel = _offsets_travel(runs, cs)
     lines += ["", split_noise_line(meta), "",
-              f"Did every variant finish learning? {_plateau_sentence(runs)}"]
+              f"Did every variant finish learning? {_plateau_sentence(runs, travel and travel[:2])}"]
     return "\n".join(lines)
 
 
@@ -2000,8 +2001,12 @@ def _alignment_sentences(align: pd.DataFrame) -> list[str]:
     return out
 
 
-def _plateau_sentence(runs: Path) -> str:
-    """Whether each compared variant's stage-2 dev curve had plateaued (dev_curve_table)."""
+def _plateau_sentence(runs: Path, travel: tuple[float, float] | None = None,
+                      bound_ref: str = "") -> str:
+    """Whether each compared variant's stage-2 dev curve had plateaued (dev_curve_table).
+    The next experiment asks for offsets that can travel only when `travel` (offsets moved,
+    offsets_travel_bound) says the bound held them (moved at most OFFSETS_BOUND_SHARE of it);
+    `bound_ref` points the reader to where the bound is given ("" where it is not)."""
     found = run_dirs(runs)
     try:
         table = dev_curve_table(load_logs(runs, list(dict.fromkeys(r for r, _, _ in found)),
@@ -2017,11 +2022,46 @@ def _plateau_sentence(runs: Path) -> str:
     parts = ", ".join(f"{r['variant']} {r['change over it']:+.1f} points over its last "
                       f"{r['last interval (steps)']} steps (dev mAP {r['dev mAP last']:.1f} %)"
                       for _, r in rising.iterrows())
+    held = travel is not None and travel[0] <= OFFSETS_BOUND_SHARE * travel[1]
+    offsets = f" and with offsets that can travel{bound_ref}" if held else ""
     return (f"No. Still rising at the end of stage 2 (notebook 04's dev curves, plateau rule: "
             f"less than {PLATEAU_POINTS:g} point per interval): {parts}. The verdicts "
             "that involve these variants measure models that were still learning; a longer "
-            "stage 2, the same for every variant and with offsets that can travel (see the "
-            "bound below), is the next experiment.")
+            f"stage 2, the same for every variant{offsets}, is the next experiment.")
+
+
+# How far the offsets moved, wherever the report says it (claim 1, notebooks 04 and 05).
+OFFSETS_MEASURE = "mean L2 distance of a point p_n from its initial position, in feature cells"
+
+
+def offsets_moved(init: Any, learned: Any) -> float:
+    """How far one run's offsets moved (OFFSETS_MEASURE), from (N, 2) initial and learned."""
+    import numpy as np
+
+    return float(np.linalg.norm(np.asarray(learned) - np.asarray(init), axis=1).mean())
+
+
+def offsets_moved_by_seed(runs: Path, run: str = "lsts") -> dict[int, float]:
+    """offsets_moved of every seed of `run` (claim 1 reads their mean)."""
+    return {seed: offsets_moved(*load_offsets(d)) for r, seed, d in run_dirs(runs) if r == run}
+
+
+def offsets_moved_table(runs: Path) -> pd.DataFrame:
+    """Per LSTS run with learnable offsets: offsets_moved_by_seed's mean, std and seeds
+    (OFFSETS_MEASURE, of the final model: the number claim 1 reads)."""
+    rows = []
+    for run in dict.fromkeys(r for r, _, _ in run_dirs(runs)):
+        v = VARIANTS.get(run)
+        if v is None or not v.uses_lsts or not v.learnable_offsets:
+            continue
+        moved = pd.Series(offsets_moved_by_seed(runs, run))
+        rows.append({"run": run, "offsets moved (cells)": moved.mean(),
+                     "std": moved.std(), "seeds": len(moved)})
+    return pd.DataFrame(rows, columns=["run", "offsets moved (cells)", "std", "seeds"])
+
+
+# The offsets "were held by the recipe" when they moved at most this share of its bound.
+OFFSETS_BOUND_SHARE = 0.1
 
 
 def offsets_travel_bound(run: RunConfig) -> float:
@@ -2045,8 +2085,9 @@ def mode_cost_ratios(bench: Mapping[str, Any], a: str = "lsts", b: str = STAGE1
             for m, r in mode_results(bench).items() if r.get(a) and r.get(b)}
 
 
-def _learnable_sampling_sentence(runs: Path, cs: Sequence[Claim]) -> str | None:
-    """How far the offsets could travel under the recipe that ran, and how far they did."""
+def _offsets_travel(runs: Path, cs: Sequence[Claim]) -> tuple[float, float, RunConfig] | None:
+    """(how far the lsts offsets moved as claim 1 measured it, offsets_travel_bound of the
+    lsts recipe, that recipe); None without claim 1, an lsts run or an AdamW bound."""
     claim = next((c for c in cs if c.key == "learnable_sampling"), None)
     lsts_dir = next((d for run, _, d in run_dirs(runs) if run == "lsts"), None)
     if claim is None or lsts_dir is None or not (lsts_dir / "config.yaml").is_file():
@@ -2055,14 +2096,22 @@ def _learnable_sampling_sentence(runs: Path, cs: Sequence[Claim]) -> str | None:
     bound = offsets_travel_bound(run)
     if math.isnan(bound):
         return None
-    moved = claim.numbers.get("offsets_moved_cells", math.nan)
+    return claim.numbers.get("offsets_moved_cells", math.nan), bound, run
+
+
+def _learnable_sampling_sentence(runs: Path, cs: Sequence[Claim]) -> str | None:
+    """How far the offsets could travel under the recipe that ran, and how far they did."""
+    travel = _offsets_travel(runs, cs)
+    if travel is None:
+        return None
+    moved, bound, run = travel
     sched = run.schedule
     text = (f"How far the offsets could move: with AdamW a parameter moves by about its "
             f"learning rate per step whatever its gradient, so in this recipe ({sched.steps} "
             f"steps, offsets lr {sched.lr * sched.offsets_mult(run.train):g}, "
             f"{sched.lr_schedule} schedule) an offset coordinate can travel at most about "
             f"{bound:.2f} cells (the grid's points are 1 cell apart); they moved {moved:.3f} "
-            "cells on average.")
+            f"cells ({OFFSETS_MEASURE}, averaged over the seeds).")
     if moved < OFFSETS_ENGAGED_CELLS:
         text += (" The recipe, not only the data, keeps claim 1 untestable: testing it needs "
                  "a stage 2 whose offsets can travel at least a cell (a higher offsets "
@@ -2114,10 +2163,12 @@ def discussion_markdown(runs: Path) -> str:
             f"reaches {paper.loc['R-FCN (single frame)', 'mAP']:.1f} % on ImageNet VID. The "
             "two are not comparable (other data, a CPU-sized network from scratch); what "
             "matters here is that every temporal variant is measured against this same start.")
-    lines += ["", "### Did every variant finish learning?", "", _plateau_sentence(runs)]
+    cs, meta = load_claims(runs) if (runs / CLAIMS_FILE).is_file() else ([], {})
+    travel = _offsets_travel(runs, cs)
+    lines += ["", "### Did every variant finish learning?", "",
+              _plateau_sentence(runs, travel and travel[:2], " (see the bound below)")]
     lines += ["", "### What held and what did not", ""]
     if (runs / CLAIMS_FILE).is_file():
-        cs, meta = load_claims(runs)
         lines += [f"- {_claim_sentence(c)}" for c in cs]
         lines += ["", split_noise_line(meta), "", SEED_SCOPE]
         bound_text = _learnable_sampling_sentence(runs, cs)
@@ -2129,7 +2180,6 @@ def discussion_markdown(runs: Path) -> str:
         if text:
             lines += ["", text]
     else:
-        cs = []
         lines.append(f"No claims were judged yet (`{claims_command(runs)}`).")
     align = alignment_table(runs)
     lines += ["", "### Where LSTS focuses", "", " ".join(_alignment_sentences(align))]
@@ -2698,16 +2748,16 @@ def paper_markdown(paper: pd.DataFrame, method: str = "LSTS") -> str:
 
 
 def offsets_markdown(shifts: Sequence[float]) -> str:
-    """Reads the offsets figure: whether the sampling locations moved enough to matter
-    (OFFSETS_ENGAGED_CELLS, claim 1's precondition)."""
+    """Reads the offsets figure from each seed's offsets_moved (OFFSETS_MEASURE): their mean,
+    the number claim 1 reads, against OFFSETS_ENGAGED_CELLS (its precondition)."""
     if not len(shifts):
         return "No LSTS run was made: there are no learned offsets to read."
-    moved = max(shifts)
-    if moved < OFFSETS_ENGAGED_CELLS:
-        return (f"The offsets moved at most {moved:.3f} feature cells (distance of a point "
-                "from its start, averaged over the points; the seed that moved most, where "
-                "claim 1 averages the seeds): too little to change where LSTS samples, so "
-                "claim 1 is not testable on these runs. The discussion below bounds how far "
-                "the recipe lets them travel.")
-    return (f"The offsets moved up to {moved:.2f} feature cells on average: the sampling "
-            "locations did change during training.")
+    mean, top = sum(shifts) / len(shifts), max(shifts)
+    text = (f"The offsets moved {mean:.3f} feature cells averaged over the {len(shifts)} "
+            f"seed runs (the number claim 1 reads; {OFFSETS_MEASURE}), at most {top:.3f} in "
+            "one run")
+    if mean < OFFSETS_ENGAGED_CELLS:
+        return (text + ": too little to change where LSTS samples, so claim 1 is not testable "
+                "on these runs. The discussion below bounds how far the recipe lets them "
+                "travel.")
+    return text + ": the sampling locations did change during training."

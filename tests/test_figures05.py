@@ -235,7 +235,11 @@ def test_paper_and_offsets_markdown() -> None:
     low = pd.DataFrame({"method": ["LSTS", "X"], "mAP": [70.0, 60.0]})
     assert "below no method" in R.paper_markdown(low)
     assert "not testable" in R.offsets_markdown([0.01, 0.04])
-    assert "did change" in R.offsets_markdown([0.01, R.OFFSETS_ENGAGED_CELLS])
+    # The seeds' mean decides, as in claim 1, not the seed that moved most.
+    assert "not testable" in R.offsets_markdown([0.01, 2 * R.OFFSETS_ENGAGED_CELLS - 0.02])
+    text = R.offsets_markdown([0.4, 0.5])
+    assert "did change" in text and "0.450 feature cells averaged over the 2" in text
+    assert R.OFFSETS_MEASURE in text and "at most 0.500" in text
     assert "No LSTS run" in R.offsets_markdown([])
 
 

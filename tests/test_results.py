@@ -278,6 +278,11 @@ def test_offsets_and_focus_weights_of_a_run(tmp_path: Path) -> None:
                  "model_config": model.cfg.to_dict(), "config": {}}, run / "model.pt")
     p0, p1 = R.load_offsets(run)
     assert np.allclose(p1 - p0, 0.25)
+    # One measure everywhere: the L2 distance of a point (0.25 on both axes), not per axis.
+    assert R.offsets_moved(p0, p1) == pytest.approx(0.25 * math.sqrt(2))
+    assert R.offsets_moved_by_seed(tmp_path) == {0: pytest.approx(0.25 * math.sqrt(2))}
+    t = R.offsets_moved_table(tmp_path)
+    assert list(t["run"]) == ["lsts"] and t.loc[0, "seeds"] == 1
     loaded = R.load_run_detector(run)
     assert torch.equal(loaded.sampling_offsets(), model.offsets.p)
     g = torch.Generator().manual_seed(0)
@@ -614,3 +619,18 @@ def test_load_claims_words_a_claim_as_its_spec_does(runs: Path) -> None:
     assert c.statement.startswith("DFA's fusion of the aligned memory")
     assert (c.verdict, c.reason) == (R.INCONCLUSIVE, "kept")
     assert R.label("lsts_no_dfa") == "LSTS without DFA fusion"
+
+
+def test_plateau_sentence_asks_for_travel_only_when_the_bound_held_the_offsets(
+        runs: Path) -> None:
+    (runs / "lsts" / "seed0" / "dev.csv").write_text("step,mAP\n0,0.02\n75,0.17\n150,0.21\n")
+    bound = 2.91
+    held = R._plateau_sentence(runs, (0.2, bound), " (see the bound below)")
+    assert "No. Still rising" in held
+    assert "with offsets that can travel (see the bound below), is the next" in held
+    free = R._plateau_sentence(runs, (0.457, bound), " (see the bound below)")  # 16 % of it
+    assert "travel" not in free and "below" not in free
+    assert "the same for every variant, is the next experiment" in free
+    readme = R._plateau_sentence(runs, (0.2, bound))  # the README gives no bound
+    assert "offsets that can travel, is" in readme and "below" not in readme
+    assert "travel" not in R._plateau_sentence(runs)  # nothing known about the offsets
