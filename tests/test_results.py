@@ -354,7 +354,14 @@ def test_flow_pretrain_table_and_text() -> None:
     assert "600 steps" in text and "test split" in text and "40 object cells" in text
     assert "slow 0.50 px against 0.40 px for zero flow (not better)" in text
     assert "fast 9.00 px against 18.00 px for zero flow (better)" in text
-    assert "then raised its fast-object error: 12.00 px against 9.00 px" in text
+    assert ("Detection training (seed 0) then raised its error on every motion class "
+            "measured: all 3.00 -> 4.00 px, slow 0.50 -> 0.60 px, medium 2.00 -> 3.00 px, "
+            "fast 9.00 -> 12.00 px.") in text
+    t.loc["after detection training (seed 0)", "EPE fast (px)"] = 8.0
+    t.loc["after detection training (seed 0)", "EPE slow (px)"] = 0.52
+    text = R.flow_pretrain_markdown(summary, t)
+    assert ("raised its error on all 3.00 -> 4.00 px, medium 2.00 -> 3.00 px; lowered its "
+            "error on fast 9.00 -> 8.00 px; kept its error on slow 0.50 -> 0.52 px.") in text
     assert len(R.flow_pretrain_table(summary)) == 2  # no alignment measured: no third row
     assert "not pretrained" in R.flow_pretrain_markdown(None)
 
@@ -406,7 +413,8 @@ def write_alignment(run_dir: Path, method: str, epe: float, entropy: float | Non
 
 
 @pytest.mark.parametrize("lsts_epe, entropy, says", [
-    (41.5, 0.8, ["41.5 px", "6.2 px", "aligns worse than copying", "weights are peaked",
+    (41.5, 0.8, ["On object cells (every motion class)", "41.5 px", "6.2 px",
+                 "aligns worse than copying", "weights are peaked",
                  "not on the ones the objects moved to"]),
     (3.0, 4.0, ["aligns better than copying", "weights stay spread"]),
 ])
