@@ -2164,6 +2164,72 @@ def cost_part_sentence(cost: Claim, bench: Mapping[str, Any]) -> str | None:
     return text
 
 
+def _flow_pretrained(runs: Path, run: str = "flow_warp") -> bool:
+    """Whether every seed of `run` started its FlowNet from pretrained weights."""
+    dirs = [d for r, _, d in run_dirs(runs) if r == run]
+    cfgs = [yaml.safe_load((d / "config.yaml").read_text(encoding="utf-8")) or {}
+            for d in dirs if (d / "config.yaml").is_file()]
+    return bool(cfgs) and all((c.get("train") or {}).get("flow_init_from") for c in cfgs)
+
+
+def findings_sentences(runs: Path, df: pd.DataFrame, align: pd.DataFrame) -> list[str]:
+    """The main findings, each written only when its runs exist and worded by the numbers:
+    the LSTS variants against copy-propagation (accuracy, alignment), the flow baseline
+    against copy-propagation (paired over seeds), and what claim 2 compares."""
+    summary = summary_table(df)
+    if "copy_prop" not in summary.index:
+        return []
+    copy = summary.loc["copy_prop"]
+    epe = {r["run"]: r["EPE all (px)"] for _, r in align.iterrows()} if not align.empty else {}
+    e_copy = epe.get(run_label("copy_prop"))
+    out = []
+    lsts = [r for r in summary.index if r in VARIANTS and VARIANTS[r].uses_lsts]
+    if lsts:
+        maps = summary.loc[lsts, "mAP"]
+        below = int((maps < copy["mAP"]).sum())
+        who = (f"all {len(lsts)} LSTS variants score below" if below == len(lsts) else
+               f"none of the {len(lsts)} LSTS variants scores below" if below == 0 else
+               f"{below} of the {len(lsts)} LSTS variants score below")
+        out.append(f"On this data {who} copy-propagation ({maps.min():.1f} to {maps.max():.1f} "
+                   f"% mAP against {copy['mAP']:.1f} %).")
+        e_lsts = [epe[run_label(r)] for r in lsts if run_label(r) in epe]
+        if e_copy and e_lsts:
+            worse = sum(e > e_copy for e in e_lsts)
+            ratio = f"{min(e_lsts) / e_copy:.1f} to {max(e_lsts) / e_copy:.1f} times"
+            out.append(
+                f"On object cells the {len(e_lsts)} measured LSTS variants' alignment errs by "
+                f"{min(e_lsts):.1f} to {max(e_lsts):.1f} px against {e_copy:.1f} px for not "
+                f"moving at all ({ratio} copy's error; {worse} of {len(e_lsts)} worse than "
+                "copying)." if worse else
+                f"On object cells the {len(e_lsts)} measured LSTS variants align better than "
+                f"not moving at all ({min(e_lsts):.1f} to {max(e_lsts):.1f} px against "
+                f"{e_copy:.1f} px).")
+    if "flow_warp" in summary.index:
+        flow = summary.loc["flow_warp"]
+        paired = df.pivot_table(index="seed", columns="run", values="mAP")
+        diffs = (paired["flow_warp"] - paired["copy_prop"]).dropna()
+        d, hw = diffs.mean(), t_half_width(list(diffs))
+        same = math.isfinite(hw) and abs(d) <= hw
+        text = (f"The flow baseline scores {flow['mAP']:.1f} % against copy-propagation's "
+                f"{copy['mAP']:.1f} % (paired over {len(diffs)} seeds {d:+.2f} ± "
+                f"{hw:.2f}: {'within' if same else 'beyond'} seed noise)")
+        e_flow = epe.get(run_label("flow_warp"))
+        if e_flow and e_copy:
+            text += (f", {'although' if same and e_flow < e_copy else 'and'} its flow aligns "
+                     f"objects {'better' if e_flow < e_copy else 'worse'} than not moving "
+                     f"({e_flow:.1f} vs {e_copy:.1f} px)")
+        higher = [f"{c} {flow[c]:.1f} vs {copy[c]:.1f}" for c in ("slow", "medium", "fast")
+                  if math.isfinite(flow[c]) and math.isfinite(copy[c]) and flow[c] > copy[c]]
+        text += (f"; it scores above copying on {', '.join(higher)} % mAP only." if higher
+                 else "; it scores above copying on no motion class.")
+        out.append(text)
+        if _flow_pretrained(runs):
+            out.append("Claim 2 compares a baseline whose alignment was supervised by "
+                       "the true flow (its FlowNet pretrained on it) with LSTS, whose alignment "
+                       "gets no supervision besides the detection loss.")
+    return out
+
+
 def discussion_markdown(runs: Path) -> str:
     """Notebook 05's discussion and conclusion, written from one preset's result files."""
     runs = Path(runs)
@@ -2207,6 +2273,7 @@ def discussion_markdown(runs: Path) -> str:
     lines += [
         "", "### Conclusion", "",
         f"The paper's {len(cs)} claims on this data: {verdict_tally(cs)}. "
+        + "".join(f"{x} " for x in findings_sentences(runs, df, align)) +
         "These verdicts are about LSTS as trained here: a ResNet-18 from scratch on a small "
         "synthetic dataset, on a CPU, with a short second stage. They are not a verdict on "
         "the paper's ImageNet VID result, which this machine cannot rerun.",

@@ -642,3 +642,29 @@ def test_plateau_sentence_asks_for_travel_only_when_the_bound_held_the_offsets(
     readme = R._plateau_sentence(runs, (0.2, bound))  # the README gives no bound
     assert "offsets that can travel, is" in readme and "below" not in readme
     assert "travel" not in R._plateau_sentence(runs)  # nothing known about the offsets
+
+
+def test_findings_follow_the_runs(runs: Path) -> None:
+    for seed, m in enumerate((0.455, 0.46, 0.465)):
+        write_run(runs, "copy_prop", seed, m)
+    for run, epe in (("copy_prop", 6.0), ("flow_warp", 4.0), ("lsts", 30.0),
+                     ("lsts_fixed", 60.0)):
+        write_alignment(runs / run / "seed0", run, epe)
+    df = R.load_runs(runs)
+    text = " ".join(R.findings_sentences(runs, df, R.alignment_table(runs)))
+    # MAPS: the LSTS variants 43.0 to 50.0 against copy's 46.0; flow 41.0, 5 points below.
+    assert "2 of the 4 LSTS variants score below copy-propagation (44.0 to 50.0 % mAP " \
+           "against 46.0 %)" in text
+    assert "2 measured LSTS variants' alignment errs by 30.0 to 60.0 px against 6.0 px" in text
+    assert "5.0 to 10.0 times copy's error; 2 of 2 worse" in text
+    assert "flow baseline scores 41.0 % against copy-propagation's 46.0 %" in text
+    assert "-5.00 ± 1.24: beyond seed noise), and its flow aligns objects better" in text
+    assert "above copying on no motion class" in text and "Claim 2" not in text
+    for seed in range(3):
+        cfg_path = runs / "flow_warp" / f"seed{seed}" / "config.yaml"
+        cfg = yaml.safe_load(cfg_path.read_text())
+        cfg["train"]["flow_init_from"] = "flownet.pt"
+        cfg_path.write_text(yaml.safe_dump(cfg))
+    assert "Claim 2 compares a baseline whose alignment was supervised by the true flow" in (
+        " ".join(R.findings_sentences(runs, df, R.alignment_table(runs))))
+    assert R.findings_sentences(runs, df[df["run"] != "copy_prop"], pd.DataFrame()) == []
