@@ -2297,6 +2297,7 @@ STRIP_MIN_SHIFT_CELLS = 1.0  # ... and its box centre moves at least this many c
 SATURATED_S = 0.5  # S_n(p0) "saturated": one of the N points takes more than half the weight
 STRIP_HIT_IOU = 0.5  # a drawn box is "on" an object: IoU at least this with its box
 STRIP_SAME_IOU = 0.9  # two boxes are "the same" box (moved by less than rounding)
+STRIP_BETTER_IOU = 0.1  # "follows the object better": mean IoU at least this above the reference
 
 
 @dataclass(frozen=True)
@@ -2400,14 +2401,27 @@ def _same_boxes(a: Any, b: Any) -> bool:
 
 
 def strip_reading(boxes: Mapping[str, Sequence[Any]], gt: Sequence[Any], others: Sequence[Any],
-                  key_frame: int = 0, reference: str = "copy_prop") -> pd.DataFrame:
+                  key_frame: int = 0, reference: str = "copy_prop",
+                  labels: Mapping[str, Sequence[Any]] | None = None,
+                  object_label: int | None = None) -> pd.DataFrame:
     """What the strip shows, per run and non-key frame. `boxes[run][i]`: the (k, 4) boxes drawn
     for the run at the strip's frame i (0: the key frame); `gt[i]`: the object's box;
     `others[i]`: the (m, 4) boxes of the other annotated objects. Columns: run, frame (its
     index in the video, `key_frame` + i), object IoU (the best of the run's boxes with the
     object), other IoU (the best with any other object), kept (the run's boxes are those it
-    drew at the key frame: `_same_boxes`) and as reference (they are `reference`'s)."""
+    drew at the key frame: `_same_boxes`) and as reference (they are `reference`'s); with
+    `labels[run][i]` (the drawn boxes' classes) and the object's class, also class right (the
+    box that overlaps the object most has its class; None without labels)."""
     import numpy as np
+
+    def class_right(run: str, i: int) -> bool | None:
+        if labels is None or object_label is None:
+            return None
+        drawn = np.asarray(boxes[run][i], dtype=np.float64).reshape(-1, 4)
+        if not len(drawn):
+            return False
+        best = int(np.argmax([best_overlap(b[None], gt[i]) for b in drawn]))
+        return int(np.asarray(labels[run][i]).reshape(-1)[best]) == int(object_label)
 
     rows = []
     for run, drawn in boxes.items():
@@ -2419,9 +2433,10 @@ def strip_reading(boxes: Mapping[str, Sequence[Any]], gt: Sequence[Any], others:
                                           default=0.0),
                          "kept": _same_boxes(drawn[i], drawn[0]),
                          "as reference": (reference in boxes
-                                          and _same_boxes(drawn[i], boxes[reference][i]))})
+                                          and _same_boxes(drawn[i], boxes[reference][i])),
+                         "class right": class_right(run, i)})
     return pd.DataFrame(rows, columns=["run", "frame", "object IoU", "other IoU", "kept",
-                                       "as reference"])
+                                       "as reference", "class right"])
 
 
 def _of(count: int, n: int) -> str:
@@ -2488,12 +2503,27 @@ def strip_markdown(reading: pd.DataFrame, top_scores: Mapping[str, float], k: in
     frames = reading["frame"]
     parts = ", ".join(f"{run_label(r)} {mean[r]:.2f}" for r in runs)
     lines = [_strip_run_sentence(r, reading[reading["run"] == r], reference) for r in runs]
-    better = [run_label(r) for r in runs if r != reference
-              and round(float(mean[r]), 2) > round(float(mean[reference]), 2)]
-    verdict = (f"{_listing(better)} {_verb(len(better), 'follows', 'follow')} the moving object "
-               "better than reusing the key frame's feature" if better else
-               "no alignment follows the moving object better than reusing the key frame's "
-               "feature")
+    classes = reading["class right"].notna().all() if "class right" in reading else False
+    right = (reading.groupby("run", sort=False)["class right"].mean() if classes
+             else pd.Series(1.0, index=mean.index))
+    ahead = [r for r in runs if r != reference
+             and round(float(mean[r] - mean[reference]), 2) >= STRIP_BETTER_IOU]
+    better = [run_label(r) for r in ahead if right[r] >= 0.5]
+    if better:
+        verdict = (f"{_listing(better)} {_verb(len(better), 'follows', 'follow')} the moving "
+                   "object better than reusing the key frame's feature")
+    else:
+        verdict = (f"no method follows the object clearly better than reusing the key frame's "
+                   f"feature (a mean IoU at least {STRIP_BETTER_IOU:g} above "
+                   f"{run_label(reference)}'s {mean[reference]:.2f}"
+                   + (" with the object's class on most frames)" if classes else ")"))
+        wrong = [f"{run_label(r)}'s on {int(round((1 - right[r]) * (reading['run'] == r).sum()))}"
+                 for r in ahead]
+        if wrong:
+            verdict += (f"; the boxes that overlap it most carry another class than the "
+                        f"object's: {_listing(wrong)} of the frames")
+    if not classes:
+        verdict += "; box classes not compared"
     scores = ", ".join(f"{run_label(r)} {s:.2f}" for r, s in top_scores.items())
     outcomes = _listing([_strip_outcome(r, reading[reading["run"] == r], reference)
                          for r in runs if r != reference])
