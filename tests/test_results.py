@@ -201,6 +201,9 @@ def test_update_readme_between_markers_only(runs: Path, tmp_path: Path) -> None:
     assert "Test CPU, 2 cores, 1 torch thread per training process, no GPU, python 3.11, torch 9.9" in text
     assert "seeds 0, 1, 2" in text and "| LSTS (uniform, N=81) | 50.0 ± 1.0 |" in text
     assert f"not computed yet (`{R.claims_command(runs)}`)" in text
+    # The header lists the files read: those present, not the claims file not yet written.
+    assert ("from `runs/report/*/seed*/eval.json`, `runs/report/*/seed*/config.yaml`, "
+            "`runs/report/*/seed*/env.json` and `runs/report/bench_cpu.json`;") in text
     R.update_readme(readme, runs)
     assert readme.read_text() == text  # idempotent
     # with claims.json (as `lsts claims` writes it) the verdicts and the test noise appear
@@ -217,6 +220,7 @@ def test_update_readme_between_markers_only(runs: Path, tmp_path: Path) -> None:
     assert "test split, 40 videos" in text
     assert "40 test videos is ± 1.50 points (within the 2.0 point target)" in text
     assert "Did every variant finish learning? " in text  # the plateau check, as in 05
+    assert "`runs/report/bench_cpu.json` and `runs/report/claims.json`;" in text
 
 
 @pytest.mark.parametrize("content", ["no markers\n", f"{R.README_START}\nonly start\n",
