@@ -301,19 +301,20 @@ def _command_line(argv: Sequence[str]) -> str:
     return "`lsts " + " ".join(a.replace(f"{paths.REPO}/", "") for a in argv) + "`"
 
 
-def made_by(preset: str, *outputs: str) -> str:
+def made_by(preset: str, *outputs: str, variant: str | None = None) -> str:
     """One Markdown line naming the exact `lsts` commands `lsts report --preset <preset>`
     runs to make `outputs` (keys of `report.MADE_BY`: "bench", "bench_lsts", "claims",
     "evaluate", ...), built by the code that runs them (`Report.commands`), so the line
     cannot drift from what the report does. A per-run output names the commands of the
-    plan's first such run and how many runs repeat them."""
+    plan's first such run (of `variant`, when given: the runs a figure of one variant
+    shows) and how many runs repeat them."""
     from lsts_lib import report  # here, not above: report imports this module
 
     rep = report.Report(preset, None, set(), 1)
     parts = []
     for out in outputs:
-        lines = " then ".join(_command_line(a) for a in rep.commands(out))
-        runs = rep.runs_of(out)
+        lines = " then ".join(_command_line(a) for a in rep.commands(out, variant))
+        runs = rep.runs_of(out, variant)
         if not lines:
             lines = "not run by this preset"
         elif out == "detect_options":
@@ -326,6 +327,23 @@ def made_by(preset: str, *outputs: str) -> str:
                      f"{runs[0].seed} shown) {lines}")
         parts.append(f"stage *{report.MADE_BY[out]}*: {lines}")
     return f"Made by `lsts report --preset {preset}`, " + "; ".join(parts) + "."
+
+
+def plan_overrides(preset: str) -> dict[str, str]:
+    """Per compared variant of the preset's plan: the config overrides `lsts report` gives
+    its train command (Orchestrator.run_overrides of its first seed's run: variant, stage,
+    the FlowNet it starts from, ...), the seed and the data root left out (they vary)."""
+    from lsts_lib import report  # here, not above: report imports this module
+
+    rep = report.Report(preset, None, set(), 1)
+    out: dict[str, str] = {}
+    for run in rep.runs_of("train") or []:
+        if run.variant not in out:
+            out[run.variant] = " ".join(
+                f"{k}={v}".replace(f"{paths.REPO}/", "")  # repository-relative paths
+                for k, v in rep.orchestrator.run_overrides(run).items()
+                if k not in ("train.seed", "data.root"))
+    return out
 
 
 def load_bench(runs: Path, device: str = "cpu") -> dict[str, Any] | None:
