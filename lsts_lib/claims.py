@@ -51,6 +51,7 @@ from lsts_lib.results import (
     CONFIDENCE,
     COST_FRACTION,
     OFFSETS_ENGAGED_CELLS,
+    OFFSETS_MEASURE,
     SPEED_MARGIN,
     Claim,
     ClaimSpec,
@@ -58,6 +59,7 @@ from lsts_lib.results import (
     bench_table,
     load_bench,
     load_offsets,
+    offsets_moved,
     run_dirs,
 )
 
@@ -202,13 +204,9 @@ def _both(parts: tuple[str, str]) -> str:
     return NOT_TESTABLE if NOT_TESTABLE in parts else INCONCLUSIVE
 
 
-def offsets_moved(sc: _Scores, run: str, seeds: list[int]) -> float:
-    """Mean |p_n - p_n(init)| in feature cells, over the points and the seeds' runs."""
-    moved = []
-    for s in seeds:
-        init, learned = load_offsets(sc.run_dir(run, s))
-        moved.append(float(np.linalg.norm(learned - init, axis=1).mean()))
-    return float(np.mean(moved))
+def seeds_offsets_moved(sc: _Scores, run: str, seeds: list[int]) -> float:
+    """results.offsets_moved (OFFSETS_MEASURE) averaged over the seeds' runs."""
+    return float(np.mean([offsets_moved(*load_offsets(sc.run_dir(run, s))) for s in seeds]))
 
 
 def _judge(sc: _Scores, spec: ClaimSpec, bench: Mapping[str, Any] | None, resamples: int,
@@ -231,16 +229,16 @@ def _judge(sc: _Scores, spec: ClaimSpec, bench: Mapping[str, Any] | None, resamp
         acc = NOT_TESTABLE if untestable else verdict(c.combined, +1)
         acc_text = untestable or _accuracy_text(c)
     if spec.key == "learnable_sampling" and acc != NOT_TESTABLE:
-        moved = offsets_moved(sc, spec.a, c.seeds)
+        moved = seeds_offsets_moved(sc, spec.a, c.seeds)
         c.numbers["offsets_moved_cells"] = moved
         if moved < OFFSETS_ENGAGED_CELLS:
             c.verdict = NOT_TESTABLE
-            c.reason = (f"the {spec.a} offsets moved {moved:.3f} feature cells on average "
-                        f"(distance of a point p_n from its start; < {OFFSETS_ENGAGED_CELLS}): "
+            c.reason = (f"the {spec.a} offsets moved {moved:.3f} feature cells "
+                        f"({OFFSETS_MEASURE}; < {OFFSETS_ENGAGED_CELLS}): "
                         f"learnable sampling did not engage; "
                         f"{acc_text}")
             return c
-        acc_text += f"; offsets moved {moved:.2f} cells"
+        acc_text += f"; offsets moved {moved:.2f} cells ({OFFSETS_MEASURE})"
     if spec.key == "beats_flow":
         cost, cost_text = _cost_part(c, bench, spec.a, spec.b, lambda r: r < SPEED_MARGIN,
                                      f"< {SPEED_MARGIN}")

@@ -145,21 +145,21 @@ class Report:
                 "--split", self.config.data.test_split,
                 "--json", str(self.runs / "claims.json")]
 
-    def runs_of(self, output: str) -> list[PlannedRun] | None:
+    def runs_of(self, output: str, variant: str | None = None) -> list[PlannedRun] | None:
         """The plan's runs a per-run output of MADE_BY is made for, in the order the stages
-        run them (None: an output made once)."""
-        compared = [r for r in self.plan if r.compared]
+        run them, only `variant`'s when given (None: an output made once)."""
+        compared = [r for r in self.plan if r.compared and variant in (None, r.variant)]
         first_seed = [r for r in compared if r.seed == self.seeds[0]]
         return {"train": compared, "evaluate": compared,
                 "detect_options": [r for r in first_seed if r.variant in MODE_VARIANTS],
                 "alignment": [r for r in first_seed
                               if not get_variant(r.variant).every_frame_key]}.get(output)
 
-    def commands(self, output: str) -> list[list[str]]:
+    def commands(self, output: str, variant: str | None = None) -> list[list[str]]:
         """The argv of the `lsts` commands this report runs to make `output`, one of
-        MADE_BY; for a per-run output (`runs_of`), those of its first run; [] when this
-        preset does not make it."""
-        runs, orch = self.runs_of(output), self.orchestrator
+        MADE_BY; for a per-run output (`runs_of`), those of its first run (of `variant`, when
+        given); [] when this preset does not make it."""
+        runs, orch = self.runs_of(output, variant), self.orchestrator
         if runs == []:
             return []
         if output == "data":

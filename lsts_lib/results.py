@@ -63,7 +63,7 @@ from lsts_lib.models.detector import (
     input_hw,
 )
 from lsts_lib.models.lsts import LSTSMacs, LSTSOffsets, grid_sample_offsets, lsts_macs
-from lsts_lib.models.variants import STAGE1, VARIANTS, label
+from lsts_lib.models.variants import STAGE1, VARIANTS, flow_training, label
 
 # Accuracy columns of the tidy table (percent, 0-100) and their headers.
 METRICS: dict[str, str] = {
@@ -301,19 +301,20 @@ def _command_line(argv: Sequence[str]) -> str:
     return "`lsts " + " ".join(a.replace(f"{paths.REPO}/", "") for a in argv) + "`"
 
 
-def made_by(preset: str, *outputs: str) -> str:
+def made_by(preset: str, *outputs: str, variant: str | None = None) -> str:
     """One Markdown line naming the exact `lsts` commands `lsts report --preset <preset>`
     runs to make `outputs` (keys of `report.MADE_BY`: "bench", "bench_lsts", "claims",
     "evaluate", ...), built by the code that runs them (`Report.commands`), so the line
     cannot drift from what the report does. A per-run output names the commands of the
-    plan's first such run and how many runs repeat them."""
+    plan's first such run (of `variant`, when given: the runs a figure of one variant
+    shows) and how many runs repeat them."""
     from lsts_lib import report  # here, not above: report imports this module
 
     rep = report.Report(preset, None, set(), 1)
     parts = []
     for out in outputs:
-        lines = " then ".join(_command_line(a) for a in rep.commands(out))
-        runs = rep.runs_of(out)
+        lines = " then ".join(_command_line(a) for a in rep.commands(out, variant))
+        runs = rep.runs_of(out, variant)
         if not lines:
             lines = "not run by this preset"
         elif out == "detect_options":
@@ -326,6 +327,23 @@ def made_by(preset: str, *outputs: str) -> str:
                      f"{runs[0].seed} shown) {lines}")
         parts.append(f"stage *{report.MADE_BY[out]}*: {lines}")
     return f"Made by `lsts report --preset {preset}`, " + "; ".join(parts) + "."
+
+
+def plan_overrides(preset: str) -> dict[str, str]:
+    """Per compared variant of the preset's plan: the config overrides `lsts report` gives
+    its train command (Orchestrator.run_overrides of its first seed's run: variant, stage,
+    the FlowNet it starts from, ...), the seed and the data root left out (they vary)."""
+    from lsts_lib import report  # here, not above: report imports this module
+
+    rep = report.Report(preset, None, set(), 1)
+    out: dict[str, str] = {}
+    for run in rep.runs_of("train") or []:
+        if run.variant not in out:
+            out[run.variant] = " ".join(
+                f"{k}={v}".replace(f"{paths.REPO}/", "")  # repository-relative paths
+                for k, v in rep.orchestrator.run_overrides(run).items()
+                if k not in ("train.seed", "data.root"))
+    return out
 
 
 def load_bench(runs: Path, device: str = "cpu") -> dict[str, Any] | None:
@@ -410,7 +428,10 @@ CLAIM_SPECS: tuple[ClaimSpec, ...] = (
               f"{SPEED_MARGIN}; held when both hold, not held when either does not"),
     ClaimSpec("srfu", "SRFU (recursive memory update at key frames) adds accuracy",
               "lsts", "lsts_no_srfu", ACCURACY_RULE),
-    ClaimSpec("dfa", "DFA (dense aggregation at non-key frames) adds accuracy",
+    # lsts_no_dfa keeps DFA's alignment of the memory and drops only its fusion with the
+    # non-key frame's own (low2high) feature: the claim tested is the fusion's.
+    ClaimSpec("dfa", "DFA's fusion of the aligned memory with the non-key frame's own "
+              "feature adds accuracy",
               "lsts", "lsts_no_dfa", ACCURACY_RULE),
     ClaimSpec("per_frame", "LSTS is close to per-frame accuracy at a fraction of the cost",
               "single_frame", "lsts",
@@ -498,7 +519,12 @@ def load_claims(runs: Path) -> tuple[list[Claim], dict[str, Any]]:
     if not isinstance(obj, dict) or not isinstance(obj.get("claims"), list):
         raise ValueError(f"{path}: not a claims file of `lsts claims` (no 'claims' list)")
     meta = {k: v for k, v in obj.items() if k != "claims"}
-    return [Claim.from_dict(c) for c in obj["claims"]], meta
+    cs = [Claim.from_dict(c) for c in obj["claims"]]
+    # The wording is the spec's (a file judged before a rewording reads as it is now); the
+    # verdict, the rule and the numbers stay the file's.
+    statements = {spec.key: spec.statement for spec in CLAIM_SPECS}
+    return [dataclasses.replace(c, statement=statements.get(c.key, c.statement))
+            for c in cs], meta
 
 
 def _interval_text(iv: Interval | None) -> str:
@@ -1246,6 +1272,18 @@ SPEED_COLUMNS = (
     "weights, never trained (DFF's FlowNet-S at its size, half-resolution input).")
 
 
+def readme_sources(runs: Path) -> str:
+    """The files `readme_block` reads, as a markdown list of paths (the ones present)."""
+    root = f"runs/{Path(runs).name}"
+    per_run = [rundir.EVAL, rundir.CONFIG, rundir.ENV, rundir.ALIGNMENT, rundir.DEV_LOG]
+    top = ["bench_cpu.json", "bench_cuda.json", CLAIMS_FILE, rundir.DETECT_OPTIONS,
+           f"{FLOWNET_DIR}/{FLOWNET_SUMMARY}"]
+    seen = [f"`{root}/*/seed*/{name}`" for name in per_run
+            if any((d / name).is_file() for _, _, d in run_dirs(runs))]
+    seen += [f"`{root}/{name}`" for name in top if (Path(runs) / name).is_file()]
+    return _listing(seen)
+
+
 def readme_block(runs: Path) -> str:
     """The README's results section, generated from the JSON files of one preset's runs."""
     runs = Path(runs)
@@ -1257,8 +1295,8 @@ def readme_block(runs: Path) -> str:
     n_seeds = sorted(set(summary["n"].astype(int)))
     k = bench.get("key_interval", "k")
     lines = [
-        f"_Generated by `lsts report --preset {runs.name}` from the JSON files in "
-        f"`runs/{runs.name}/`; do not edit by hand._",
+        f"_Generated by `lsts report --preset {runs.name}` from {readme_sources(runs)}; do "
+        "not edit by hand._",
         "",
         f"Preset **{runs.name}** (SynthVID {_test_split(runs)} split), seeds "
         f"{', '.join(map(str, envinfo['seeds']))} "
@@ -1293,6 +1331,8 @@ def readme_block(runs: Path) -> str:
             "first seed's runs under the option):",
             "",
             markdown_table(_speed_display(modes)),
+            "",
+            mode_markdown(modes),
             "",
         ]
     if "lsts" in ((bench.get("results") or {}).get(bench_size(bench)) or {}):
@@ -1341,8 +1381,9 @@ def readme_block(runs: Path) -> str:
     ]
     for i, c in enumerate(cs, 1):
         lines.append(f"{i}. {c.statement}: **{c.verdict}** ({c.reason}).")
+    travel = _offsets_travel(runs, cs)
     lines += ["", split_noise_line(meta), "",
-              f"Did every variant finish learning? {_plateau_sentence(runs)}"]
+              f"Did every variant finish learning? {_plateau_sentence(runs, travel and travel[:2])}"]
     return "\n".join(lines)
 
 
@@ -1466,14 +1507,32 @@ def flow_pretrain_markdown(summary: Mapping[str, Any] | None, table: pd.DataFram
                      f"({'better' if flow < zero else 'not better'})")
     out = [head, "On objects: " + "; ".join(parts) + "." if parts else ""]
     if table is not None and len(table) > 2:
-        tuned = table.iloc[2]
-        pre = table.iloc[0]
-        change = tuned["EPE fast (px)"] - pre["EPE fast (px)"]
-        verb = "lowered" if change < -0.05 else "raised" if change > 0.05 else "kept"
-        out.append(f"Detection training then {verb} its fast-object error: "
-                   f"{tuned['EPE fast (px)']:.2f} px against {pre['EPE fast (px)']:.2f} px "
-                   "after pretraining.")
+        out.append(_tuned_flow_sentence(table.iloc[0], table.iloc[2], table.index[2]))
     return " ".join(x for x in out if x)
+
+
+def _tuned_flow_sentence(pre: pd.Series, tuned: pd.Series, name: str) -> str:
+    """How detection training changed the pretrained FlowNet's error, every motion class
+    (a change under 0.05 px is 'kept')."""
+    moves: dict[str, list[str]] = {"raised": [], "lowered": [], "kept": []}
+    for c in MOTION_CLASSES:
+        a, b = pre.get(f"EPE {c} (px)"), tuned.get(f"EPE {c} (px)")
+        if a is None or b is None or not (math.isfinite(a) and math.isfinite(b)):
+            continue
+        verb = "lowered" if b - a < -0.05 else "raised" if b - a > 0.05 else "kept"
+        moves[verb].append(f"{c} {a:.2f} -> {b:.2f} px")
+    done = [(verb, items) for verb, items in moves.items() if items]
+    if not done:
+        return ""
+    n = sum(len(items) for _, items in done)
+    who = f"Detection training {name.removeprefix('after detection training ')}"
+    if len(done) == 1:
+        verb, items = done[0]
+        return (f"{who} then {verb} its error on "
+                f"{'every' if n == len(MOTION_CLASSES) else 'each'} motion class measured: "
+                f"{', '.join(items)}.")
+    return (f"{who} then " + "; ".join(f"{verb} its error on {', '.join(items)}" for verb, items in done)
+            + ".")
 
 
 # --------------------------------------------------------------------------------------------
@@ -1766,6 +1825,21 @@ def run_config(run_dir: Path) -> RunConfig:
     return RunConfig.from_dict(yaml.safe_load(path.read_text(encoding="utf-8")))
 
 
+def variant_summaries(runs: Path) -> dict[str, str]:
+    """Every catalogue variant's summary (notebook 05's "What was run"); a flow variant that
+    was run also says how its FlowNet was trained, from its first seed's config (every seed of
+    a run shares the recipe)."""
+    dirs = {run: d for run, _, d in reversed(run_dirs(runs))}  # the lowest seed wins
+    out = {}
+    for name, v in VARIANTS.items():
+        text = v.summary
+        if v.nonkey == "flow" and name in dirs:
+            cfg = yaml.safe_load((dirs[name] / "config.yaml").read_text(encoding="utf-8"))
+            text += " " + flow_training((cfg.get("train") or {}).get("flow_init_from"))
+        out[name] = text
+    return out
+
+
 def load_run_detector(run_dir: Path) -> VideoDetector:
     """The trained VideoDetector of a run, in eval mode."""
     path = _need(Path(run_dir) / "model.pt", f"lsts train ... --out {run_dir}")
@@ -1913,6 +1987,11 @@ def _claim_sentence(c: Claim) -> str:
     noise source (seeds or test videos) would have to shrink to decide it."""
     reason = c.reason if c.reason.startswith("mAP") else c.reason[:1].upper() + c.reason[1:]
     text = f"**{c.statement}: {c.verdict}.** {reason}."
+    on, n = seeds_on_claimed_side(c)
+    if n > 1:
+        bound, side = CLAIMED_SIDE.get(c.key, (0.0, "above"))
+        text += (f" {on} of {n} seeds' paired differences lie on the claimed side ({side} "
+                 f"{bound:g} points).")
     iv, seeds, videos = c.combined, c.t_interval, c.bootstrap
     if (c.verdict == NOT_TESTABLE or c.key == "per_frame" or iv is None or seeds is None
             or videos is None or not iv.low < 0 < iv.high):
@@ -1940,7 +2019,7 @@ def _alignment_sentences(align: pd.DataFrame) -> list[str]:
     if copy is None or lsts is None:
         return ["The alignment table lacks copy-propagation or LSTS; no comparison is made."]
     e_copy, e_lsts = copy["EPE all (px)"], lsts["EPE all (px)"]
-    out = [f"On the cells of moving objects, LSTS's S-weighted displacement sum_n S_n(p0) p_n "
+    out = [f"On object cells (every motion class), LSTS's S-weighted displacement sum_n S_n(p0) p_n "
            f"is {e_lsts:.1f} px from the true motion on average, against {e_copy:.1f} px for "
            "not moving at all (copy-propagation): "
            + ("LSTS aligns better than copying." if e_lsts < e_copy else
@@ -1972,8 +2051,12 @@ def _alignment_sentences(align: pd.DataFrame) -> list[str]:
     return out
 
 
-def _plateau_sentence(runs: Path) -> str:
-    """Whether each compared variant's stage-2 dev curve had plateaued (dev_curve_table)."""
+def _plateau_sentence(runs: Path, travel: tuple[float, float] | None = None,
+                      bound_ref: str = "") -> str:
+    """Whether each compared variant's stage-2 dev curve had plateaued (dev_curve_table).
+    The next experiment asks for offsets that can travel only when `travel` (offsets moved,
+    offsets_travel_bound) says the bound held them (moved at most OFFSETS_BOUND_SHARE of it);
+    `bound_ref` points the reader to where the bound is given ("" where it is not)."""
     found = run_dirs(runs)
     try:
         table = dev_curve_table(load_logs(runs, list(dict.fromkeys(r for r, _, _ in found)),
@@ -1989,11 +2072,46 @@ def _plateau_sentence(runs: Path) -> str:
     parts = ", ".join(f"{r['variant']} {r['change over it']:+.1f} points over its last "
                       f"{r['last interval (steps)']} steps (dev mAP {r['dev mAP last']:.1f} %)"
                       for _, r in rising.iterrows())
+    held = travel is not None and travel[0] <= OFFSETS_BOUND_SHARE * travel[1]
+    offsets = f" and with offsets that can travel{bound_ref}" if held else ""
     return (f"No. Still rising at the end of stage 2 (notebook 04's dev curves, plateau rule: "
             f"less than {PLATEAU_POINTS:g} point per interval): {parts}. The verdicts "
             "that involve these variants measure models that were still learning; a longer "
-            "stage 2, the same for every variant and with offsets that can travel (see the "
-            "bound below), is the next experiment.")
+            f"stage 2, the same for every variant{offsets}, is the next experiment.")
+
+
+# How far the offsets moved, wherever the report says it (claim 1, notebooks 04 and 05).
+OFFSETS_MEASURE = "mean L2 distance of a point p_n from its initial position, in feature cells"
+
+
+def offsets_moved(init: Any, learned: Any) -> float:
+    """How far one run's offsets moved (OFFSETS_MEASURE), from (N, 2) initial and learned."""
+    import numpy as np
+
+    return float(np.linalg.norm(np.asarray(learned) - np.asarray(init), axis=1).mean())
+
+
+def offsets_moved_by_seed(runs: Path, run: str = "lsts") -> dict[int, float]:
+    """offsets_moved of every seed of `run` (claim 1 reads their mean)."""
+    return {seed: offsets_moved(*load_offsets(d)) for r, seed, d in run_dirs(runs) if r == run}
+
+
+def offsets_moved_table(runs: Path) -> pd.DataFrame:
+    """Per LSTS run with learnable offsets: offsets_moved_by_seed's mean, std and seeds
+    (OFFSETS_MEASURE, of the final model: the number claim 1 reads)."""
+    rows = []
+    for run in dict.fromkeys(r for r, _, _ in run_dirs(runs)):
+        v = VARIANTS.get(run)
+        if v is None or not v.uses_lsts or not v.learnable_offsets:
+            continue
+        moved = pd.Series(offsets_moved_by_seed(runs, run))
+        rows.append({"run": run, "offsets moved (cells)": moved.mean(),
+                     "std": moved.std(), "seeds": len(moved)})
+    return pd.DataFrame(rows, columns=["run", "offsets moved (cells)", "std", "seeds"])
+
+
+# The offsets "were held by the recipe" when they moved at most this share of its bound.
+OFFSETS_BOUND_SHARE = 0.1
 
 
 def offsets_travel_bound(run: RunConfig) -> float:
@@ -2017,8 +2135,9 @@ def mode_cost_ratios(bench: Mapping[str, Any], a: str = "lsts", b: str = STAGE1
             for m, r in mode_results(bench).items() if r.get(a) and r.get(b)}
 
 
-def _learnable_sampling_sentence(runs: Path, cs: Sequence[Claim]) -> str | None:
-    """How far the offsets could travel under the recipe that ran, and how far they did."""
+def _offsets_travel(runs: Path, cs: Sequence[Claim]) -> tuple[float, float, RunConfig] | None:
+    """(how far the lsts offsets moved as claim 1 measured it, offsets_travel_bound of the
+    lsts recipe, that recipe); None without claim 1, an lsts run or an AdamW bound."""
     claim = next((c for c in cs if c.key == "learnable_sampling"), None)
     lsts_dir = next((d for run, _, d in run_dirs(runs) if run == "lsts"), None)
     if claim is None or lsts_dir is None or not (lsts_dir / "config.yaml").is_file():
@@ -2027,14 +2146,22 @@ def _learnable_sampling_sentence(runs: Path, cs: Sequence[Claim]) -> str | None:
     bound = offsets_travel_bound(run)
     if math.isnan(bound):
         return None
-    moved = claim.numbers.get("offsets_moved_cells", math.nan)
+    return claim.numbers.get("offsets_moved_cells", math.nan), bound, run
+
+
+def _learnable_sampling_sentence(runs: Path, cs: Sequence[Claim]) -> str | None:
+    """How far the offsets could travel under the recipe that ran, and how far they did."""
+    travel = _offsets_travel(runs, cs)
+    if travel is None:
+        return None
+    moved, bound, run = travel
     sched = run.schedule
     text = (f"How far the offsets could move: with AdamW a parameter moves by about its "
             f"learning rate per step whatever its gradient, so in this recipe ({sched.steps} "
             f"steps, offsets lr {sched.lr * sched.offsets_mult(run.train):g}, "
             f"{sched.lr_schedule} schedule) an offset coordinate can travel at most about "
             f"{bound:.2f} cells (the grid's points are 1 cell apart); they moved {moved:.3f} "
-            "cells on average.")
+            f"cells ({OFFSETS_MEASURE}, averaged over the seeds).")
     if moved < OFFSETS_ENGAGED_CELLS:
         text += (" The recipe, not only the data, keeps claim 1 untestable: testing it needs "
                  "a stage 2 whose offsets can travel at least a cell (a higher offsets "
@@ -2069,6 +2196,72 @@ def cost_part_sentence(cost: Claim, bench: Mapping[str, Any]) -> str | None:
     return text
 
 
+def _flow_pretrained(runs: Path, run: str = "flow_warp") -> bool:
+    """Whether every seed of `run` started its FlowNet from pretrained weights."""
+    dirs = [d for r, _, d in run_dirs(runs) if r == run]
+    cfgs = [yaml.safe_load((d / "config.yaml").read_text(encoding="utf-8")) or {}
+            for d in dirs if (d / "config.yaml").is_file()]
+    return bool(cfgs) and all((c.get("train") or {}).get("flow_init_from") for c in cfgs)
+
+
+def findings_sentences(runs: Path, df: pd.DataFrame, align: pd.DataFrame) -> list[str]:
+    """The main findings, each written only when its runs exist and worded by the numbers:
+    the LSTS variants against copy-propagation (accuracy, alignment), the flow baseline
+    against copy-propagation (paired over seeds), and what claim 2 compares."""
+    summary = summary_table(df)
+    if "copy_prop" not in summary.index:
+        return []
+    copy = summary.loc["copy_prop"]
+    epe = {r["run"]: r["EPE all (px)"] for _, r in align.iterrows()} if not align.empty else {}
+    e_copy = epe.get(run_label("copy_prop"))
+    out = []
+    lsts = [r for r in summary.index if r in VARIANTS and VARIANTS[r].uses_lsts]
+    if lsts:
+        maps = summary.loc[lsts, "mAP"]
+        below = int((maps < copy["mAP"]).sum())
+        who = (f"all {len(lsts)} LSTS variants score below" if below == len(lsts) else
+               f"none of the {len(lsts)} LSTS variants scores below" if below == 0 else
+               f"{below} of the {len(lsts)} LSTS variants score below")
+        out.append(f"On this data {who} copy-propagation ({maps.min():.1f} to {maps.max():.1f} "
+                   f"% mAP against {copy['mAP']:.1f} %).")
+        e_lsts = [epe[run_label(r)] for r in lsts if run_label(r) in epe]
+        if e_copy and e_lsts:
+            worse = sum(e > e_copy for e in e_lsts)
+            ratio = f"{min(e_lsts) / e_copy:.1f} to {max(e_lsts) / e_copy:.1f} times"
+            out.append(
+                f"On object cells the {len(e_lsts)} measured LSTS variants' alignment errs by "
+                f"{min(e_lsts):.1f} to {max(e_lsts):.1f} px against {e_copy:.1f} px for not "
+                f"moving at all ({ratio} copy's error; {worse} of {len(e_lsts)} worse than "
+                "copying)." if worse else
+                f"On object cells the {len(e_lsts)} measured LSTS variants align better than "
+                f"not moving at all ({min(e_lsts):.1f} to {max(e_lsts):.1f} px against "
+                f"{e_copy:.1f} px).")
+    if "flow_warp" in summary.index:
+        flow = summary.loc["flow_warp"]
+        paired = df.pivot_table(index="seed", columns="run", values="mAP")
+        diffs = (paired["flow_warp"] - paired["copy_prop"]).dropna()
+        d, hw = diffs.mean(), t_half_width(list(diffs))
+        same = math.isfinite(hw) and abs(d) <= hw
+        text = (f"The flow baseline scores {flow['mAP']:.1f} % against copy-propagation's "
+                f"{copy['mAP']:.1f} % (paired over {len(diffs)} seeds {d:+.2f} ± "
+                f"{hw:.2f}: {'within' if same else 'beyond'} seed noise)")
+        e_flow = epe.get(run_label("flow_warp"))
+        if e_flow and e_copy:
+            text += (f", {'although' if same and e_flow < e_copy else 'and'} its flow aligns "
+                     f"objects {'better' if e_flow < e_copy else 'worse'} than not moving "
+                     f"({e_flow:.1f} vs {e_copy:.1f} px)")
+        higher = [f"{c} {flow[c]:.1f} vs {copy[c]:.1f}" for c in ("slow", "medium", "fast")
+                  if math.isfinite(flow[c]) and math.isfinite(copy[c]) and flow[c] > copy[c]]
+        text += (f"; it scores above copying on {', '.join(higher)} % mAP only." if higher
+                 else "; it scores above copying on no motion class.")
+        out.append(text)
+        if _flow_pretrained(runs):
+            out.append("Claim 2 compares a baseline whose alignment was supervised by "
+                       "the true flow (its FlowNet pretrained on it) with LSTS, whose alignment "
+                       "gets no supervision besides the detection loss.")
+    return out
+
+
 def discussion_markdown(runs: Path) -> str:
     """Notebook 05's discussion and conclusion, written from one preset's result files."""
     runs = Path(runs)
@@ -2086,10 +2279,12 @@ def discussion_markdown(runs: Path) -> str:
             f"reaches {paper.loc['R-FCN (single frame)', 'mAP']:.1f} % on ImageNet VID. The "
             "two are not comparable (other data, a CPU-sized network from scratch); what "
             "matters here is that every temporal variant is measured against this same start.")
-    lines += ["", "### Did every variant finish learning?", "", _plateau_sentence(runs)]
+    cs, meta = load_claims(runs) if (runs / CLAIMS_FILE).is_file() else ([], {})
+    travel = _offsets_travel(runs, cs)
+    lines += ["", "### Did every variant finish learning?", "",
+              _plateau_sentence(runs, travel and travel[:2], " (see the bound below)")]
     lines += ["", "### What held and what did not", ""]
     if (runs / CLAIMS_FILE).is_file():
-        cs, meta = load_claims(runs)
         lines += [f"- {_claim_sentence(c)}" for c in cs]
         lines += ["", split_noise_line(meta), "", SEED_SCOPE]
         bound_text = _learnable_sampling_sentence(runs, cs)
@@ -2101,7 +2296,6 @@ def discussion_markdown(runs: Path) -> str:
         if text:
             lines += ["", text]
     else:
-        cs = []
         lines.append(f"No claims were judged yet (`{claims_command(runs)}`).")
     align = alignment_table(runs)
     lines += ["", "### Where LSTS focuses", "", " ".join(_alignment_sentences(align))]
@@ -2111,6 +2305,7 @@ def discussion_markdown(runs: Path) -> str:
     lines += [
         "", "### Conclusion", "",
         f"The paper's {len(cs)} claims on this data: {verdict_tally(cs)}. "
+        + "".join(f"{x} " for x in findings_sentences(runs, df, align)) +
         "These verdicts are about LSTS as trained here: a ResNet-18 from scratch on a small "
         "synthetic dataset, on a CPU, with a short second stage. They are not a verdict on "
         "the paper's ImageNet VID result, which this machine cannot rerun.",
@@ -2134,6 +2329,7 @@ STRIP_MIN_SHIFT_CELLS = 1.0  # ... and its box centre moves at least this many c
 SATURATED_S = 0.5  # S_n(p0) "saturated": one of the N points takes more than half the weight
 STRIP_HIT_IOU = 0.5  # a drawn box is "on" an object: IoU at least this with its box
 STRIP_SAME_IOU = 0.9  # two boxes are "the same" box (moved by less than rounding)
+STRIP_BETTER_IOU = 0.1  # "follows the object better": mean IoU at least this above the reference
 
 
 @dataclass(frozen=True)
@@ -2237,14 +2433,27 @@ def _same_boxes(a: Any, b: Any) -> bool:
 
 
 def strip_reading(boxes: Mapping[str, Sequence[Any]], gt: Sequence[Any], others: Sequence[Any],
-                  key_frame: int = 0, reference: str = "copy_prop") -> pd.DataFrame:
+                  key_frame: int = 0, reference: str = "copy_prop",
+                  labels: Mapping[str, Sequence[Any]] | None = None,
+                  object_label: int | None = None) -> pd.DataFrame:
     """What the strip shows, per run and non-key frame. `boxes[run][i]`: the (k, 4) boxes drawn
     for the run at the strip's frame i (0: the key frame); `gt[i]`: the object's box;
     `others[i]`: the (m, 4) boxes of the other annotated objects. Columns: run, frame (its
     index in the video, `key_frame` + i), object IoU (the best of the run's boxes with the
     object), other IoU (the best with any other object), kept (the run's boxes are those it
-    drew at the key frame: `_same_boxes`) and as reference (they are `reference`'s)."""
+    drew at the key frame: `_same_boxes`) and as reference (they are `reference`'s); with
+    `labels[run][i]` (the drawn boxes' classes) and the object's class, also class right (the
+    box that overlaps the object most has its class; None without labels)."""
     import numpy as np
+
+    def class_right(run: str, i: int) -> bool | None:
+        if labels is None or object_label is None:
+            return None
+        drawn = np.asarray(boxes[run][i], dtype=np.float64).reshape(-1, 4)
+        if not len(drawn):
+            return False
+        best = int(np.argmax([best_overlap(b[None], gt[i]) for b in drawn]))
+        return int(np.asarray(labels[run][i]).reshape(-1)[best]) == int(object_label)
 
     rows = []
     for run, drawn in boxes.items():
@@ -2256,9 +2465,10 @@ def strip_reading(boxes: Mapping[str, Sequence[Any]], gt: Sequence[Any], others:
                                           default=0.0),
                          "kept": _same_boxes(drawn[i], drawn[0]),
                          "as reference": (reference in boxes
-                                          and _same_boxes(drawn[i], boxes[reference][i]))})
+                                          and _same_boxes(drawn[i], boxes[reference][i])),
+                         "class right": class_right(run, i)})
     return pd.DataFrame(rows, columns=["run", "frame", "object IoU", "other IoU", "kept",
-                                       "as reference"])
+                                       "as reference", "class right"])
 
 
 def _of(count: int, n: int) -> str:
@@ -2325,12 +2535,27 @@ def strip_markdown(reading: pd.DataFrame, top_scores: Mapping[str, float], k: in
     frames = reading["frame"]
     parts = ", ".join(f"{run_label(r)} {mean[r]:.2f}" for r in runs)
     lines = [_strip_run_sentence(r, reading[reading["run"] == r], reference) for r in runs]
-    better = [run_label(r) for r in runs if r != reference
-              and round(float(mean[r]), 2) > round(float(mean[reference]), 2)]
-    verdict = (f"{_listing(better)} {_verb(len(better), 'follows', 'follow')} the moving object "
-               "better than reusing the key frame's feature" if better else
-               "no alignment follows the moving object better than reusing the key frame's "
-               "feature")
+    classes = reading["class right"].notna().all() if "class right" in reading else False
+    right = (reading.groupby("run", sort=False)["class right"].mean() if classes
+             else pd.Series(1.0, index=mean.index))
+    ahead = [r for r in runs if r != reference
+             and round(float(mean[r] - mean[reference]), 2) >= STRIP_BETTER_IOU]
+    better = [run_label(r) for r in ahead if right[r] >= 0.5]
+    if better:
+        verdict = (f"{_listing(better)} {_verb(len(better), 'follows', 'follow')} the moving "
+                   "object better than reusing the key frame's feature")
+    else:
+        verdict = (f"no method follows the object clearly better than reusing the key frame's "
+                   f"feature (a mean IoU at least {STRIP_BETTER_IOU:g} above "
+                   f"{run_label(reference)}'s {mean[reference]:.2f}"
+                   + (" with the object's class on most frames)" if classes else ")"))
+        wrong = [f"{run_label(r)}'s on {int(round((1 - right[r]) * (reading['run'] == r).sum()))}"
+                 for r in ahead]
+        if wrong:
+            verdict += (f"; the boxes that overlap it most carry another class than the "
+                        f"object's: {_listing(wrong)} of the frames")
+    if not classes:
+        verdict += "; box classes not compared"
     scores = ", ".join(f"{run_label(r)} {s:.2f}" for r, s in top_scores.items())
     outcomes = _listing([_strip_outcome(r, reading[reading["run"] == r], reference)
                          for r in runs if r != reference])
@@ -2578,6 +2803,16 @@ def interval_markdown(intervals: pd.DataFrame) -> str:
             "interval of the runs compared are training noise.")
 
 
+def seeds_on_claimed_side(c: Claim) -> tuple[int, int]:
+    """(how many seeds' paired differences a - b lie on the claimed side, how many seeds)."""
+    a, b = c.runs
+    if not c.per_seed.get(a) or not c.per_seed.get(b):
+        return 0, 0
+    bound, side = CLAIMED_SIDE.get(c.key, (0.0, "above"))
+    diffs = [x - y for x, y in zip(c.per_seed[a], c.per_seed[b], strict=True)]
+    return sum((d > bound) if side == "above" else (d <= bound) for d in diffs), len(diffs)
+
+
 def claim_figure_markdown(c: Claim) -> str:
     """Reads one claim's figure: how many seeds' paired differences lie on the claimed side
     and where the seed mean's interval lies against the claim's bound."""
@@ -2586,15 +2821,14 @@ def claim_figure_markdown(c: Claim) -> str:
     if not c.seeds or iv is None:
         return "No paired difference to draw."
     bound, side = CLAIMED_SIDE.get(c.key, (0.0, "above"))
-    diffs = [c.per_seed[a][i] - c.per_seed[b][i] for i in range(len(c.per_seed[a]))]
-    on = sum((d > bound) if side == "above" else (d <= bound) for d in diffs)
+    on, n = seeds_on_claimed_side(c)
     if (iv.low > bound) if side == "above" else (iv.high <= bound):
         where = "lies wholly on the claimed side"
     elif (iv.high <= bound) if side == "above" else (iv.low > bound):
         where = "lies wholly off the claimed side"
     else:
         where = f"straddles {bound:g}"
-    return (f"{on} of {len(diffs)} seeds put {run_label(a)} − {run_label(b)} on the claimed "
+    return (f"{on} of {n} seeds put {run_label(a)} − {run_label(b)} on the claimed "
             f"side ({side} {bound:g} points); the seed mean is {iv.estimate:+.2f} and its "
             f"interval [{iv.low:+.2f}, {iv.high:+.2f}] {where}.")
 
@@ -2661,16 +2895,16 @@ def paper_markdown(paper: pd.DataFrame, method: str = "LSTS") -> str:
 
 
 def offsets_markdown(shifts: Sequence[float]) -> str:
-    """Reads the offsets figure: whether the sampling locations moved enough to matter
-    (OFFSETS_ENGAGED_CELLS, claim 1's precondition)."""
+    """Reads the offsets figure from each seed's offsets_moved (OFFSETS_MEASURE): their mean,
+    the number claim 1 reads, against OFFSETS_ENGAGED_CELLS (its precondition)."""
     if not len(shifts):
         return "No LSTS run was made: there are no learned offsets to read."
-    moved = max(shifts)
-    if moved < OFFSETS_ENGAGED_CELLS:
-        return (f"The offsets moved at most {moved:.3f} feature cells (distance of a point "
-                "from its start, averaged over the points; the seed that moved most, where "
-                "claim 1 averages the seeds): too little to change where LSTS samples, so "
-                "claim 1 is not testable on these runs. The discussion below bounds how far "
-                "the recipe lets them travel.")
-    return (f"The offsets moved up to {moved:.2f} feature cells on average: the sampling "
-            "locations did change during training.")
+    mean, top = sum(shifts) / len(shifts), max(shifts)
+    text = (f"The offsets moved {mean:.3f} feature cells averaged over the {len(shifts)} "
+            f"seed runs (the number claim 1 reads; {OFFSETS_MEASURE}), at most {top:.3f} in "
+            "one run")
+    if mean < OFFSETS_ENGAGED_CELLS:
+        return (text + ": too little to change where LSTS samples, so claim 1 is not testable "
+                "on these runs. The discussion below bounds how far the recipe lets them "
+                "travel.")
+    return text + ": the sampling locations did change during training."

@@ -116,9 +116,23 @@ def test_strip_markdown_reads_what_the_strip_shows_both_ways() -> None:
     # Without the run that follows: nothing beats copying the key frame's feature.
     del boxes["lsts"]
     text = R.strip_markdown(R.strip_reading(boxes, gt, others), scores, 3)
-    assert text.count("no alignment follows") == 1
+    assert text.count("no method follows the object clearly better") == 1
+    assert "; box classes not compared" in text
     assert f"- {label('lsts_fixed')} moves its boxes off its key frame's on both" in text
     assert f"- {label('flow_warp')} keeps its key frame's boxes on both" in text
+    # A lead under the margin, or with the wrong class, is no "better".
+    boxes, gt, others = _strip_case()
+    reading = R.strip_reading(boxes, gt, others)
+    reading.loc[reading["run"] == "lsts", "object IoU"] = 0.17 + R.STRIP_BETTER_IOU - 0.02
+    assert "no method follows the object clearly better" in R.strip_markdown(reading, scores, 3)
+    labels = {run: [np.full(len(b), 1) for b in bs] for run, bs in boxes.items()}
+    wrong = R.strip_reading(boxes, gt, others, labels=labels, object_label=2)
+    assert wrong["class right"].eq(False).all()
+    text = R.strip_markdown(wrong, scores, 3)
+    assert "follows the moving object better" not in text and "compared" not in text
+    assert f"carry another class than the object's: {label('lsts')}'s on 2 of the frames" in text
+    right = R.strip_reading(boxes, gt, others, labels=labels, object_label=1)
+    assert f"{label('lsts')} follows the moving object better" in R.strip_markdown(right, scores, 3)
     only = R.strip_reading({"lsts": boxes["copy_prop"]}, gt, others)
     assert "Too few" in R.strip_markdown(only, scores, 3)
 
@@ -235,7 +249,11 @@ def test_paper_and_offsets_markdown() -> None:
     low = pd.DataFrame({"method": ["LSTS", "X"], "mAP": [70.0, 60.0]})
     assert "below no method" in R.paper_markdown(low)
     assert "not testable" in R.offsets_markdown([0.01, 0.04])
-    assert "did change" in R.offsets_markdown([0.01, R.OFFSETS_ENGAGED_CELLS])
+    # The seeds' mean decides, as in claim 1, not the seed that moved most.
+    assert "not testable" in R.offsets_markdown([0.01, 2 * R.OFFSETS_ENGAGED_CELLS - 0.02])
+    text = R.offsets_markdown([0.4, 0.5])
+    assert "did change" in text and "0.450 feature cells averaged over the 2" in text
+    assert R.OFFSETS_MEASURE in text and "at most 0.500" in text
     assert "No LSTS run" in R.offsets_markdown([])
 
 

@@ -179,6 +179,24 @@ def test_made_by_per_run_outputs_name_their_runs() -> None:
                (R.VARIANTS[r.variant] for r in rep.runs_of("alignment")))
     with pytest.raises(ValueError, match="unknown report output"):
         rep.commands("nonsense")
+    # A figure of one variant names that variant's command, not the plan's first run's.
+    lsts = R.made_by("report", "train", variant="lsts")
+    assert "(lsts seed 0 shown)" in lsts and "--out runs/report/lsts/seed0 " in lsts
+    assert f"for each of its {len(rep.runs_of('train', 'lsts'))} runs" in lsts
+    assert "single_frame" not in lsts
+
+
+def test_plan_overrides_are_the_train_commands() -> None:
+    rep = report_mod.Report("report", None, set(), 1)
+    over = R.plan_overrides("report")
+    assert list(over) == list(dict.fromkeys(r.variant for r in rep.runs_of("train")))
+    flow = next(r for r in rep.runs_of("train") if r.variant == "flow_warp")
+    assert flow.flow_init is not None  # the report preset pretrains the FlowNet
+    assert "model.variant=flow_warp" in over["flow_warp"]
+    assert "train.flow_init_from=runs/report/flownet/flownet.pt" in over["flow_warp"]
+    assert "flow_init_from" not in over["lsts"] and "train.seed" not in over["lsts"]
+    command = R._command_line(rep.orchestrator.train_argv(flow)).strip("`").split()
+    assert all(token in command for token in over["flow_warp"].split())
 
 
 def test_the_orchestrator_runs_the_commands_it_names(tmp_path: Path,

@@ -201,6 +201,9 @@ def test_update_readme_between_markers_only(runs: Path, tmp_path: Path) -> None:
     assert "Test CPU, 2 cores, 1 torch thread per training process, no GPU, python 3.11, torch 9.9" in text
     assert "seeds 0, 1, 2" in text and "| LSTS (uniform, N=81) | 50.0 ± 1.0 |" in text
     assert f"not computed yet (`{R.claims_command(runs)}`)" in text
+    # The header lists the files read: those present, not the claims file not yet written.
+    assert ("from `runs/report/*/seed*/eval.json`, `runs/report/*/seed*/config.yaml`, "
+            "`runs/report/*/seed*/env.json` and `runs/report/bench_cpu.json`;") in text
     R.update_readme(readme, runs)
     assert readme.read_text() == text  # idempotent
     # with claims.json (as `lsts claims` writes it) the verdicts and the test noise appear
@@ -217,6 +220,7 @@ def test_update_readme_between_markers_only(runs: Path, tmp_path: Path) -> None:
     assert "test split, 40 videos" in text
     assert "40 test videos is ± 1.50 points (within the 2.0 point target)" in text
     assert "Did every variant finish learning? " in text  # the plateau check, as in 05
+    assert "`runs/report/bench_cpu.json` and `runs/report/claims.json`;" in text
 
 
 @pytest.mark.parametrize("content", ["no markers\n", f"{R.README_START}\nonly start\n",
@@ -278,6 +282,11 @@ def test_offsets_and_focus_weights_of_a_run(tmp_path: Path) -> None:
                  "model_config": model.cfg.to_dict(), "config": {}}, run / "model.pt")
     p0, p1 = R.load_offsets(run)
     assert np.allclose(p1 - p0, 0.25)
+    # One measure everywhere: the L2 distance of a point (0.25 on both axes), not per axis.
+    assert R.offsets_moved(p0, p1) == pytest.approx(0.25 * math.sqrt(2))
+    assert R.offsets_moved_by_seed(tmp_path) == {0: pytest.approx(0.25 * math.sqrt(2))}
+    t = R.offsets_moved_table(tmp_path)
+    assert list(t["run"]) == ["lsts"] and t.loc[0, "seeds"] == 1
     loaded = R.load_run_detector(run)
     assert torch.equal(loaded.sampling_offsets(), model.offsets.p)
     g = torch.Generator().manual_seed(0)
@@ -349,7 +358,14 @@ def test_flow_pretrain_table_and_text() -> None:
     assert "600 steps" in text and "test split" in text and "40 object cells" in text
     assert "slow 0.50 px against 0.40 px for zero flow (not better)" in text
     assert "fast 9.00 px against 18.00 px for zero flow (better)" in text
-    assert "then raised its fast-object error: 12.00 px against 9.00 px" in text
+    assert ("Detection training (seed 0) then raised its error on every motion class "
+            "measured: all 3.00 -> 4.00 px, slow 0.50 -> 0.60 px, medium 2.00 -> 3.00 px, "
+            "fast 9.00 -> 12.00 px.") in text
+    t.loc["after detection training (seed 0)", "EPE fast (px)"] = 8.0
+    t.loc["after detection training (seed 0)", "EPE slow (px)"] = 0.52
+    text = R.flow_pretrain_markdown(summary, t)
+    assert ("raised its error on all 3.00 -> 4.00 px, medium 2.00 -> 3.00 px; lowered its "
+            "error on fast 9.00 -> 8.00 px; kept its error on slow 0.50 -> 0.52 px.") in text
     assert len(R.flow_pretrain_table(summary)) == 2  # no alignment measured: no third row
     assert "not pretrained" in R.flow_pretrain_markdown(None)
 
@@ -401,7 +417,8 @@ def write_alignment(run_dir: Path, method: str, epe: float, entropy: float | Non
 
 
 @pytest.mark.parametrize("lsts_epe, entropy, says", [
-    (41.5, 0.8, ["41.5 px", "6.2 px", "aligns worse than copying", "weights are peaked",
+    (41.5, 0.8, ["On object cells (every motion class)", "41.5 px", "6.2 px",
+                 "aligns worse than copying", "weights are peaked",
                  "not on the ones the objects moved to"]),
     (3.0, 4.0, ["aligns better than copying", "weights stay spread"]),
 ])
@@ -578,3 +595,80 @@ def test_cost_part_sentence_says_when_two_timings_disagree(whole: tuple[float, f
     if says.endswith("."):
         assert "either side" not in text
     assert R.cost_part_sentence(claim, {"results": bench["results"]}) is None  # no modes
+
+
+def test_variant_summaries_say_how_the_flownet_started(runs: Path) -> None:
+    text = R.variant_summaries(runs)
+    assert list(text) == list(R.VARIANTS)
+    assert "no flow supervision" in text["flow_warp"]  # the fixture's config has no flow init
+    for seed in range(len(MAPS["flow_warp"])):
+        cfg_path = runs / "flow_warp" / f"seed{seed}" / "config.yaml"
+        cfg = yaml.safe_load(cfg_path.read_text())
+        cfg["train"]["flow_init_from"] = "runs/report/flownet/flownet.pt"
+        cfg_path.write_text(yaml.safe_dump(cfg))
+    text = R.variant_summaries(runs)["flow_warp"]
+    assert "pretrained on SynthVID's true flow" in text and "no flow supervision" not in text
+    assert "flow supervision" not in R.variant_summaries(runs)["lsts"]
+
+
+def test_claim_sentence_counts_the_seeds_on_the_claimed_side() -> None:
+    c = R.Claim("dfa", "DFA adds", "rule", ("lsts", "lsts_no_dfa"), verdict=R.INCONCLUSIVE,
+                reason="mAP", seeds=[0, 1, 2],
+                per_seed={"lsts": [30.0, 31.0, 29.0], "lsts_no_dfa": [28.0, 32.0, 27.0]})
+    assert R.seeds_on_claimed_side(c) == (2, 3)
+    assert "2 of 3 seeds' paired differences lie on the claimed side (above 0 points)" in (
+        R._claim_sentence(c))
+    c = R.Claim("per_frame", "close", "rule", ("single_frame", "lsts"), seeds=[0, 1],
+                per_seed={"single_frame": [40.0, 40.0], "lsts": [39.0, 30.0]})
+    assert R.seeds_on_claimed_side(c) == (1, 2)  # within 2 points: only seed 0
+
+
+def test_load_claims_words_a_claim_as_its_spec_does(runs: Path) -> None:
+    old = R.Claim("dfa", "DFA (an older wording) adds accuracy", "rule",
+                  ("lsts", "lsts_no_dfa"), verdict=R.INCONCLUSIVE, reason="kept")
+    (runs / R.CLAIMS_FILE).write_text(json.dumps({"claims": [old.to_dict()]}))
+    (c,), _ = R.load_claims(runs)
+    assert c.statement.startswith("DFA's fusion of the aligned memory")
+    assert (c.verdict, c.reason) == (R.INCONCLUSIVE, "kept")
+    assert R.label("lsts_no_dfa") == "LSTS without DFA fusion"
+
+
+def test_plateau_sentence_asks_for_travel_only_when_the_bound_held_the_offsets(
+        runs: Path) -> None:
+    (runs / "lsts" / "seed0" / "dev.csv").write_text("step,mAP\n0,0.02\n75,0.17\n150,0.21\n")
+    bound = 2.91
+    held = R._plateau_sentence(runs, (0.2, bound), " (see the bound below)")
+    assert "No. Still rising" in held
+    assert "with offsets that can travel (see the bound below), is the next" in held
+    free = R._plateau_sentence(runs, (0.457, bound), " (see the bound below)")  # 16 % of it
+    assert "travel" not in free and "below" not in free
+    assert "the same for every variant, is the next experiment" in free
+    readme = R._plateau_sentence(runs, (0.2, bound))  # the README gives no bound
+    assert "offsets that can travel, is" in readme and "below" not in readme
+    assert "travel" not in R._plateau_sentence(runs)  # nothing known about the offsets
+
+
+def test_findings_follow_the_runs(runs: Path) -> None:
+    for seed, m in enumerate((0.455, 0.46, 0.465)):
+        write_run(runs, "copy_prop", seed, m)
+    for run, epe in (("copy_prop", 6.0), ("flow_warp", 4.0), ("lsts", 30.0),
+                     ("lsts_fixed", 60.0)):
+        write_alignment(runs / run / "seed0", run, epe)
+    df = R.load_runs(runs)
+    text = " ".join(R.findings_sentences(runs, df, R.alignment_table(runs)))
+    # MAPS: the LSTS variants 43.0 to 50.0 against copy's 46.0; flow 41.0, 5 points below.
+    assert "2 of the 4 LSTS variants score below copy-propagation (44.0 to 50.0 % mAP " \
+           "against 46.0 %)" in text
+    assert "2 measured LSTS variants' alignment errs by 30.0 to 60.0 px against 6.0 px" in text
+    assert "5.0 to 10.0 times copy's error; 2 of 2 worse" in text
+    assert "flow baseline scores 41.0 % against copy-propagation's 46.0 %" in text
+    assert "-5.00 ± 1.24: beyond seed noise), and its flow aligns objects better" in text
+    assert "above copying on no motion class" in text and "Claim 2" not in text
+    for seed in range(3):
+        cfg_path = runs / "flow_warp" / f"seed{seed}" / "config.yaml"
+        cfg = yaml.safe_load(cfg_path.read_text())
+        cfg["train"]["flow_init_from"] = "flownet.pt"
+        cfg_path.write_text(yaml.safe_dump(cfg))
+    assert "Claim 2 compares a baseline whose alignment was supervised by the true flow" in (
+        " ".join(R.findings_sentences(runs, df, R.alignment_table(runs))))
+    assert R.findings_sentences(runs, df[df["run"] != "copy_prop"], pd.DataFrame()) == []

@@ -220,6 +220,8 @@ def test_readme_shows_the_mode_table_from_the_json(bench_report: dict, tmp_path:
     assert "**Speed options**" in block and "| lsts mAP change" not in block
     assert "| amp_bf16 |" in block and "bf16: not supported on this CPU" in block
     assert R.flow_cost_line(bench_report) in block
+    # The table's reading follows it, as in notebook 05 (fold_bn's GroupNorm note included).
+    assert R.mode_markdown(R.mode_table(bench_report)) in block
     (root / rundir.DETECT_OPTIONS).write_text(json.dumps(
         {"rows": [{"variant": "lsts", "mode": "fold_bn", "mAP_change": 0.0}]}))
     block = R.readme_block(root)

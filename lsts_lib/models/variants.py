@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from .config import ModelConfig
 
 __all__ = ["Variant", "VARIANTS", "STAGE1", "architectures", "check_entry", "get_variant",
-           "run_overrides", "label"]
+           "run_overrides", "label", "flow_training"]
 
 NonKey = Literal["key", "copy", "flow", "lsts"]
 # The fields the detector builds from: an entry with a `base` is built as its base, so these
@@ -91,8 +91,8 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
     Variant("flow_warp", "DFF flow warp",
             "DFF-style: a small FlowNet-style network predicts flow from the current frame to "
             "the key frame (images in, stride-16 flow out) and the key feature is bilinearly "
-            "warped (grid_sample); trained end to end by the detection loss, no flow "
-            "supervision.",
+            "warped (grid_sample); the FlowNet trains with the detector by the detection "
+            "loss.",
             nonkey="flow"),
     dataclasses.replace(
         _LSTS, name="lsts_fixed", label="LSTS, frozen offsets", learnable_offsets=False,
@@ -108,12 +108,20 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
         summary="LSTS without the recursive memory: at a key frame the memory is the new "
                 "key's high-level feature only (no key-to-key alignment or fusion)." + _OURS),
     dataclasses.replace(
-        _LSTS, name="lsts_no_dfa", label="LSTS without DFA", dfa_fusion=False,
+        _LSTS, name="lsts_no_dfa", label="LSTS without DFA fusion", dfa_fusion=False,
         summary="LSTS without dense aggregation: a non-key frame's feature is the "
                 "LSTS-aligned memory alone (the current frame's low2high feature only guides "
                 "the similarity, it is not fused)." + _OURS),
 )}
 STAGE1 = "single_frame"
+
+
+def flow_training(flow_init_from: str | None) -> str:
+    """How a flow variant's FlowNet was trained, from its run's train.flow_init_from."""
+    if flow_init_from:
+        return ("Its FlowNet starts from weights pretrained on SynthVID's true flow "
+                "(train.flow_init_from).")
+    return "Its FlowNet starts from scratch: no flow supervision."
 
 
 def check_entry(v: Variant, catalogue: Mapping[str, Variant]) -> None:
