@@ -243,6 +243,12 @@ def test_readme_gpu_recipe_is_generated_and_one_stage(tmp_path: Path) -> None:
     assert copy.read_text() == readme.read_text(), "README's GPU recipe is stale"
     # The official protocol: every variant from ImageNet weights, none from another model.
     assert "--init-from" not in "\n".join(R.paper_commands())
+    # Paired seeds (one seed leaves every claim "not testable"), then the claims themselves.
+    cmds = R.paper_commands(runs=("lsts",), seeds=(0, 1))
+    assert [c.split("--out ")[1].split()[0] for c in cmds if c.startswith("torchrun")] == [
+        "runs/paper/lsts/seed0", "runs/paper/lsts/seed1"]
+    assert any(c.startswith("lsts claims --runs runs/paper") for c in cmds)
+    assert cmds.index(next(c for c in cmds if c.startswith("lsts claims"))) < len(cmds) - 1
     assert "--variant single_frame" in block and "--variant lsts " in block
     bare = tmp_path / "bare.md"
     bare.write_text("no markers\n")

@@ -286,7 +286,8 @@ def lsts_aggregate_naive(F_ref: Tensor, e_ref: Tensor, e_target: Tensor, p: Tens
 
     F_ref (B, C, H, W) raw reference feature; e_ref = f(F_ref), e_target = g(F_target)
     (B, E, H, W) embeddings; p (N, 2) offsets. Returns (F' (B, C, H, W), S (B, N, H, W)).
-    Memory: two (B, N, C, H, W) tensors -- 0.8 GB at the paper's size. ``sampler`` is
+    Memory: the (B, N, E, H, W) and (B, N, C, H, W) sampled copies -- about 0.19 + 0.75 GiB at
+    the paper's size (notebook 03 prints them). ``sampler`` is
     ``bilinear_sample`` (the definition) or ``grid_sample_offsets`` (the library route).
     """
     check_offsets(p)
