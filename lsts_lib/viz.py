@@ -186,6 +186,17 @@ def plot_variant_curves(ax: Axes, curves: Mapping[str, pd.Series],
     return groups
 
 
+# Legend handle length (in font sizes) for dashed variant lines: matplotlib's default of 2 is
+# shorter than one period of the longer `DASHES`, so the legend would not show the dash.
+VARIANT_HANDLELENGTH = 4.0
+
+
+def variant_legend(ax: Axes, **kw: Any) -> Any:
+    """`ax.legend(**kw)` with handles long enough to show each variant's dash (`DASHES`)."""
+    kw.setdefault("handlelength", VARIANT_HANDLELENGTH)
+    return ax.legend(**kw)
+
+
 # Claims with a cost part: which run of (a, b) is timed against the other (the time ratio
 # `lsts claims` judges is that run over the other) and the largest ratio the claim allows.
 _COST_PART: dict[str, tuple[int, float, str]] = {

@@ -272,3 +272,25 @@ def test_readme_shows_the_architecture_and_every_image_it_names_exists() -> None
     assert "figures/01_architecture.png" in images
     for image in images:
         assert (paths.REPO / image).is_file(), image
+
+
+def test_variant_legend_handles_show_a_whole_dash_period() -> None:
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from lsts_lib.models.variants import VARIANTS
+
+    styles = viz.variant_styles(list(VARIANTS))
+    steps = np.arange(1, 11)
+    curves = {v: pd.Series(steps * (i + 1.0), index=steps) for i, v in enumerate(VARIANTS)}
+    fig, ax = plt.subplots()
+    viz.plot_variant_curves(ax, curves, styles)
+    legend = viz.variant_legend(ax, fontsize=7)
+    assert legend.handlelength >= 3
+    assert legend.get_texts()[0].get_fontsize() == 7  # the caller's keywords pass through
+    # matplotlib scales dashes by the line width: the handle (in points) must span one period
+    # of every variant's dash, else two variants' entries can look alike.
+    periods = [sum(s["ls"][1]) * s["lw"] for s in styles.values() if isinstance(s["ls"], tuple)]
+    assert legend.handlelength * 7 >= max(periods)
+    assert viz.variant_legend(ax, handlelength=6).handlelength == 6
+    plt.close(fig)
