@@ -1640,19 +1640,35 @@ PLATEAU_POINTS = 1.0
 
 def dev_curve_table(dev: pd.DataFrame) -> pd.DataFrame:
     """Per variant (mean over seeds) of dev.csv rows: dev mAP at the first and last evaluation,
-    the change over the last interval, and whether that is a plateau (< PLATEAU_POINTS)."""
+    the change over the last interval, and whether that is a plateau (< PLATEAU_POINTS); and
+    the spread of that change over the seeds (each seed's own change between the same two
+    evaluations, for the seeds scored at both), so a reader can judge how noisy it is."""
     rows = []
     for variant, g in dev.groupby("variant", sort=False):
         m = 100 * g.groupby("step")["mAP"].mean()
         if len(m) < 2:
             continue
         last = float(m.iloc[-1] - m.iloc[-2])
+        by_seed = 100 * g.pivot_table(index="step", columns="seed", values="mAP")
+        per_seed = (by_seed.loc[m.index[-1]] - by_seed.loc[m.index[-2]]).dropna()
         rows.append({"variant": variant, "seeds": g["seed"].nunique(),
                      "first step": int(m.index[0]), "dev mAP first": float(m.iloc[0]),
                      "last step": int(m.index[-1]), "dev mAP last": float(m.iloc[-1]),
                      "last interval (steps)": int(m.index[-1] - m.index[-2]),
-                     "change over it": last, "plateau": abs(last) < PLATEAU_POINTS})
+                     "change over it": last, "plateau": abs(last) < PLATEAU_POINTS,
+                     "seed change min": float(per_seed.min()),
+                     "seed change max": float(per_seed.max()),
+                     "seeds rising": int((per_seed > 0).sum()), "seeds compared": len(per_seed)})
     return pd.DataFrame(rows)
+
+
+def _seed_spread(row: Mapping[str, Any]) -> str:
+    """" (seeds -1.0 to +5.3; 4 of 5 rising)" from a dev_curve_table row; "" for one seed."""
+    n = int(row["seeds compared"])
+    if n < 2:
+        return ""
+    return (f" (seeds {row['seed change min']:+.1f} to {row['seed change max']:+.1f}; "
+            f"{int(row['seeds rising'])} of {n} rising)")
 
 
 def dev_test_table(dev: pd.DataFrame, runs_df: pd.DataFrame) -> pd.DataFrame:
@@ -2078,13 +2094,13 @@ def _plateau_sentence(runs: Path, travel: tuple[float, float] | None = None,
     if rising.empty:
         return (f"Yes: every variant's dev-split mAP changed by less than {PLATEAU_POINTS:g} "
                 "point over its last evaluation interval (notebook 04).")
-    parts = ", ".join(f"{r['variant']} {r['change over it']:+.1f} points over its last "
-                      f"{r['last interval (steps)']} steps (dev mAP {r['dev mAP last']:.1f} %)"
-                      for _, r in rising.iterrows())
+    parts = ", ".join(f"{r['variant']} {r['change over it']:+.1f} points{_seed_spread(r)} over "
+                      f"its last {r['last interval (steps)']} steps (dev mAP "
+                      f"{r['dev mAP last']:.1f} %)" for _, r in rising.iterrows())
     held = travel is not None and travel[0] <= OFFSETS_BOUND_SHARE * travel[1]
     offsets = f" and with offsets that can travel{bound_ref}" if held else ""
     return (f"No. Still rising at the end of stage 2 (notebook 04's dev curves, plateau rule: "
-            f"less than {PLATEAU_POINTS:g} point per interval): {parts}. The verdicts "
+            f"a seed-mean change of less than {PLATEAU_POINTS:g} point per interval): {parts}. The verdicts "
             "that involve these variants measure models that were still learning; a longer "
             f"stage 2, the same for every variant{offsets}, is the next experiment.")
 

@@ -476,6 +476,9 @@ def test_dev_curve_table_says_where_a_stage_plateaus() -> None:
     assert t.loc["lsts", "dev mAP first"] == pytest.approx(21.0)
     assert t.loc["lsts", "change over it"] == pytest.approx(7.0) and not t.loc["lsts", "plateau"]
     assert t.loc["lsts", "seeds"] == 2 and t.loc["lsts", "last interval (steps)"] == 50
+    assert t.loc["lsts", ["seed change min", "seed change max"]].tolist() == pytest.approx(
+        [6.0, 8.0])
+    assert (t.loc["lsts", "seeds rising"], t.loc["lsts", "seeds compared"]) == (2, 2)
 
 
 def test_markdown_table_leaves_missing_numbers_empty() -> None:
@@ -652,6 +655,25 @@ def test_plateau_sentence_asks_for_travel_only_when_the_bound_held_the_offsets(
     readme = R._plateau_sentence(runs, (0.2, bound))  # the README gives no bound
     assert "offsets that can travel, is" in readme and "below" not in readme
     assert "travel" not in R._plateau_sentence(runs)  # nothing known about the offsets
+
+
+def test_plateau_sentence_gives_the_spread_of_the_change_over_the_seeds(runs: Path) -> None:
+    # lsts: seed mean +2.0 points over the last 75 steps, seeds -1.0, +2.0 and +5.0 points;
+    # lsts_fixed: flat on average (-0.5) although its seeds move by 3 points each way.
+    for seed, (a, b) in enumerate(((0.30, 0.29), (0.30, 0.32), (0.30, 0.35))):
+        (runs / "lsts" / f"seed{seed}" / "dev.csv").write_text(
+            f"step,mAP\n0,0.02\n75,{a}\n150,{b}\n")
+    for seed, (a, b) in enumerate(((0.30, 0.33), (0.30, 0.265))):
+        (runs / "lsts_fixed" / f"seed{seed}" / "dev.csv").write_text(
+            f"step,mAP\n75,{a}\n150,{b}\n")
+    text = R._plateau_sentence(runs)
+    assert "lsts +2.0 points (seeds -1.0 to +5.0; 2 of 3 rising) over its last 75 steps" in text
+    assert "lsts_fixed" not in text  # the rule reads the seed mean: unchanged by the spread
+    (runs / "lsts" / "seed1" / "dev.csv").write_text("step,mAP\n0,0.02\n75,0.30\n")
+    (runs / "lsts" / "seed2" / "dev.csv").unlink()
+    (runs / "lsts" / "seed0" / "dev.csv").write_text("step,mAP\n0,0.02\n75,0.30\n150,0.35\n")
+    one = R._plateau_sentence(runs)  # only seed 0 was scored at step 150: no spread to give
+    assert "lsts +5.0 points over its last 75 steps" in one and "rising)" not in one
 
 
 def test_findings_follow_the_runs(runs: Path) -> None:
