@@ -1591,7 +1591,9 @@ def flow_pretrain_recipe(plan: PlanConfig | None) -> str | None:
 def recipe_markdown(run: RunConfig, plan: PlanConfig | None = None) -> str:
     """The training recipe of a resolved config as Markdown, every value read from `run`
     (notebooks 04 and 06 show it instead of typing it); with the preset's `plan`, also how
-    the plan prepares the runs' starting weights (the flow pretraining)."""
+    the plan prepares the runs' starting weights (the flow pretraining). Without a plan or a
+    stage-2 `init_from` nothing chains the stages: they are named as the single-frame and the
+    temporal variants' one-stage schedules (the paper protocol)."""
     t, d, e = run.train, run.data, run.eval
     if t.optimizer == "adamw":
         opt = f"AdamW (betas {', '.join(_num_text(b) for b in t.betas)})"
@@ -1602,6 +1604,19 @@ def recipe_markdown(run: RunConfig, plan: PlanConfig | None = None) -> str:
     splits = ", ".join(f"data.{f.name} `{getattr(d, f.name)}`"
                        + (" (the dev split: tuning)" if f.name == "val_split" else "")
                        for f in dataclasses.fields(d) if f.name.endswith("_split"))
+    # Stage 2 starts from the stage-1 model only when a plan chains them (`run_plan`, shared
+    # or per seed) or the config names a start; else, as the paper preset run by
+    # `paper_commands`, stage1/stage2 are just the schedules of single-frame and temporal
+    # variants, each trained in one stage from the model's own initial weights.
+    if plan is not None or t.stage2.init_from:
+        s1, s2 = "stage 1 (single frame)", "stage 2 (temporal)"
+        s1_short, s2_short = "stage 1", "stage 2"
+    else:
+        start = "ImageNet weights" if run.model.pretrained else "a random initialisation"
+        s1 = f"single-frame variant's schedule (train.stage1; one stage, from {start})"
+        s2 = (f"temporal variants' schedule (train.stage2; each in one stage from {start}, "
+              "not from the single-frame model)")
+        s1_short, s2_short = "the single-frame schedule", "the temporal schedule"
     root = Path(d.root)
     if root.is_absolute() and paths.REPO in root.parents:  # the repository's own data folder
         root = root.relative_to(paths.REPO)
@@ -1610,11 +1625,11 @@ def recipe_markdown(run: RunConfig, plan: PlanConfig | None = None) -> str:
         "",
         f"- optimizer: {opt}, weight decay {_num_text(t.weight_decay)} (none on the offsets "
         f"p_n); {clip}",
-        *_stage_lines("stage 1 (single frame)", t.stage1, t),
-        *_stage_lines("stage 2 (temporal)", t.stage2, t),
+        *_stage_lines(s1, t.stage1, t),
+        *_stage_lines(s2, t.stage2, t),
         *filter(None, [flow_pretrain_recipe(plan)]),
-        f"- offsets p_n: lr x{_num_text(t.stage1.offsets_mult(t))} of stage 1's lr, "
-        f"x{_num_text(t.stage2.offsets_mult(t))} of stage 2's",
+        f"- offsets p_n: lr x{_num_text(t.stage1.offsets_mult(t))} of {s1_short}'s lr, "
+        f"x{_num_text(t.stage2.offsets_mult(t))} of {s2_short}'s",
         f"- batch size {t.batch_size} per process; horizontal flip: "
         f"{'yes' if t.flip else 'no'}",
         f"- key frames in training: old key from [t{t.old_key_range[0]:+d}, "

@@ -315,10 +315,10 @@ def test_offsets_and_focus_weights_of_a_run(tmp_path: Path) -> None:
 
 
 def test_recipe_markdown_reads_the_config() -> None:
-    from lsts_lib.engine.config import RunConfig, load_config
+    from lsts_lib.engine.config import RunConfig, load_config, load_plan
 
     cfg = RunConfig.from_dict(load_config("report"))
-    text = R.recipe_markdown(cfg)
+    text = R.recipe_markdown(cfg, load_plan("report"))
     t = cfg.train
     opt = "AdamW" if t.optimizer == "adamw" else "SGD"
     assert opt in text and f"lr {t.stage1.lr:g}," in text and f"lr {t.stage2.lr:g}," in text
@@ -345,6 +345,28 @@ def test_recipe_markdown_reads_the_config() -> None:
     line = next(x for x in with_flow.splitlines() if "flow-pretrain" in x)
     assert "lr 0.004" in line and "batch size" not in line  # only the settings given
     assert "true flow" not in R.recipe_markdown(cfg, PlanConfig())
+
+
+def test_recipe_markdown_names_one_stage_schedules_when_nothing_chains_the_stages() -> None:
+    from lsts_lib.engine.config import RunConfig, load_config, load_plan
+
+    paper = R.recipe_markdown(RunConfig.from_dict(load_config("paper")))
+    assert "stage 1 (single frame)" not in paper and "stage 2 (temporal)" not in paper
+    assert ("**temporal variants' schedule (train.stage2; each in one stage from ImageNet "
+            "weights, not from the single-frame model)**") in paper
+    assert "**single-frame variant's schedule (train.stage1; one stage, from ImageNet" in paper
+    assert "x2.5 of the single-frame schedule's lr, x2.5 of the temporal schedule's" in paper
+    # A plan (the report's shared stage 1) chains them: stage 2 starts from stage 1's model.
+    report = R.recipe_markdown(RunConfig.from_dict(load_config("report")), load_plan("report"))
+    assert "**stage 1 (single frame)**" in report and "**stage 2 (temporal)**" in report
+    assert "of stage 1's lr" in report and "schedule" not in report
+    # So does a config that names stage 2's start, plan or not; no ImageNet without weights.
+    chained = R.recipe_markdown(RunConfig.from_dict(load_config(
+        "paper", ["train.stage2.init_from=runs/x/model.pt"])))
+    assert "**stage 2 (temporal)**" in chained and "runs/x/model.pt`" in chained
+    scratch = R.recipe_markdown(RunConfig.from_dict(load_config(
+        "paper", ["model.pretrained=false"])))
+    assert "from a random initialisation" in scratch and "ImageNet" not in scratch
 
 
 def test_flow_pretrain_table_and_text() -> None:
