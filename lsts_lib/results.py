@@ -1644,8 +1644,38 @@ def recipe_markdown(run: RunConfig, plan: PlanConfig | None = None) -> str:
     return "\n".join(lines)
 
 
-TUNING_COLUMNS = ("name", "what changed", "data", "steps", "dev mAP", "slow", "medium", "fast",
-                  "train s", "note")
+TUNING_COLUMNS = ("name", "what changed", "data", "steps", "dev videos", "dev mAP", "slow",
+                  "medium", "fast", "train s", "note")
+
+# Where a tuning row records how many dev videos its dev mAP was scored on (`_dev_scored_on`):
+# the stage's dev_max_videos override, the data's "first N dev videos (F frames)", or a note
+# that says it scored (or drew the curve) on all N dev videos. A note's "3-video dev curve"
+# is not enough: a row's dev mAP need not be that curve's last point.
+_DEV_MAX_VIDEOS = re.compile(r"^train\.stage[12]\.dev_max_videos=(\w+)$")
+_DEV_FIRST = re.compile(r"first (\d+) dev videos(?: \((\d+) frames\))?")
+_DEV_ALL = re.compile(r"(?:scored|[Dd]ev curve) on all (\d+) dev videos")
+
+
+def _dev_scored_on(r: Mapping[str, Any]) -> str:
+    """How many dev videos a tuning row's dev mAP was scored on, from what the row records:
+    a `dev_videos` (and `dev_frames`) field, else `_DEV_MAX_VIDEOS`/`_DEV_FIRST`/`_DEV_ALL`;
+    "all" for dev_max_videos=null with no count given, "?" when nothing says, "" when the row
+    has no dev mAP."""
+    if r.get("dev_mAP") is None:
+        return ""
+    frames = r.get("dev_frames")
+    videos = r.get("dev_videos")
+    capped = [m.group(1) for o in r.get("overrides") or []
+              if (m := _DEV_MAX_VIDEOS.match(str(o).strip()))]
+    if videos is None and capped and capped[-1] != "null":
+        videos = capped[-1]
+    if videos is None and (m := _DEV_FIRST.search(r.get("data") or "")):
+        videos, frames = m.group(1), frames or m.group(2)
+    if videos is None and (m := _DEV_ALL.search(r.get("note") or "")):
+        videos = m.group(1)
+    if videos is None:
+        return "all" if capped else "?"
+    return f"{videos}" + (f" ({frames} frames)" if frames else "")
 
 
 # A stage has plateaued on the dev split when its last interval changed the seed-mean dev mAP
@@ -1794,7 +1824,9 @@ def low2high_markdown(warmup: pd.DataFrame, dev: pd.DataFrame | None = None,
 def tuning_table(path: Path) -> pd.DataFrame:
     """Every tuning run of a JSON-lines file (one run a line: name, overrides (list), data,
     steps, dev_mAP, motion {slow, medium, fast} or null, train_s, note; optional train_mAP
-    for a run that measured the training frames). mAP columns in percent, NaN when absent."""
+    for a run that measured the training frames, dev_videos / dev_frames for what its dev mAP
+    was scored on). mAP columns in percent, NaN when absent; "dev videos" as
+    `_dev_scored_on` reads it (rows scored on different dev subsets do not compare)."""
     path = Path(path)
     rows = []
     with open(_need(path, "the tuning runs (see notebook 06)"), encoding="utf-8") as fh:
@@ -1814,7 +1846,7 @@ def tuning_table(path: Path) -> pd.DataFrame:
             rows.append({
                 "name": r["name"], "what changed": " ".join(r.get("overrides") or []) or "-",
                 "data": r.get("data") or "", "steps": r.get("steps"),
-                "dev mAP": _percent(r.get("dev_mAP")),
+                "dev videos": _dev_scored_on(r), "dev mAP": _percent(r.get("dev_mAP")),
                 **{k: _percent(motion.get(k)) for k in ("slow", "medium", "fast")},
                 "train s": r.get("train_s"), "note": note})
     return pd.DataFrame(rows, columns=list(TUNING_COLUMNS))

@@ -411,9 +411,37 @@ def test_tuning_table(tmp_path: Path) -> None:
     assert t.loc[0, "what changed"] == "train.lr=1 steps=9" and t.loc[0, "dev mAP"] == 25.0
     assert t.loc[0, "slow"] == 50.0 and math.isnan(t.loc[0, "fast"])
     assert math.isnan(t.loc[1, "dev mAP"]) and "train mAP 90.0 (not dev)" in t.loc[1, "note"]
+    assert t["dev videos"].tolist() == ["?", ""]  # "d" says nothing; no dev mAP: no subset
     path.write_text("{bad\n")
     with pytest.raises(ValueError, match=r"tuning.jsonl:1"):
         R.tuning_table(path)
+
+
+def test_tuning_table_says_how_many_dev_videos_each_dev_map_was_scored_on(
+        tmp_path: Path) -> None:
+    def row(name: str, overrides: list[str] | None = None, data: str = "report data",
+            note: str = "", **extra: object) -> str:
+        return json.dumps({"name": name, "overrides": overrides or [], "data": data,
+                           "steps": 150, "dev_mAP": 0.3, "note": note, **extra})
+
+    path = tmp_path / "tuning.jsonl"
+    path.write_text("\n".join([
+        row("capped", ["train.stage2.dev_max_videos=10", "train.threads=1"]),
+        row("first3", data="report preset data (v3), first 3 dev videos (144 frames)"),
+        row("scored", note="the report's model, scored on all 10 dev videos after the run "
+                           "(its 3-video dev curve is flat)"),
+        row("curve3", note="3-video dev curve 0: 35.8, 150: 32.2"),  # not what dev mAP read
+        row("uncapped", ["train.stage2.dev_max_videos=null"]),
+        row("uncapped_noted", ["train.stage2.dev_max_videos=null"],
+            note="Dev curve on all 10 dev videos (step: mAP %)"),
+        row("recorded", ["train.stage2.dev_max_videos=3"], dev_videos=4, dev_frames=190),
+        row("unknown", data="this dev split = the one above"),
+        json.dumps({"name": "flow", "overrides": [], "dev_mAP": None,
+                    "note": "EPE on the 10 val videos"})]) + "\n")
+    t = R.tuning_table(path).set_index("name")["dev videos"]
+    assert t.to_dict() == {"capped": "10", "first3": "3 (144 frames)", "scored": "10",
+                           "curve3": "?", "uncapped": "all", "uncapped_noted": "10",
+                           "recorded": "4 (190 frames)", "unknown": "?", "flow": ""}
 
 
 def test_tuning_markdown_shows_every_note_in_full(tmp_path: Path) -> None:
@@ -423,12 +451,13 @@ def test_tuning_markdown_shows_every_note_in_full(tmp_path: Path) -> None:
                                 "data": "d", "steps": 600, "dev_mAP": 0.2163, "motion": None,
                                 "train_s": 236.6, "note": long_note}) + "\n")
     lines = R.tuning_markdown(R.tuning_table(path)).splitlines()
-    assert lines[0] == ("| name | what changed | data | steps | dev mAP | slow | medium | fast "
-                        "| train s | note |")
-    assert lines[1] == "|---|---|---|---:|---:|---:|---:|---:|---:|---|"  # text left, numbers right
+    assert lines[0] == ("| name | what changed | data | steps | dev videos | dev mAP | slow "
+                        "| medium | fast | train s | note |")
+    # text left, numbers right
+    assert lines[1] == "|---|---|---|---:|---|---:|---:|---:|---:|---:|---|"
     row = lines[2]
-    assert len(lines) == 3 and row.count(" | ") == 9  # no pipe of the note splits the row
-    assert "| 600 | 21.6 |  |  |  | 237 |" in row
+    assert len(lines) == 3 and row.count(" | ") == 10  # no pipe of the note splits the row
+    assert "| 600 | ? | 21.6 |  |  |  | 237 |" in row
     # The whole note, escaped for markdown: nothing cut, no HTML tag, no emphasis.
     assert "a long finding " * 30 in row and row.endswith("\\| end &lt;here&gt; |")
     assert "lsts\\_fixed" in row and "S2\\_lsts" in row and "init\\_from=&lt;a b&gt;.pt" in row
