@@ -145,3 +145,24 @@ def per_resample_map(classes, videos, dets, interpolation: str = "continuous"):
                                 interpolation))
 
     return score
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny tensors: intra-op threads only add overhead (10x on a busy 2-core box)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def stamped_config(data_root: Path, variant: str, key: str, value: object) -> dict:
+    """The config part of a smoke run's training inputs (its stamp) with one setting changed:
+    what decides whether changing that setting retrains the run."""
+    from lsts_lib.engine.config import load_config
+    from lsts_lib.engine.train import train_inputs
+
+    cfg = load_config("smoke", {"data.root": str(data_root), "model.variant": variant, key: value})
+    return train_inputs(cfg, None)["config"]

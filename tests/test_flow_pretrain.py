@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import stamped_config
 
 from lsts_lib import cli
 from lsts_lib.data.motion_truth import cell_flow, displacement, load_motion
@@ -27,7 +28,7 @@ from lsts_lib.engine.flow_pretrain import (
     pair_batch,
     pretrain_loss,
 )
-from lsts_lib.engine.train import train, train_inputs
+from lsts_lib.engine.train import train
 from lsts_lib.models import build_detector
 from lsts_lib.models.detector import build_transform
 from lsts_lib.models.flownet import FlowNetSmall, warp
@@ -232,9 +233,7 @@ def test_the_orchestrator_pretrains_the_flownet_once(data_root: Path, tmp_path: 
 
 def test_the_flownet_reach_is_an_input_only_of_flow_runs(data_root: Path) -> None:
     def inputs(variant: str, reach: int) -> dict:
-        cfg = load_config("smoke", {"data.root": str(data_root), "model.variant": variant,
-                                    "model.flownet_max_displacement": reach})
-        return train_inputs(cfg, None)["config"]
+        return stamped_config(data_root, variant, "model.flownet_max_displacement", reach)
 
     # Runs stamped before the setting existed keep their stamps: it is not in their inputs.
     for variant in ("single_frame", "copy_prop", "lsts"):

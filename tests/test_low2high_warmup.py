@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import stamped_config
 
 from lsts_lib.engine import rundir
 from lsts_lib.engine.checkpoint import load_checkpoint
 from lsts_lib.engine.config import RunConfig, load_config
 from lsts_lib.engine.data import build_stream
 from lsts_lib.engine.low2high_warmup import LOW2HIGH_PREFIX, relative_mse, warm_up_low2high
-from lsts_lib.engine.train import build_model, init_from_checkpoint, train, train_inputs
+from lsts_lib.engine.train import build_model, init_from_checkpoint, train
 from lsts_lib.engine.trainlog import read_log
 
 WARMUP = 6
@@ -90,9 +91,7 @@ def test_train_runs_the_warm_up_for_lsts_from_single_frame_weights(
 
 def test_the_setting_is_an_input_only_of_the_runs_it_acts_on(data_root: Path) -> None:
     def inputs(variant: str, warmup: int) -> dict:
-        cfg = load_config("smoke", {"data.root": str(data_root), "model.variant": variant,
-                                    "train.stage2.low2high_warmup": warmup})
-        return train_inputs(cfg, None)["config"]
+        return stamped_config(data_root, variant, "train.stage2.low2high_warmup", warmup)
 
     for variant in ("single_frame", "copy_prop", "flow_warp"):
         assert inputs(variant, 0) == inputs(variant, 50), variant

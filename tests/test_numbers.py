@@ -24,13 +24,7 @@ from lsts_lib.models.detector import (
 )
 from lsts_lib.models.lsts import LSTSAlign, LSTSOffsets, lsts_macs, shift_box_size
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ------------------------------------------------------------------------- feature-map size
