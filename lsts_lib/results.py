@@ -1897,6 +1897,13 @@ def run_config(run_dir: Path) -> RunConfig:
     return RunConfig.from_dict(yaml.safe_load(path.read_text(encoding="utf-8")))
 
 
+def _flow_init_from(run_dir: Path) -> str | None:
+    """A run's train.flow_init_from, read from its config.yaml as written (a partial config,
+    as a hand-made run folder may have, reads as None)."""
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
+    return (cfg.get("train") or {}).get("flow_init_from")
+
+
 def variant_summaries(runs: Path) -> dict[str, str]:
     """Every catalogue variant's summary (notebook 05's "What was run"); a flow variant that
     was run also says how its FlowNet was trained, from its first seed's config (every seed of
@@ -1906,8 +1913,7 @@ def variant_summaries(runs: Path) -> dict[str, str]:
     for name, v in VARIANTS.items():
         text = v.summary
         if v.nonkey == "flow" and name in dirs:
-            cfg = yaml.safe_load((dirs[name] / "config.yaml").read_text(encoding="utf-8"))
-            text += " " + flow_training((cfg.get("train") or {}).get("flow_init_from"))
+            text += " " + flow_training(_flow_init_from(dirs[name]))
         out[name] = text
     return out
 
@@ -2271,10 +2277,8 @@ def cost_part_sentence(cost: Claim, bench: Mapping[str, Any]) -> str | None:
 
 def _flow_pretrained(runs: Path, run: str = "flow_warp") -> bool:
     """Whether every seed of `run` started its FlowNet from pretrained weights."""
-    dirs = [d for r, _, d in run_dirs(runs) if r == run]
-    cfgs = [yaml.safe_load((d / "config.yaml").read_text(encoding="utf-8")) or {}
-            for d in dirs if (d / "config.yaml").is_file()]
-    return bool(cfgs) and all((c.get("train") or {}).get("flow_init_from") for c in cfgs)
+    dirs = [d for r, _, d in run_dirs(runs) if r == run and (d / "config.yaml").is_file()]
+    return bool(dirs) and all(_flow_init_from(d) for d in dirs)
 
 
 def findings_sentences(runs: Path, df: pd.DataFrame, align: pd.DataFrame) -> list[str]:
