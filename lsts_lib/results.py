@@ -46,7 +46,7 @@ from lsts_lib.engine.bench import CATEGORIES as BENCH_CATEGORIES
 from lsts_lib.engine.bench import CATEGORY as BENCH_CATEGORY
 from lsts_lib.engine.bench import SPEEDUP
 from lsts_lib.engine.checkpoint import load_checkpoint
-from lsts_lib.engine.config import FLOW_PRETRAIN_KEYS, PlanConfig, RunConfig
+from lsts_lib.engine.config import FLOW_PRETRAIN_KEYS, PlanConfig, RunConfig, load_plan
 from lsts_lib.engine.detect import load_detector
 from lsts_lib.engine.flow_pretrain import SUMMARY as FLOWNET_SUMMARY
 from lsts_lib.engine.optim import lr_factor
@@ -644,9 +644,10 @@ def paper_numbers() -> pd.DataFrame:
     return df
 
 
-# Seeds of the GPU recipe: a claim needs paired seeds (one seed is "not testable"), and three
-# give a t-interval with 2 degrees of freedom at 3x one seed's GPU time.
-PAPER_SEEDS = (0, 1, 2)
+# Seeds of the GPU recipe, the paper preset's plan.seeds: a claim needs paired seeds (one seed
+# is "not testable"), and three give a t-interval with 2 degrees of freedom at 3x one seed's
+# GPU time.
+PAPER_SEEDS = load_plan("paper").seeds
 
 
 def paper_commands(data_root: str = "/path/to/ILSVRC2015", gpus: int = 8,
@@ -1592,7 +1593,7 @@ def recipe_markdown(run: RunConfig, plan: PlanConfig | None = None) -> str:
     """The training recipe of a resolved config as Markdown, every value read from `run`
     (notebooks 04 and 06 show it instead of typing it); with the preset's `plan`, also how
     the plan prepares the runs' starting weights (the flow pretraining). Without a plan or a
-    stage-2 `init_from` nothing chains the stages: they are named as the single-frame and the
+    stage-2 `init_from` (or with a one-stage plan) nothing chains the stages: they are named as the single-frame and the
     temporal variants' one-stage schedules (the paper protocol)."""
     t, d, e = run.train, run.data, run.eval
     if t.optimizer == "adamw":
@@ -1605,10 +1606,10 @@ def recipe_markdown(run: RunConfig, plan: PlanConfig | None = None) -> str:
                        + (" (the dev split: tuning)" if f.name == "val_split" else "")
                        for f in dataclasses.fields(d) if f.name.endswith("_split"))
     # Stage 2 starts from the stage-1 model only when a plan chains them (`run_plan`, shared
-    # or per seed) or the config names a start; else, as the paper preset run by
+    # or per seed, not one_stage) or the config names a start; else, as the paper preset run by
     # `paper_commands`, stage1/stage2 are just the schedules of single-frame and temporal
     # variants, each trained in one stage from the model's own initial weights.
-    if plan is not None or t.stage2.init_from:
+    if (plan is not None and not plan.one_stage) or t.stage2.init_from:
         s1, s2 = "stage 1 (single frame)", "stage 2 (temporal)"
         s1_short, s2_short = "stage 1", "stage 2"
     else:

@@ -15,11 +15,11 @@ from lsts_lib.cli import main as cli_main
 from lsts_lib.engine import rundir
 from lsts_lib.engine.bench import bench
 from lsts_lib.engine.checkpoint import load_checkpoint
-from lsts_lib.engine.config import load_config, load_plan
-from lsts_lib.engine.plan import Orchestrator, flownet_dir, run_plan
+from lsts_lib.engine.config import RunConfig, load_config, load_plan
+from lsts_lib.engine.plan import Orchestrator, flownet_dir, preset_plan, run_plan
 from lsts_lib.engine.train import train
 from lsts_lib.models.variants import VARIANTS, Variant
-from lsts_lib.results import load_runs, summary_table
+from lsts_lib.results import PAPER_SEEDS, load_runs, recipe_markdown, summary_table
 
 
 def overrides(root: Path, steps: int = 1) -> dict:
@@ -297,6 +297,26 @@ def test_shared_stage1_plan_trains_every_variant_from_one_model(tmp_path: Path) 
     assert spec.shared_stage1 and len(spec.seeds) >= 5
 
 
+def test_one_stage_plan_starts_no_run_from_another(tmp_path: Path) -> None:
+    plan = run_plan(tmp_path, [0, 2], ["single_frame", "lsts", "flow_warp"], one_stage=True,
+                    flow_pretrain=True)
+    assert [(r.variant, r.seed) for r in plan] == [
+        (v, s) for s in (0, 2) for v in ("single_frame", "lsts", "flow_warp")]
+    # No run starts from the single-frame model; each is a compared run with its own schedule.
+    assert all(r.init_from is None and r.stage == "auto" and r.compared for r in plan)
+    assert [r.flow_init is not None for r in plan] == [False, False, True] * 2
+    with pytest.raises(ValueError, match="choose one"):
+        run_plan(tmp_path, [0], ["lsts"], one_stage=True, shared_stage1=True)
+    # The paper preset's plan is the official protocol, and the README's GPU recipe uses its
+    # seeds; its recipe names no chained stages.
+    spec = load_plan("paper")
+    assert spec.one_stage and not spec.shared_stage1
+    assert PAPER_SEEDS == spec.seeds
+    assert all(r.init_from is None for r in preset_plan(tmp_path, "paper"))
+    recipe = recipe_markdown(RunConfig.from_dict(load_config("paper")), spec)
+    assert "not from the single-frame model" in recipe and "stage 2 (temporal)" not in recipe
+
+
 def test_flow_runs_start_from_the_pretrained_flownet(tmp_path: Path) -> None:
     plan = run_plan(tmp_path, [0, 1], ["copy_prop", "flow_warp"], shared_stage1=True,
                     flow_pretrain=True)
@@ -320,6 +340,8 @@ def test_plan_section_is_validated(tmp_path: Path) -> None:
                        ("plan: {variants: [nope]}", "unknown variant"),
                        ("plan: {speed: 1}", "unknown key"),
                        ("plan: {shared_stage1: 1}", "true or false"),
+                       ("plan: {one_stage: yes please}", "true or false"),
+                       ("plan: {one_stage: true, shared_stage1: true}", "excludes"),
                        ("plan: {flow_pretrain: {lr: 0.1}}", "needs steps"),
                        ("plan: {flow_pretrain: {steps: 5, epochs: 1}}", "needs steps"),
                        ("plan: {flow_pretrain: {steps: 0}}", ">= 1"),

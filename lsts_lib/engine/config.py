@@ -428,6 +428,10 @@ class PlanConfig:
     # runs get the same budget from the same start (the paper's shared ImageNet init);
     # false: the single_frame run of seed s is stage 1 and the other variants start from it.
     shared_stage1: bool = False
+    # true (the official protocol, the paper preset's): no run starts from another; every
+    # variant of every seed trains in one stage from the model's own initial weights
+    # (ImageNet), its stage being only the schedule it uses (train.stage auto).
+    one_stage: bool = False
     stage1_seed: int = 0
     # The flow variants' FlowNet pretrained once on SynthVID's true flow (`lsts flow-pretrain`
     # with these keyword settings, seed `stage1_seed`), as DFF starts from a FlowNet trained on
@@ -445,6 +449,8 @@ class PlanConfig:
         for v in self.variants or ():
             get_variant(v)
         _int("plan.stage1_seed", self.stage1_seed, 0)
+        if self.one_stage and self.shared_stage1:
+            _fail("plan.one_stage", True, "excludes plan.shared_stage1 (one protocol a plan)")
         if self.flow_pretrain is not None:
             if not isinstance(self.flow_pretrain, Mapping):
                 _fail("plan.flow_pretrain", self.flow_pretrain, "must be a mapping or null")
@@ -477,8 +483,9 @@ def load_plan(config: str | Path) -> PlanConfig:
             if not isinstance(kw[key], list):
                 _fail(f"plan.{key}", kw[key], "must be a list")
             kw[key] = tuple(kw[key])
-    if not isinstance(kw.get("shared_stage1", False), bool):
-        _fail("plan.shared_stage1", kw["shared_stage1"], "must be true or false")
+    for key in ("shared_stage1", "one_stage"):
+        if not isinstance(kw.get(key, False), bool):
+            _fail(f"plan.{key}", kw[key], "must be true or false")
     plan = PlanConfig(**kw)
     plan.validate()
     return plan

@@ -1,13 +1,16 @@
 """The run plan and its orchestrator: which runs a comparison needs, in which order, and
 which of their stages are still to do.
 
-A plan is one run per (variant, seed), in one of two protocols (`plan.shared_stage1`):
+A plan is one run per (variant, seed), in one of three protocols (`plan.shared_stage1`,
+`plan.one_stage`):
 * per-seed stage 1: the single-frame run of seed s is the stage-1 model, and every other
   variant of seed s starts from it;
 * shared stage 1 (the report's): one single-frame model is trained once (stage 1, the
   analogue of the paper's shared ImageNet initialisation), and every variant of every seed,
   single_frame included, trains stage 2 from it: the same start and the same budget for all,
-  paired by seed.
+  paired by seed;
+* one stage (the official protocol, the paper preset's): no run starts from another; every
+  run trains from the model's own initial weights (ImageNet) with its variant's schedule.
 The orchestrator trains, detects and evaluates the runs of a plan; `lsts report`, notebook
 04 and the tests all go through it.
 Whether a stage is done is decided by its stamp alone (`rundir.Stamp`): a run whose inputs
@@ -76,9 +79,12 @@ class PlannedRun:
 
 def run_plan(runs_root: str | Path, seeds: Iterable[int],
              variants: Iterable[str] | None = None, shared_stage1: bool = False,
-             stage1_seed: int = 0, flow_pretrain: bool = False) -> list[PlannedRun]:
+             stage1_seed: int = 0, flow_pretrain: bool = False,
+             one_stage: bool = False) -> list[PlannedRun]:
     """Stage-1 runs first, then the other runs (catalogue order within a seed).
     flow_pretrain: every flow run starts from the FlowNet pretrained into `flownet_dir`."""
+    if one_stage and shared_stage1:
+        raise ValueError("one_stage and shared_stage1 are two protocols: choose one")
     names = list(VARIANTS) if variants is None else list(variants)
     for name in names:
         get_variant(name)
@@ -96,6 +102,9 @@ def run_plan(runs_root: str | Path, seeds: Iterable[int],
         return [stage1] + [PlannedRun(n, s, rundir.run_dir(root, n, s), stage1.model,
                                       stage="stage2", flow_init=flow(n))
                            for s in seeds for n in names]
+    if one_stage:
+        return [PlannedRun(n, s, rundir.run_dir(root, n, s), None, flow_init=flow(n))
+                for s in seeds for n in names]
     temporal = [n for n in names if n != STAGE1]
     plan = [PlannedRun(STAGE1, s, rundir.run_dir(root, STAGE1, s), None)
             for s in seeds if STAGE1 in names or temporal]
@@ -115,7 +124,8 @@ def preset_plan(runs_root: str | Path, config: str | Path,
     """The plan a preset's `plan:` section describes (`seeds` overrides its seeds)."""
     spec = load_plan(config)
     return run_plan(runs_root, spec.seeds if seeds is None else seeds, spec.variants,
-                    spec.shared_stage1, spec.stage1_seed, spec.flow_pretrain is not None)
+                    spec.shared_stage1, spec.stage1_seed, spec.flow_pretrain is not None,
+                    spec.one_stage)
 
 
 def lsts_child(*argv: str, threads: int | None = None) -> None:
