@@ -128,24 +128,20 @@ def bundle_mathjax(out_dir: Path) -> str | None:
     return f"{MATHJAX_DIR}/MathJax.js?config={MATHJAX_CONFIG}"
 
 
-def math_cells(notebook: Path) -> int:
-    """Markdown cells of a notebook with TeX math ($...$ or $$...$$) for MathJax to render."""
+def expected_on_page(notebook: Path) -> dict[str, int]:
+    """What the page of `notebook` must show, read from the notebook once: `figures`, its
+    outputs nbconvert renders as an <img>; `math_cells`, its markdown cells with TeX math
+    ($...$ or $$...$$) for MathJax to typeset."""
     import nbformat
 
     nb = nbformat.read(notebook, as_version=4)
-    return sum(1 for c in nb.cells if c.cell_type == "markdown" and _TEX.search(c.source))
+    return {"figures": sum(any(m in out.get("data", {}) for m in IMAGE_MIME)
+                           for cell in nb.cells for out in cell.get("outputs", [])),
+            "math_cells": sum(1 for c in nb.cells
+                              if c.cell_type == "markdown" and _TEX.search(c.source))}
 
 
 # -- checking -------------------------------------------------------------------------
-def image_outputs(notebook: Path) -> int:
-    """How many outputs of `notebook` nbconvert renders as an <img>: its figures."""
-    import nbformat
-
-    nb = nbformat.read(notebook, as_version=4)
-    return sum(any(m in out.get("data", {}) for m in IMAGE_MIME)
-               for cell in nb.cells for out in cell.get("outputs", []))
-
-
 def find_chromium() -> str | None:
     return os.environ.get("LSTS_CHROMIUM") or shutil.which("chromium") \
         or shutil.which("chromium-browser")
@@ -221,7 +217,8 @@ def _check_page(page: Page, html_path: Path, notebook: Path, shot: Path) -> dict
         problems.append(f"did not load: {str(exc).splitlines()[0]}")
         return result
     images = page.evaluate(_IMAGES_JS)
-    expected = image_outputs(notebook) if notebook.is_file() else None
+    on_page = expected_on_page(notebook) if notebook.is_file() else None
+    expected = on_page["figures"] if on_page else None
     toc = page.evaluate(_TOC_JS, TOC_ID)
     result.update(cells=images["cells"], figures=images["figures"], expected_figures=expected,
                   broken_images=images["broken"], toc_links=toc and toc["links"],
@@ -235,7 +232,7 @@ def _check_page(page: Page, html_path: Path, notebook: Path, shot: Path) -> dict
     elif images["figures"] != expected:
         problems.append(f"{images['figures']} figures on the page, {expected} image outputs "
                         f"in {notebook.name}")
-    tex = math_cells(notebook) if notebook.is_file() else 0
+    tex = on_page["math_cells"] if on_page else 0
     if tex:
         try:
             math = page.evaluate(_MATH_JS, MATH_TIMEOUT_MS)

@@ -55,7 +55,8 @@ def test_contents_list_every_heading_in_order(tmp_path: Path) -> None:
 
 def test_math_is_found_in_markdown_and_mathjax_is_bundled(tmp_path: Path) -> None:
     nb = tiny_notebook(tmp_path / "01_tiny.ipynb")
-    assert html_edition.math_cells(nb) == 1  # only the cell with $p_0 + p_n$
+    # One figure; one markdown cell with math (only the cell with $p_0 + p_n$).
+    assert html_edition.expected_on_page(nb) == {"figures": 1, "math_cells": 1}
     assert html_edition._TEX.search("price $$a + b$$ here") is not None
     assert html_edition._TEX.search("no math, a lone $ sign") is None
     url = html_edition.bundle_mathjax(tmp_path / "html")
