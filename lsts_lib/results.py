@@ -1655,13 +1655,14 @@ TUNING_COLUMNS = ("name", "what changed", "data", "steps", "dev videos", "dev mA
 _DEV_MAX_VIDEOS = re.compile(r"^train\.stage[12]\.dev_max_videos=(\w+)$")
 _DEV_FIRST = re.compile(r"first (\d+) dev videos(?: \((\d+) frames\))?")
 _DEV_ALL = re.compile(r"(?:scored|[Dd]ev curve) on all (\d+) dev videos")
+DEV_NOT_RECORDED = "not recorded"
 
 
 def _dev_scored_on(r: Mapping[str, Any]) -> str:
     """How many dev videos a tuning row's dev mAP was scored on, from what the row records:
     a `dev_videos` (and `dev_frames`) field, else `_DEV_MAX_VIDEOS`/`_DEV_FIRST`/`_DEV_ALL`;
-    "all" for dev_max_videos=null with no count given, "?" when nothing says, "" when the row
-    has no dev mAP."""
+    "all" for dev_max_videos=null with no count given, DEV_NOT_RECORDED when nothing says, ""
+    when the row has no dev mAP."""
     if r.get("dev_mAP") is None:
         return ""
     frames = r.get("dev_frames")
@@ -1675,7 +1676,7 @@ def _dev_scored_on(r: Mapping[str, Any]) -> str:
     if videos is None and (m := _DEV_ALL.search(r.get("note") or "")):
         videos = m.group(1)
     if videos is None:
-        return "all" if capped else "?"
+        return "all" if capped else DEV_NOT_RECORDED
     return f"{videos}" + (f" ({frames} frames)" if frames else "")
 
 

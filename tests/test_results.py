@@ -411,7 +411,7 @@ def test_tuning_table(tmp_path: Path) -> None:
     assert t.loc[0, "what changed"] == "train.lr=1 steps=9" and t.loc[0, "dev mAP"] == 25.0
     assert t.loc[0, "slow"] == 50.0 and math.isnan(t.loc[0, "fast"])
     assert math.isnan(t.loc[1, "dev mAP"]) and "train mAP 90.0 (not dev)" in t.loc[1, "note"]
-    assert t["dev videos"].tolist() == ["?", ""]  # "d" says nothing; no dev mAP: no subset
+    assert t["dev videos"].tolist() == [R.DEV_NOT_RECORDED, ""]  # "d" says nothing; no dev mAP: no subset
     path.write_text("{bad\n")
     with pytest.raises(ValueError, match=r"tuning.jsonl:1"):
         R.tuning_table(path)
@@ -440,8 +440,9 @@ def test_tuning_table_says_how_many_dev_videos_each_dev_map_was_scored_on(
                     "note": "EPE on the 10 val videos"})]) + "\n")
     t = R.tuning_table(path).set_index("name")["dev videos"]
     assert t.to_dict() == {"capped": "10", "first3": "3 (144 frames)", "scored": "10",
-                           "curve3": "?", "uncapped": "all", "uncapped_noted": "10",
-                           "recorded": "4 (190 frames)", "unknown": "?", "flow": ""}
+                           "curve3": R.DEV_NOT_RECORDED, "uncapped": "all",
+                           "uncapped_noted": "10", "recorded": "4 (190 frames)",
+                           "unknown": R.DEV_NOT_RECORDED, "flow": ""}
 
 
 def test_tuning_markdown_shows_every_note_in_full(tmp_path: Path) -> None:
@@ -457,7 +458,7 @@ def test_tuning_markdown_shows_every_note_in_full(tmp_path: Path) -> None:
     assert lines[1] == "|---|---|---|---:|---|---:|---:|---:|---:|---:|---|"
     row = lines[2]
     assert len(lines) == 3 and row.count(" | ") == 10  # no pipe of the note splits the row
-    assert "| 600 | ? | 21.6 |  |  |  | 237 |" in row
+    assert "| 600 | not recorded | 21.6 |  |  |  | 237 |" in row
     # The whole note, escaped for markdown: nothing cut, no HTML tag, no emphasis.
     assert "a long finding " * 30 in row and row.endswith("\\| end &lt;here&gt; |")
     assert "lsts\\_fixed" in row and "S2\\_lsts" in row and "init\\_from=&lt;a b&gt;.pt" in row
