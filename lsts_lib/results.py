@@ -2601,13 +2601,29 @@ def _strip_outcome(run: str, g: pd.DataFrame, reference: str) -> str:
     return f"{run_label(run)} moved its boxes (onto the object on {_of(on, n)} frames)"
 
 
+def top_score_scale(frame_ids: Any, scores: Any) -> tuple[float, float, float]:
+    """(median, 10th, 90th percentile) over the frames with a detection of each frame's highest
+    score: the scale a reader needs to judge one frame's scores (softmax probabilities)."""
+    import numpy as np
+
+    ids, scores = np.asarray(frame_ids), np.asarray(scores, dtype=float)
+    if not len(ids):
+        raise ValueError("no detections to take a score scale from")
+    order = np.lexsort((-scores, ids))  # per frame, its highest score first
+    first = np.r_[True, ids[order][1:] != ids[order][:-1]]
+    q10, med, q90 = np.quantile(scores[order][first], [0.1, 0.5, 0.9])
+    return float(med), float(q10), float(q90)
+
+
 def strip_markdown(reading: pd.DataFrame, top_scores: Mapping[str, float], k: int,
-                   reference: str = "copy_prop") -> str:
+                   reference: str = "copy_prop",
+                   scale: Mapping[str, tuple[float, float, float]] | None = None) -> str:
     """Reads the strips from what they show (`strip_reading`): the mean over the non-key frames
     of each run's best IoU with the object, then per run whether its boxes moved off the key
     frame's (or are `reference`'s: copy-propagation draws the key frame's boxes) and whether
     they landed on the object, on another object or on none; last, which runs follow the
-    object better than `reference` (at the two decimals printed)."""
+    object better than `reference` (at the two decimals printed). `scale`: per run, its
+    `top_score_scale` over the whole split, so the strip's scores can be read against it."""
     runs = list(dict.fromkeys(reading["run"]))
     if reference not in runs or len(runs) < 2:
         return "Too few runs were drawn to compare them on this object."
@@ -2641,9 +2657,26 @@ def strip_markdown(reading: pd.DataFrame, top_scores: Mapping[str, float], k: in
                          for r in runs if r != reference])
     return (f"On the non-key frames {frames.min()}-{frames.max()}, the best of each method's "
             f"top {k} boxes overlaps the object with a mean IoU of {parts} (highest scores on "
-            f"these frames: {scores}). Two sets of boxes count as the same when each box lies "
+            f"these frames: {scores}). " + _score_scale_sentence(top_scores, scale)
+            + "Two sets of boxes count as the same when each box lies "
             f"within IoU {STRIP_SAME_IOU:g} of one of the other set.\n\n" + "\n".join(lines)
             + f"\n\nSo on this object {outcomes}: {verdict}.")
+
+
+def _score_scale_sentence(top_scores: Mapping[str, float],
+                          scale: Mapping[str, tuple[float, float, float]] | None) -> str:
+    """For scale: each run's typical highest score of a frame, and where the strip's falls."""
+    if not scale:
+        return ""
+    runs = [r for r in top_scores if r in scale]
+    parts = ", ".join(f"{run_label(r)} {scale[r][0]:.2f} ({scale[r][1]:.2f}-{scale[r][2]:.2f})"
+                      for r in runs)
+    low = [r for r in runs if top_scores[r] < scale[r][1]]
+    where = (f"; on this strip {_listing([run_label(r) for r in low])} "
+             f"{_verb(len(low), 'stays', 'stay')} below its 10th percentile, so the object's "
+             "frames are among its hardest" if low else "")
+    return (f"For scale, a test frame's highest score (a softmax probability) has the median "
+            f"and 10th-90th percentile {parts}{where}. ")
 
 
 def focus_pixel(truth: Any, track: Any, track_id: int, min_cells: float = 1.0

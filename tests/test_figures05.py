@@ -376,3 +376,25 @@ def test_focus_real_markdown_reads_saturation_and_says_what_it_shows() -> None:
     mixed = R.focus_real_markdown([peaked[0], spread[1]], p, (1, 1))
     assert "saturated (one point above 0.5 of the weight) in 1 of the 2" in mixed
     assert "on 2 different points" in mixed
+
+
+def test_strip_scores_are_read_against_each_runs_score_scale() -> None:
+    # Frames 0..9; frame f's best score is f / 10 (a weaker box beside it), one frame empty.
+    ids = np.repeat(np.arange(10), 2)
+    scores = np.ravel([[f / 10, f / 20] for f in range(10)])
+    med, q10, q90 = R.top_score_scale(ids, scores)
+    assert (med, q10, q90) == pytest.approx((0.45, 0.09, 0.81))
+    with pytest.raises(ValueError, match="no detections"):
+        R.top_score_scale([], [])
+    boxes, gt, others = _strip_case()
+    reading = R.strip_reading(boxes, gt, others)
+    top = {"copy_prop": 0.05, "lsts": 0.5}
+    scale = {"copy_prop": (0.35, 0.16, 0.77), "lsts": (0.33, 0.16, 0.74)}
+    text = R.strip_markdown(reading, top, 3, scale=scale)
+    label = R.run_label
+    assert (f"{label('copy_prop')} 0.35 (0.16-0.77), {label('lsts')} 0.33 (0.16-0.74)"
+            in text)
+    assert f"on this strip {label('copy_prop')} stays below its 10th percentile" in text
+    assert f"{label('lsts')} stay" not in text
+    # Without a scale the sentence is left out.
+    assert "For scale" not in R.strip_markdown(reading, top, 3)
