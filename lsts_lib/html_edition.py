@@ -102,11 +102,18 @@ def add_toc(page: str) -> str:
 def build(notebooks: list[Path], out_dir: Path) -> list[Path]:
     """Convert executed notebooks to HTML pages in `out_dir` (nbconvert's lab template, images
     embedded), each with a table of contents. Returns the pages."""
+    import jinja2
     from nbconvert import HTMLExporter
 
     out_dir.mkdir(parents=True, exist_ok=True)
     mathjax = bundle_mathjax(out_dir)
-    exporter = HTMLExporter(template_name="lab", **({"mathjax_url": mathjax} if mathjax else {}))
+    # The lab template without its require.js <script> from a CDN: it serves widget outputs,
+    # which these notebooks have none of, and would make every page reach for the network.
+    template = {"lsts_lab.html.j2": "{%- extends 'index.html.j2' -%}\n"
+                "{%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}\n"}
+    exporter = HTMLExporter(template_name="lab", template_file="lsts_lab.html.j2",
+                            extra_loaders=[jinja2.DictLoader(template)],
+                            **({"mathjax_url": mathjax} if mathjax else {}))
     pages = []
     for nb in notebooks:
         body, _ = exporter.from_filename(str(nb))

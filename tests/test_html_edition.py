@@ -65,6 +65,9 @@ def test_math_is_found_in_markdown_and_mathjax_is_bundled(tmp_path: Path) -> Non
     [page] = html_edition.build([nb], tmp_path / "html")
     assert f'src="{url}' in page.read_text() and "cdnjs.cloudflare.com/ajax/libs/mathjax" \
         not in page.read_text()
+    # Nothing else from the network either: no require.js (no widget outputs to serve).
+    assert "require.min.js" not in page.read_text()
+    assert not re.search(r'src="(https?:)?//', page.read_text())
 
 
 def test_a_page_without_headings_gets_no_contents() -> None:
