@@ -52,7 +52,14 @@ from lsts_lib.engine.flow_pretrain import SUMMARY as FLOWNET_SUMMARY
 from lsts_lib.engine.optim import lr_factor
 from lsts_lib.engine.plan import FLOWNET_DIR
 from lsts_lib.engine.trainlog import load_logs
-from lsts_lib.eval.stats import HELD, INCONCLUSIVE, NOT_HELD, NOT_TESTABLE, Interval
+from lsts_lib.eval.stats import (
+    HELD,
+    INCONCLUSIVE,
+    NOT_HELD,
+    NOT_TESTABLE,
+    Interval,
+    paired_t_interval,
+)
 from lsts_lib.models.backbone import low_channels
 from lsts_lib.models.config import ModelConfig, paper_config
 from lsts_lib.models.detector import (
@@ -1066,6 +1073,24 @@ def block_sums_markdown(bench: Mapping[str, Any], size: str | None = None) -> st
 CUT_RUN = re.compile(r"^S2_(?P<variant>\w+?)_cut_(?P<cut>res4\w+)_s(?P<seed>\d+)$")
 
 
+def cut_commands(path: Path, variant: str = "lsts") -> str:
+    """One Markdown line naming the commands behind the cut comparison's rows (`CUT_RUN`, the
+    `commands` each row records), one row of each cut shown; OUT stands for the row's folder."""
+    shown: dict[str, tuple[str, list[str]]] = {}
+    with open(_need(Path(path), "the tuning runs (see notebook 06)"), encoding="utf-8") as fh:
+        for line in fh:
+            r = json.loads(line) if line.strip() else {}
+            m = CUT_RUN.match(str(r.get("name", "")))
+            if m and m["variant"] == variant and r.get("commands"):
+                shown.setdefault(m["cut"], (r["name"], list(r["commands"])))
+    if not shown:
+        return f"The rows of the cut comparison for {variant} record no commands."
+    parts = [f"{name}: " + " then ".join(f"`{c}`" for c in cmds)
+             for name, cmds in shown.values()]
+    return ("Made by (tuning/" + Path(path).name + ", one row of each cut shown; OUT is the "
+            "row's folder): " + "; ".join(parts) + ".")
+
+
 def seed_std(claims: Sequence[Claim], run: str = "lsts") -> tuple[float, int] | None:
     """(standard deviation over seeds of `run`'s test mAP in points, number of seeds) from
     the first claim that lists `run` per seed; None when no claim has two seeds of it."""
@@ -1116,9 +1141,15 @@ def cut_accuracy(tuning: pd.DataFrame, noise: tuple[float, int] | None = None,
             parts.append(f"{cut} has no seed in common with the default cut {default}")
             continue
         per = ", ".join(f"{s}: {d:+.1f}" for s, d in diffs.items())
+        ci = ""
+        if len(diffs) > 1:  # the paired t-interval over the seeds both cuts ran
+            both = table.loc[[cut, default], list(diffs.index)]
+            iv = paired_t_interval(both.loc[cut].tolist(), both.loc[default].tolist())
+            ci = (f", 95 % paired t-interval [{iv.low:+.1f}, {iv.high:+.1f}]"
+                  + (" (excludes zero)" if iv.low > 0 or iv.high < 0 else ""))
         parts.append(f"cut after {cut}: {table.loc[cut, 'mean']:.1f} % against "
                      f"{table.loc[default, 'mean']:.1f} % at the default {default}, "
-                     f"{diffs.mean():+.1f} points ({per})")
+                     f"{diffs.mean():+.1f} points ({per}){ci}")
     text = (f"Dev mAP of {label(variant)} after stage 2 from the shared stage-1 model, "
             f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''}: " + "; ".join(parts) + ".")
     if noise is None:

@@ -120,7 +120,8 @@ def test_cut_accuracy_pairs_seeds_and_holds_the_difference_against_the_seed_nois
     assert table.loc["res4b1", "seed 0"] == pytest.approx(33.0)
     assert table.loc["res4b1", "mean"] == pytest.approx(30.0)
     assert table.loc["res4b1", "vs default (paired)"] == pytest.approx(1.0)  # (+3 - 1) / 2
-    assert "+1.0 points (seed 0: +3.0, seed 1: -1.0)" in text and "30.0 % against 29.0 %" in text
+    assert "+1.0 points (seed 0: +3.0, seed 1: -1.0), 95 % paired t-interval [-24.4, +26.4]" \
+        in text and "30.0 % against 29.0 %" in text and "excludes zero" not in text
     assert "3.1 points" in text and "2 seeds on 10 dev videos" in text
     assert text.endswith("do not tell the cuts apart (nor do the seeds agree on the sign).")
     # Above the noise, but the seeds disagree on the sign: still not told apart.
@@ -129,6 +130,7 @@ def test_cut_accuracy_pairs_seeds_and_holds_the_difference_against_the_seed_nois
     assert "the dev split" in text
     agree = R.tuning_table(path).assign(**{"dev mAP": [30.0, 33.0, 28.0, 29.0, 0.0, 0.0]})
     _, text = R.cut_accuracy(agree, noise)  # +3 and +1: one sign, within the noise
+    assert "[-10.7, +14.7]" in text  # 2 +- 12.706 * sqrt(2) / sqrt(2)
     assert "+2.0 points" in text and text.endswith("do not tell the cuts apart.")
     _, text = R.cut_accuracy(agree, (0.5, 5))
     assert "indication, not a verdict" in text
@@ -137,3 +139,18 @@ def test_cut_accuracy_pairs_seeds_and_holds_the_difference_against_the_seed_nois
         R.cut_accuracy(R.tuning_table(path).iloc[[1, 3]])
     with pytest.raises(ValueError, match="no tuning row"):
         R.cut_accuracy(R.tuning_table(path), variant="flow_warp")
+
+
+def test_cut_commands_name_each_cuts_recorded_commands(tmp_path: Path) -> None:
+    rows = [_row("S2_lsts_cut_res4a_s0", 0.30) | {"commands": ["lsts report --only train"]},
+            _row("S2_lsts_cut_res4b1_s0", 0.33, "res4b1") | {"commands": ["lsts train a",
+                                                                          "lsts detect b"]},
+            _row("S2_lsts_cut_res4b1_s1", 0.27, "res4b1") | {"commands": ["lsts train c"]},
+            _row("S2_lsts_cut_res4a_s0_offsets_x2.5", 0.3) | {"commands": ["old"]}]
+    path = tmp_path / "dev.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    text = R.cut_commands(path)
+    assert "S2_lsts_cut_res4a_s0: `lsts report --only train`" in text
+    assert "S2_lsts_cut_res4b1_s0: `lsts train a` then `lsts detect b`" in text
+    assert "lsts train c" not in text and "`old`" not in text  # one row a cut; renamed out
+    assert "record no commands" in R.cut_commands(path, variant="flow_warp")
