@@ -15,11 +15,16 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib.artist import Artist
 from matplotlib.axes import Axes
+from matplotlib.backend_bases import RendererBase
 from matplotlib.collections import PathCollection
 from matplotlib.figure import Figure
+from matplotlib.legend import Legend
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle
+from matplotlib.text import Text
 from matplotlib.ticker import MaxNLocator
+from matplotlib.transforms import Bbox
 
 from lsts_lib import results
 from lsts_lib.data.types import FrameAnnotation
@@ -68,7 +73,9 @@ def draw_boxes(
 ) -> Axes:
     """Show `image` on `ax` (if given) and draw boxes (x1 y1 x2 y2 pixels), labelled 1-based.
 
-    The caption is `name`, then `#track` and/or the score when given.
+    The caption is `name`, then `#track` and/or the score when given. Captions sit on the
+    box's top edge, inside the box when there is no room above it, and lower down where they
+    would cover another caption of the axes; they are clipped to the axes (`_BoxLabels`).
     """
     if image is not None:
         ax.imshow(to_hwc(image))
@@ -89,10 +96,77 @@ def draw_boxes(
             text += f" #{int(track_ids[k])}"
         if scores is not None:
             text += f" {float(scores[k]):.2f}"
-        ax.text(x1, y1, text, fontsize=fontsize, color="white", va="bottom",
-                bbox={"facecolor": colour, "alpha": 0.75, "pad": 1, "edgecolor": "none"})
+        label = ax.text(x1, y1, text, fontsize=fontsize, color="white", ha="left",
+                        va="bottom", clip_on=True,
+                        bbox={"facecolor": colour, "alpha": 0.75, "pad": 1, "edgecolor": "none"})
+        _BoxLabels.of(ax).add(label, (x1, y1))
     ax.set_axis_off()
     return ax
+
+
+class _BoxLabels(Artist):
+    """Places the box captions of one axes each time the axes are drawn, once the layout has
+    fixed how many pixels a data unit is (a caption's size is in points, so whether two of
+    them overlap is known only then). Drawn before them (lowest z-order), it moves each
+    caption, topmost box first: onto its box's top edge; inside the box, under that edge,
+    when above it the caption would leave the axes (a box touching the image's top); then
+    below every caption already placed that it would cover; and left of the axes' right edge.
+    It draws nothing itself and takes no part in the layout."""
+
+    GAP_PX = 1.0  # between two stacked captions
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.labels: list[tuple[Text, tuple[float, float]]] = []  # caption, box's (x1, y1)
+        self.set_zorder(-np.inf)
+        self.set_in_layout(False)
+
+    @classmethod
+    def of(cls, ax: Axes) -> _BoxLabels:
+        """The axes' placer (one per axes, so captions of several `draw_boxes` calls on the
+        same axes avoid one another)."""
+        for artist in ax.artists:
+            if isinstance(artist, cls):
+                return artist
+        return ax.add_artist(cls())
+
+    def add(self, label: Text, corner: tuple[float, float]) -> None:
+        self.labels.append((label, corner))
+
+    def draw(self, renderer: RendererBase) -> None:
+        place_box_labels(self.axes, self.labels, renderer)
+
+
+def place_box_labels(ax: Axes, labels: Sequence[tuple[Text, tuple[float, float]]],
+                     renderer: RendererBase) -> list[Bbox]:
+    """Move each caption (left/bottom aligned Text with a bbox patch, in data coordinates) to
+    where `_BoxLabels` says; returns the captions' patches in display pixels, in the order
+    given."""
+    frame = ax.bbox
+    to_display = ax.transData.transform
+    corners = [to_display(corner) for _, corner in labels]
+    # Topmost box first (display y grows upwards), then leftmost.
+    order = sorted(range(len(labels)), key=lambda i: (-corners[i][1], corners[i][0]))
+    placed: dict[int, Bbox] = {}
+    for i in order:
+        text, _ = labels[i]
+        text.update_bbox_position_size(renderer)
+        patch = text.get_bbox_patch().get_window_extent(renderer)
+        anchor = to_display(text.get_position())
+        off = (anchor[0] - patch.x0, anchor[1] - patch.y0)  # text anchor within its patch
+        w, h = patch.width, patch.height
+        x, top = corners[i]
+        left = min(max(x, frame.x0), frame.x1 - w)
+        bottom = top if top + h <= frame.y1 else top - h  # above the edge, else under it
+        for _ in range(len(placed)):
+            box = Bbox.from_bounds(left, bottom, w, h)
+            hits = [b for b in placed.values() if box.overlaps(b)]
+            if not hits:
+                break
+            bottom = min(b.y0 for b in hits) - h - _BoxLabels.GAP_PX
+        placed[i] = Bbox.from_bounds(left, bottom, w, h)
+        text.set_position(ax.transData.inverted().transform((left + off[0], bottom + off[1])))
+    return [placed[i] for i in range(len(labels))]
 
 
 def frame_strip(
@@ -197,6 +271,20 @@ def variant_legend(ax: Axes, **kw: Any) -> Any:
     return ax.legend(**kw)
 
 
+LEGEND_FONTSIZE = 8.0  # the smallest legend text the figures use (6 pt could not be read)
+
+
+def legend_outside(ax: Axes, *, handlelength: float | None = None, **kw: Any) -> Legend:
+    """The axes' legend right of them, top-aligned with them, so that it covers no curve,
+    bar or point whatever the data (`tight_layout` and constrained layout make room for it).
+    `handlelength` defaults to `VARIANT_HANDLELENGTH` (long enough for the variants' dashes);
+    other keywords go to `ax.legend`."""
+    kw.setdefault("fontsize", LEGEND_FONTSIZE)
+    return ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0,
+                     handlelength=VARIANT_HANDLELENGTH if handlelength is None else handlelength,
+                     **kw)
+
+
 # Claims with a cost part: which run of (a, b) is timed against the other (the time ratio
 # `lsts claims` judges is that run over the other) and the largest ratio the claim allows.
 _COST_PART: dict[str, tuple[int, float, str]] = {
@@ -270,15 +358,20 @@ def _cost_ratio(claim: results.Claim, timed: int, bound: float, op: str
     return run, other, float(t), float(t0), bound, op
 
 
+# The measured ratio's bar: a neutral grey, as no run owns it (orange is copy_prop's colour in
+# the other figures).
+_RATIO_COLOUR = "0.45"
+
+
 def _plot_cost(ax: Axes, claim: results.Claim, run: str, other: str, t: float, t0: float,
                bound: float, op: str) -> None:
     ratio = t / t0
     top = 1.25 * max(ratio, bound, 1.0)
     ax.axhspan(0.0, bound, color=_CLAIM_GREEN, alpha=0.12, lw=0,
                label=f"claimed: ratio {op} {bound:g}")
-    ax.axhline(bound, color=_CLAIM_GREEN, ls="--", lw=1)
-    ax.axhline(1.0, color="k", lw=0.8)
-    ax.bar([0], [ratio], width=0.5, color="tab:orange")
+    ax.axhline(bound, color=_CLAIM_GREEN, ls="--", lw=1, label=f"the rule's bound, {bound:g}")
+    ax.axhline(1.0, color="k", lw=0.8, label="equal cost (ratio 1)")
+    ax.bar([0], [ratio], width=0.5, color=_RATIO_COLOUR, label="measured ratio")
     ax.set_xlim(-0.75, 0.75)
     ax.set_ylim(0.0, top)
     ax.set_xticks([])
@@ -286,7 +379,8 @@ def _plot_cost(ax: Axes, claim: results.Claim, run: str, other: str, t: float, t
     ax.set_ylabel(_wrap(f"CPU time per frame, {results.run_label(run)} / "
                         f"{results.run_label(other)}", 34), fontsize=8)
     ax.set_title("cost: amortised time ratio", fontsize=9)
-    ax.legend(fontsize=7, loc="upper right", framealpha=0.9)
+    # Below the axes, as the accuracy panel's: inside, it would sit on the bar or the lines.
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), framealpha=0.9)
 
 
 def _arrow_gain(largest: float, target: float = 0.45) -> float:
@@ -369,8 +463,8 @@ def plot_offsets(offsets: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray
         dax.xaxis.set_major_locator(MaxNLocator(5))
         dax.yaxis.set_major_locator(MaxNLocator(5))
         ax.invert_yaxis()
-        ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-        dax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        ax.legend(fontsize=LEGEND_FONTSIZE, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        dax.legend(fontsize=LEGEND_FONTSIZE, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return fig
 
 
@@ -408,25 +502,29 @@ def draw_focus(ax, image, p0_cell: tuple[int, int], p, S_p0, cell_px: tuple[floa
         ax.set_xlim(xs.min() - pad * cell_px[0], xs.max() + pad * cell_px[0])
         ax.set_ylim(ys.max() + pad * cell_px[1], ys.min() - pad * cell_px[1])
     if true_disp is not None or expected_disp is not None:
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), framealpha=0.9)
+        legend = ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                           framealpha=0.9)
+        for handle in legend.legend_handles:  # the dots' entry at a middling size, not the
+            if isinstance(handle, PathCollection):  # first dot's (a saturated S is huge)
+                handle.set_sizes([40.0])
     ax.set_title(title, fontsize=8)
     ax.axis("off")
     return dots
 
 
 def plot_focus_pixel(current, key, p0_cell: tuple[int, int], p, S_p0,
-                     cell_px: tuple[float, float], true_disp: tuple[float, float],
-                     expected_disp: tuple[float, float], box=None, titles: tuple[str, str] = ("", "")
-                     ) -> Figure:
+                     cell_px: tuple[float, float], true_disp: tuple[float, float] | None = None,
+                     expected_disp: tuple[float, float] | None = None, box=None,
+                     titles: tuple[str, str] = ("", "")) -> Figure:
     """Where LSTS looks for one pixel p0 of a non-key frame: left, the frame with p0 (and its
-    object's box); right, the key frame around p0 with the weights S_n(p0) at p0 + p_n, the
-    true displacement and the expected one (`draw_focus`), with a colour bar of S_n(p0)."""
+    object's box, as the `GROUND_TRUTH` outline); right, the key frame around p0 with the
+    weights S_n(p0) at p0 + p_n, and the true and the expected displacement when given (a
+    real video has no true one; `draw_focus`), with a colour bar of S_n(p0)."""
     fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 3.6), layout="constrained",
                                    gridspec_kw={"width_ratios": [1.0, 1.25]})
     ax0.imshow(to_hwc(current))
     if box is not None:
-        ax0.add_patch(Rectangle((box[0], box[1]), box[2] - box[0], box[3] - box[1], fill=False,
-                                ec="lime", lw=2))
+        draw_ground_truth(ax0, [box])
     ax0.plot((p0_cell[0] + 0.5) * cell_px[0], (p0_cell[1] + 0.5) * cell_px[1], "c+", ms=12,
              mew=2.5)
     ax0.set_title(titles[0], fontsize=8)
@@ -467,16 +565,29 @@ def plot_focus_frames(key, p0_cell: tuple[int, int], p, S_p0s: Sequence[np.ndarr
     return fig
 
 
+# The ground truth's outline: white dashes over a black line, seen on dark and light images
+# alike, and in colours `class_colour` gives no class (lime, used before, is nearly tab:green).
+GROUND_TRUTH = "white dashed outline"
+_GT_UNDER = {"ec": "black", "lw": 3.0, "ls": "-"}
+_GT_OVER = {"ec": "white", "lw": 1.8, "ls": (0, (3, 2))}
+
+
+def draw_ground_truth(ax: Axes, boxes) -> None:
+    """Ground-truth boxes (x1 y1 x2 y2 pixels) as the `GROUND_TRUTH` outline."""
+    for b in boxes:
+        for style in (_GT_UNDER, _GT_OVER):
+            ax.add_patch(Rectangle((b[0], b[1]), b[2] - b[0], b[3] - b[1], fill=False,
+                                   **style))
+
+
 def draw_detections(ax, image, gt_boxes, det_boxes, det_labels, class_names: Sequence[str],
                     det_scores=None, title: str = "") -> None:
-    """Ground truth as thick lime outlines, detections drawn by `lsts_lib.draw_boxes`
-    (class colour, name and score)."""
+    """Ground truth as the `GROUND_TRUTH` outline, detections drawn by `draw_boxes` (class
+    colour, name and score)."""
     ax.imshow(to_hwc(image))
-    for b in gt_boxes:
-        ax.add_patch(Rectangle((b[0], b[1]), b[2] - b[0], b[3] - b[1], fill=False, ec="lime",
-                               lw=2.5, alpha=0.8))
+    draw_ground_truth(ax, gt_boxes)
     draw_boxes(ax, None, det_boxes, det_labels, class_names, det_scores, linewidth=1.2,
-                   fontsize=6)
+               fontsize=6)
     ax.set_title(title, fontsize=8)
     ax.axis("off")
 
@@ -518,10 +629,12 @@ def architecture_figure() -> Figure:
         "#e8e8e8", "#cfe2f3", "#fde9c9", "#d9ead3", "#ead1dc", "#fff2a8")
     xs = [1.0, 3.45, 5.9, 8.35, 10.8, 13.25, 15.7]  # columns of the two paths
     yk, yn, ym = 5.0, 1.1, 3.05  # key row, non-key row, memory
-    # The module groups, drawn first so the boxes sit on them.
+    # The module groups, drawn first so the boxes sit on them; a narrow margin round the
+    # boxes leaves the arrows' labels room outside the dashed outline.
+    group_x = (xs[3] - 0.95 - 0.12, xs[4] + 0.95 + 0.12)
     for y, name in ((yk, "SRFU: Sparsely Recursive Feature Updating (key frames)"),
                     (yn, "DFA: Dense Feature Aggregation (non-key frames)")):
-        ax.add_patch(FancyBboxPatch((xs[3] - 1.15, y - 0.78), xs[4] - xs[3] + 2.3, 1.56,
+        ax.add_patch(FancyBboxPatch((group_x[0], y - 0.78), group_x[1] - group_x[0], 1.56,
                                     boxstyle="round,pad=0.02,rounding_size=0.15", fc="none",
                                     ec="0.45", ls="--", lw=1.0, zorder=0))
         ax.text((xs[3] + xs[4]) / 2, y + 1.25 if y == yk else y - 1.25, name, ha="center",
@@ -548,7 +661,13 @@ def architecture_figure() -> Figure:
     for row, labels in ((k, ["", "", "$F_k$", "", "$M_k$", ""]),
                         (n, ["", "", "", "", "$F_t$", ""])):
         for (a, b), text in zip(itertools.pairwise(row), labels, strict=True):
-            _arrow(ax, (a[2], (a[1] + a[3]) / 2), (b[0], (b[1] + b[3]) / 2), text)
+            # A label over an arrow that crosses a group's outline goes on the part outside
+            # it, where the dashed line does not strike through it.
+            x0, x1 = a[2], b[0]
+            free = (x0, min(x1, group_x[0])) if x0 < group_x[0] < x1 else (
+                (max(x0, group_x[1]), x1) if x0 < group_x[1] < x1 else (x0, x1))
+            _arrow(ax, (x0, (a[1] + a[3]) / 2), (x1, (b[1] + b[3]) / 2), text,
+                   text_offset=((free[0] + free[1] - x0 - x1) / 2, 0.2))
     # F_k (and L_t) also enter the fusion directly, bypassing the alignment.
     for row, side in ((k, 1), (n, -1)):
         y = row[2][3] if side > 0 else row[2][1]
@@ -574,3 +693,4 @@ def architecture_figure() -> Figure:
             "it,\ndashed = the next key reads it", ha="left", va="center", fontsize=7,
             color="0.3")
     return fig
+
