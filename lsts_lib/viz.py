@@ -694,3 +694,227 @@ def architecture_figure() -> Figure:
             color="0.3")
     return fig
 
+
+def crop_letterbox(image: torch.Tensor, level: float = 0.15) -> torch.Tensor:
+    """The image (3, H, W) in [0, 1] without its letterbox (or pillarbox) bars: the border rows
+    and columns in which no pixel is brighter than `level` (the stored frame is wider than the
+    video, as in the real ImageNet VID frames here). The whole image when it is all dark."""
+    bright = image.amax(dim=0) > level
+    rows, cols = bright.any(dim=1).nonzero().ravel(), bright.any(dim=0).nonzero().ravel()
+    if len(rows) == 0:
+        return image
+    return image[:, int(rows[0]):int(rows[-1]) + 1, int(cols[0]):int(cols[-1]) + 1]
+
+
+def _unit_range(a: torch.Tensor) -> np.ndarray:
+    a = a.float()
+    return ((a - a.min()) / (a.max() - a.min() + 1e-12)).numpy()
+
+
+def plot_feature_maps(features: Mapping[str, tuple[torch.Tensor, tuple[int, int],
+                                                   torch.Tensor, torch.Tensor]],
+                      stride: int = 16, title: str = "") -> Figure:
+    """Notebook 02's feature maps, one row per image: the image, then for the low cut and the
+    top feature the per-cell L2 norm over the channels and the channel of largest spatial
+    variance. `features` maps a row's name to (image (3, H, W), the resized (h, w) the model
+    read, low feature, top feature (C, h', w')); only the cells covering the image are drawn
+    (not the padding to a multiple of the stride). Each map is min-max scaled on its own (the
+    titles say so): brightness compares places within a map, not maps with one another."""
+    fig, axes = plt.subplots(len(features), 5, figsize=(17, 3.0 * len(features)),
+                             squeeze=False, layout="constrained")
+    for row, (name, (img, (h, w), low, high)) in zip(axes, features.items(), strict=True):
+        gh, gw = -(-h // stride), -(-w // stride)  # cells covering the image
+        row[0].imshow(to_hwc(img))
+        row[0].set_title(name, fontsize=10)
+        for col, (cut, f) in enumerate([("low cut", low), ("top feature", high)]):
+            f = f[:, :gh, :gw]
+            row[1 + 2 * col].imshow(_unit_range(f.norm(dim=0)), cmap="magma", vmin=0, vmax=1)
+            row[1 + 2 * col].set_title(f"{cut}: L2 norm over {f.shape[0]} ch\n"
+                                       "(min-max scaled per panel)", fontsize=10)
+            c = int(f.flatten(1).std(dim=1).argmax())
+            row[2 + 2 * col].imshow(_unit_range(f[c]), cmap="viridis", vmin=0, vmax=1)
+            row[2 + 2 * col].set_title(f"{cut}: channel {c} (largest variance)\n"
+                                       "(min-max scaled per panel)", fontsize=10)
+    for ax in axes.flat:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=12)
+    return fig
+
+
+def plot_quality_weights(score_a: torch.Tensor | np.ndarray, score_b: torch.Tensor | np.ndarray,
+                         weight_a: torch.Tensor | np.ndarray, title: str = "") -> Figure:
+    """The quality network's two score maps Q(A), Q(B) (H, W) on one diverging colour scale,
+    centred on 0 and symmetric (+-the largest |Q| of both, so a colour is the same score in
+    both panels), with one colour bar; and the softmax weight w_A (0 to 1) with its own."""
+    qa, qb, wa = (np.asarray(m, dtype=float) for m in (score_a, score_b, weight_a))
+    m = float(max(np.abs(qa).max(), np.abs(qb).max())) or 1.0
+    fig, axes = plt.subplots(1, 3, figsize=(11.5, 3.2), layout="constrained")
+    for ax, q, name in ((axes[0], qa, "score Q(A)"), (axes[1], qb, "score Q(B)")):
+        scores = ax.imshow(q, cmap="coolwarm", vmin=-m, vmax=m)
+        ax.set_title(name)
+    fig.colorbar(scores, ax=list(axes[:2]), shrink=0.85, label="Q (one scale for both)")
+    weights = axes[2].imshow(wa, cmap="viridis", vmin=0, vmax=1)
+    axes[2].set_title("weight w_A (softmax of the two)")
+    fig.colorbar(weights, ax=axes[2], shrink=0.85, label="w_A")
+    for ax in axes:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_toy_shift(history: Mapping[str, Any], shift: tuple[float, float],
+                   steps: Sequence[int]) -> Figure:
+    """Notebook 03's toy: the learnable offsets (feature cells) at each of `steps`, a dot per
+    point (area ~ its pixel-averaged softmax weight) and, faint, the path each took since
+    step 0 (`history["offsets"][:step + 1]`, from `models.lsts.fit_toy_shift`), the true shift
+    as a red star; last, the loss curve."""
+    offsets = np.asarray(history["offsets"], dtype=float)  # (steps + 1, N, 2)
+    mean_S = np.asarray(history["mean_S"], dtype=float)
+    fig, axes = plt.subplots(1, len(steps) + 1, figsize=(3.1 * (len(steps) + 1), 3.5),
+                             layout="constrained")
+    for ax, step in zip(axes, steps, strict=False):
+        if step > 0:
+            for n in range(offsets.shape[1]):
+                ax.plot(offsets[:step + 1, n, 0], offsets[:step + 1, n, 1], color="0.35",
+                        lw=0.7, alpha=0.45, zorder=1)
+        pts = offsets[step]
+        ax.scatter(pts[:, 0], pts[:, 1], s=20 + 900 * mean_S[step], color="tab:orange",
+                   alpha=0.7, edgecolor="k", linewidth=0.4, zorder=2)
+        ax.scatter(*shift, marker="*", s=160, color="tab:red", zorder=3)
+        ax.set_xlim(-4, 4)
+        ax.set_ylim(4, -4)
+        ax.set_aspect("equal")
+        ax.grid(alpha=0.3)
+        ax.set_title(f"step {step}" + (" (grey: paths so far)" if step > 0 else ""),
+                     fontsize=9)
+        ax.set_xlabel("dx (feature cells)")
+    axes[0].set_ylabel("dy (feature cells, down)")
+    loss = np.asarray(history["loss"], dtype=float)
+    axes[-1].plot(loss)
+    axes[-1].set_yscale("log")
+    axes[-1].set_title("MSE(aligned, target)", fontsize=9)
+    axes[-1].set_xlabel("step")
+    axes[-1].set_ylabel("MSE (log scale)")
+    fig.suptitle(f"Learnable offsets (size ~ mean softmax weight) finding the shift "
+                 f"{tuple(shift)}")
+    return fig
+
+
+def plot_dev_map(dev1: pd.DataFrame, dev2: pd.DataFrame,
+                 styles: Mapping[str, Mapping[str, Any]]) -> Figure:
+    """Notebook 04's dev-split mAP over training: left, the shared stage-1 detector (dev.csv
+    rows); right, stage 2 (dev.csv rows with variant and seed columns): per variant its mean
+    over the seeds as a line in the variant's colour and dash (`variant_styles`), and every
+    seed's value as a dot beside it (variants shifted apart a little along x, so that their
+    seeds do not fall on one another). Legend right of the axes."""
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 3.9), layout="constrained",
+                                   gridspec_kw={"width_ratios": [1.0, 1.25]})
+    ax1.plot(dev1.step, 100 * dev1.mAP, "o-", color="k")
+    ax1.set(title=f"stage 1: single-frame R-FCN, on {int(dev1.frames.iloc[0])} dev frames",
+            xlabel="stage-1 step", ylabel="dev VID mAP (%)")
+    variants = [v for v in styles if (dev2.variant == v).any()]
+    span = float(dev2.step.max() - dev2.step.min()) or 1.0
+    shift = 0.035 * span  # between neighbouring variants, in steps
+    for i, variant in enumerate(variants):
+        g = dev2[dev2.variant == variant]
+        dx = (i - (len(variants) - 1) / 2) * shift
+        style = styles[variant]
+        mean = (100 * g.groupby("step").mAP.mean())
+        ax2.plot(mean.index + dx, mean.to_numpy(), marker="o", ms=5, label=variant, **style)
+        ax2.scatter(g.step + dx, 100 * g.mAP, s=14, color=style["color"], alpha=0.6,
+                    linewidths=0, zorder=3)
+    seeds = dev2.seed.nunique()
+    ax2.scatter([], [], s=14, color="0.4", label=f"one seed (dots, {seeds} per variant)")
+    ax2.set(title=f"stage 2 on {int(dev2.frames.iloc[0])} dev frames (line: mean of {seeds} "
+            "seeds)", xlabel="stage-2 step", ylabel="dev VID mAP (%)")
+    ax2.set_xticks(sorted(dev2.step.unique()))
+    legend_outside(ax2)
+    return fig
+
+
+def plot_learning_rates(stage1: pd.DataFrame, stage2: pd.DataFrame | None = None,
+                        label2: str = "") -> Figure:
+    """The learning rates read from log.csv (columns step, lr, lr_offsets), one panel per
+    stage on its own step axis, linear scales from 0: stage 1's base rate; stage 2's base rate
+    (left axis) and, when the run has offsets, their parameter group's rate on a right axis of
+    its own (its multiplier of the base rate in the title)."""
+    fig, axes = plt.subplots(1, 2 if stage2 is not None else 1, figsize=(11, 3.2),
+                             layout="constrained", squeeze=False,
+                             gridspec_kw={"width_ratios": [1.6, 1.0]} if stage2 is not None
+                             else None)
+    ax = axes[0, 0]
+    ax.plot(stage1.step, stage1.lr, color="k")
+    ax.set(xlabel="stage-1 step", ylabel="base learning rate", ylim=(0, None),
+           xlim=(0, int(stage1.step.max())), title="stage 1")
+    if stage2 is None:
+        return fig
+    ax = axes[0, 1]
+    ax.plot(stage2.step, stage2.lr, color="tab:blue", label="base rate (left axis)")
+    ax.set(xlabel="stage-2 step", ylim=(0, None), xlim=(0, int(stage2.step.max())))
+    ax.set_ylabel("base learning rate", color="tab:blue")
+    title = f"stage 2{': ' + label2 if label2 else ''}"
+    offsets = stage2.lr_offsets if "lr_offsets" in stage2 else pd.Series(dtype=float)
+    if offsets.notna().any():
+        mult = float((offsets / stage2.lr).median())
+        right = ax.twinx()
+        right.plot(stage2.step, offsets, color="tab:red", ls=(0, (4, 3)),
+                   label="offsets p_n (right axis)")
+        right.set_ylim(0, None)
+        right.set_ylabel("offsets' learning rate", color="tab:red")
+        title += f"\noffsets p_n at {mult:g} x the base rate (red, right axis)"
+    ax.set_title(title, fontsize=10)
+    return fig
+
+
+def _cells_in_boxes(shape: tuple[int, int], boxes: np.ndarray, scale: tuple[float, float],
+                    stride: int) -> np.ndarray:
+    """(h', w') mask of the feature cells whose centre lies in a box (x1 y1 x2 y2 pixels of an
+    image resized by `scale` (x, y) for the model)."""
+    gh, gw = shape
+    cx = (np.arange(gw) + 0.5) * stride / scale[0]
+    cy = (np.arange(gh) + 0.5) * stride / scale[1]
+    mask = np.zeros((gh, gw), dtype=bool)
+    for x1, y1, x2, y2 in np.asarray(boxes, dtype=float).reshape(-1, 4):
+        mask |= ((cy >= y1) & (cy <= y2))[:, None] & ((cx >= x1) & (cx <= x2))[None, :]
+    return mask
+
+
+def feature_maps_caption(features: Mapping[str, tuple[torch.Tensor, tuple[int, int],
+                                                      torch.Tensor, torch.Tensor]],
+                         boxes: Mapping[str, np.ndarray], stride: int = 16,
+                         margin: float = 0.1) -> str:
+    """What `plot_feature_maps` shows of the annotated objects, row by row for the rows of
+    `boxes` (their ground-truth boxes, x1 y1 x2 y2 pixels of the image as given): each map's
+    mean (scaled as drawn, 0 to 1) on the cells whose centre lies on an object against the
+    other cells, and whether the map is brighter or darker on the objects (by more than
+    `margin`) or about as bright."""
+    parts = []
+    for name, row_boxes in boxes.items():
+        img, (h, w), low, high = features[name]
+        gh, gw = -(-h // stride), -(-w // stride)
+        mask = _cells_in_boxes((gh, gw), row_boxes, (w / img.shape[-1], h / img.shape[-2]),
+                               stride)
+        if not mask.any() or mask.all():
+            continue
+        reads = []
+        for cut, f in (("low cut", low), ("top feature", high)):
+            f = f[:, :gh, :gw]
+            c = int(f.flatten(1).std(dim=1).argmax())
+            for what, m in (("L2 norm", _unit_range(f.norm(dim=0))),
+                            (f"channel {c}", _unit_range(f[c]))):
+                on, off = float(m[mask].mean()), float(m[~mask].mean())
+                side = ("brighter on the objects" if on > off + margin else
+                        "darker on the objects" if on < off - margin else
+                        "about as bright on the objects as off them")
+                reads.append(f"{cut} {what} {on:.2f} against {off:.2f} ({side})")
+        n = len(np.asarray(row_boxes).reshape(-1, 4))
+        parts.append(f"On the {name}, whose {n} annotated object{'s' if n != 1 else ''} cover "
+                     f"{int(mask.sum())} of the {mask.size} cells drawn, the maps' mean on "
+                     f"the objects' cells against the other cells (0 to 1, as drawn) reads: "
+                     + "; ".join(reads) + ".")
+    if not parts:
+        return "No row of the figure has annotated objects to read the maps against."
+    return " ".join(parts) + (" Per-panel scaling makes these compare places within one "
+                              "map, not one map with another.")

@@ -436,6 +436,133 @@ def test_legend_outside_leaves_the_axes_free() -> None:
     plt.close(fig)
 
 
+def test_crop_letterbox_cuts_the_dark_bars_only() -> None:
+    import torch
+
+    img = torch.full((3, 20, 40), 0.06)
+    img[:, 1:20, 8:33] = torch.rand(3, 19, 25) * 0.5 + 0.3
+    out = viz.crop_letterbox(img)
+    assert out.shape == (3, 19, 25)
+    assert torch.equal(out, img[:, 1:20, 8:33])
+    dark = torch.zeros(3, 5, 5)
+    assert viz.crop_letterbox(dark) is dark
+
+
+def _features(seed: int = 0):
+    """One 64 x 96 image, the model reading it at 32 x 48 (stride 16: 2 x 3 cells), with a
+    low and a top feature of 4 channels, channel 1 bright on the object's cells."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    low = torch.rand(4, 2, 3, generator=g) * 0.1
+    low[1, 0, 0] = 5.0  # the object covers the top-left cell
+    high = low.clone()
+    return {"frame": (torch.zeros(3, 64, 96), (32, 48), low, high)}
+
+
+def test_feature_maps_say_each_panel_is_scaled_on_its_own() -> None:
+    import matplotlib.pyplot as plt
+
+    fig = viz.plot_feature_maps(_features(), 16, "title")
+    titles = [ax.get_title() for ax in fig.axes]
+    assert sum("scaled per panel" in t for t in titles) == 4
+    images = [ax.get_images()[0] for ax in fig.axes[1:5]]
+    assert all(im.get_clim() == (0, 1) for im in images)
+    assert images[0].get_array().shape == (2, 3)  # the cells covering the image
+    plt.close(fig)
+
+
+def test_feature_maps_caption_reads_the_maps_on_and_off_the_objects() -> None:
+    features = _features()
+    text = viz.feature_maps_caption(features, {"frame": np.array([[0, 0, 30, 30]])}, 16)
+    assert "1 annotated object cover 1 of the 6 cells drawn" in text
+    assert "low cut channel 1 1.00 against" in text and "brighter on the objects" in text
+    assert "not one map with another" in text
+    assert "No row" in viz.feature_maps_caption(features, {}, 16)
+
+
+def test_quality_scores_share_one_symmetric_scale() -> None:
+    import matplotlib.pyplot as plt
+
+    qa = np.array([[0.1, -0.2], [0.3, 0.0]])
+    qb = np.array([[0.5, -0.1], [0.2, 0.1]])
+    fig = viz.plot_quality_weights(qa, qb, np.full((2, 2), 0.5))
+    (ia,), (ib,), (iw,) = (ax.get_images() for ax in fig.axes[:3])
+    assert ia.get_clim() == ib.get_clim() == pytest.approx((-0.5, 0.5))
+    assert iw.get_clim() == (0, 1)
+    assert len(fig.axes) == 5  # three panels, one colour bar for both scores, one for w_A
+    plt.close(fig)
+
+
+def test_toy_shift_draws_each_points_path_so_far() -> None:
+    import matplotlib.pyplot as plt
+    import torch
+
+    steps, n = 4, 3
+    offsets = torch.stack([torch.tensor([[0.0, 0.0], [1.0, 1.0], [-2.0, 0.0]]) + 0.3 * s
+                           for s in range(steps + 1)])
+    history = {"offsets": offsets, "mean_S": torch.full((steps + 1, n), 1 / n),
+               "loss": torch.linspace(1.0, 0.1, steps + 1)}
+    fig = viz.plot_toy_shift(history, (2, -1), [0, 2, 4])
+    assert not fig.axes[0].get_lines()  # step 0: nowhere to come from
+    paths = fig.axes[1].get_lines()
+    assert len(paths) == n
+    np.testing.assert_allclose(paths[1].get_xydata(), offsets[:3, 1].numpy())
+    assert len(fig.axes[2].get_lines()) == n and len(fig.axes[2].get_lines()[0].get_xdata()) == 5
+    plt.close(fig)
+
+
+def _dev_rows() -> tuple:
+    import pandas as pd
+
+    dev1 = pd.DataFrame({"step": [10, 20], "mAP": [0.1, 0.2], "frames": [50, 50]})
+    rows = [{"variant": v, "seed": s, "step": t, "mAP": 0.1 * i + 0.01 * s + 0.001 * t,
+             "frames": 20} for i, v in enumerate(["single_frame", "lsts"]) for s in range(3)
+            for t in (0, 5, 10)]
+    return dev1, pd.DataFrame(rows)
+
+
+def test_dev_map_draws_each_variants_dash_and_its_seeds_as_dots() -> None:
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import PolyCollection
+
+    from lsts_lib.models.variants import VARIANTS
+
+    dev1, dev2 = _dev_rows()
+    styles = viz.variant_styles(list(VARIANTS))
+    fig = viz.plot_dev_map(dev1, dev2, styles)
+    ax = fig.axes[1]
+    assert not [c for c in ax.collections if isinstance(c, PolyCollection)]  # no bands
+    lines = {ln.get_label(): ln for ln in ax.get_lines()}
+    for v in ("single_frame", "lsts"):
+        assert lines[v].get_color() == styles[v]["color"]
+        assert lines[v].get_linestyle() == plt.Line2D([], [], ls=styles[v]["ls"]).get_linestyle()
+    dots = [c for c in ax.collections if isinstance(c, PathCollection) and len(c.get_offsets())]
+    assert sorted(len(d.get_offsets()) for d in dots) == [9, 9]  # 3 seeds x 3 steps each
+    np.testing.assert_allclose(sorted(np.concatenate([d.get_offsets()[:, 1] for d in dots])),
+                               sorted(100 * dev2.mAP))
+    fig.canvas.draw()
+    assert ax.get_legend().get_window_extent().x0 >= ax.get_window_extent().x1
+    plt.close(fig)
+
+
+def test_learning_rates_get_a_panel_per_stage_on_linear_scales() -> None:
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    s1 = pd.DataFrame({"step": np.arange(1, 101), "lr": np.linspace(4e-3, 1e-9, 100)})
+    s2 = pd.DataFrame({"step": np.arange(1, 11), "lr": np.linspace(1e-3, 1e-7, 10)})
+    s2["lr_offsets"] = 40 * s2.lr
+    fig = viz.plot_learning_rates(s1, s2, "lsts")
+    ax1, ax2, right = fig.axes
+    assert ax1.get_xlim() == (0, 100) and ax2.get_xlim() == (0, 10)
+    assert ax1.get_yscale() == ax2.get_yscale() == "linear" and ax1.get_ylim()[0] == 0
+    assert right.get_ylim()[0] == 0 and right.get_ylim()[1] >= 40e-3
+    assert "40 x the base rate" in ax2.get_title()
+    assert len(viz.plot_learning_rates(s1).axes) == 1
+    plt.close("all")
+
+
 def test_focus_pixel_without_a_true_displacement() -> None:
     import matplotlib.pyplot as plt
 
