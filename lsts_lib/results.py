@@ -3052,3 +3052,163 @@ def offsets_markdown(shifts: Sequence[float]) -> str:
                 "on these runs. The discussion below bounds how far the recipe lets them "
                 "travel.")
     return text + ": the sampling locations did change during training."
+
+
+# ---- notebook 04: the early rise of stage 1's loss curves --------------------------------------
+
+LOSS_TERMS = ("loss", "loss_rpn_cls", "loss_rpn_box", "loss_rfcn_cls", "loss_rfcn_box")
+# A rise of the running-mean loss by at least this share of its level gets explained; the
+# running mean of single-image losses wanders by less than that once training has settled.
+RISE_MIN = 0.1
+
+
+def loss_rise(log: pd.DataFrame, window: int, within: float = 0.25,
+              min_rise: float = RISE_MIN) -> dict[str, Any] | None:
+    """The early rise of a stage's loss curve (log.csv rows), the curve notebook 04 draws: the
+    running mean of the last `window` steps, from the first full window on. Over the first
+    `within` of the steps: from the curve's lowest point before its highest to that highest.
+    None when it rises by less than `min_rise` of the lower level. Returns the two steps
+    ("low", "peak"), every logged term's running mean at each ("at_low", "at_peak"), the
+    first later step where the curve is back at its low level ("back", None if never), and
+    the base rate's least and largest value over the steps the rise adds to the window
+    ("lr"), with the stage's largest ("peak_lr")."""
+    terms = [t for t in LOSS_TERMS if t in log]
+    per_step = log.set_index("step")
+    curve = per_step[terms].rolling(window, min_periods=window).mean().dropna()
+    early = curve[curve.index <= within * float(per_step.index.max())]
+    if early.empty:
+        return None
+    peak = int(early["loss"].idxmax())
+    before = early["loss"].loc[:peak]
+    low = int(before.index[before == before.min()][-1])  # the last of equal lows: where it starts
+    level, top = float(early["loss"][low]), float(early["loss"][peak])
+    if top - level < min_rise * level:
+        return None
+    after = curve["loss"].loc[peak:]
+    back = after[after <= level]
+    lr = per_step["lr"].loc[low + 1:peak]
+    return {"window": int(window), "low": low, "peak": peak,
+            "at_low": curve.loc[low].to_dict(), "at_peak": curve.loc[peak].to_dict(),
+            "back": int(back.index[0]) if len(back) else None,
+            "lr": (float(lr.min()), float(lr.max())), "peak_lr": float(per_step["lr"].max())}
+
+
+def step_boxes(run: RunConfig, steps: int) -> pd.Series:
+    """The annotated boxes of each training step's image(s) (mean over the batch) of a
+    one-process run, by log step (1-based): the stream's deterministic order
+    (`engine.data.TrainStream`), read from the annotations without loading an image."""
+    from lsts_lib.engine.data import build_stream
+
+    stream = build_stream(run)
+    batch = run.train.batch_size
+    counts = []
+    for step in range(steps):
+        n = 0
+        for pos in stream.positions(step, 0, 1, batch):
+            kind, a, b = stream.entry_at(pos)
+            ann = stream.det[a] if kind == "det" else stream.vid.videos[a].frames[b]
+            n += len(ann.labels)
+        counts.append(n / batch)
+    return pd.Series(counts, index=pd.RangeIndex(1, steps + 1, name="step"), name="boxes")
+
+
+def loss_rise_markdown(rise: dict[str, Any] | None, run: RunConfig,
+                       log: pd.DataFrame | None = None, boxes: pd.Series | None = None) -> str:
+    """What notebook 04 can say about the early rise of a stage's loss curves (`loss_rise`)
+    from the run's log.csv rows (`log`), its recipe (`run`: the stage's warm-up and schedule)
+    and, optionally, the boxes of each step's image (`step_boxes`): whether the learning rate
+    changed over it, which loss terms rose and which fell, and whether the images that entered
+    the running mean over the rise held more boxes than those that left it, the number of
+    boxes being what a single image's loss grows with most."""
+    stage = "Stage 1" if run.stage == "stage1" else "Stage 2"
+    if rise is None:
+        return (f"{stage}'s loss curve shows no early rise (none of at least "
+                f"{RISE_MIN:.0%} of its level).")
+    low, peak, w = rise["low"], rise["peak"], rise["window"]
+    lo, hi = rise["at_low"]["loss"], rise["at_peak"]["loss"]
+    text = (f"{stage}'s curves rise early: the running mean of `loss` goes from {lo:.2f} at "
+            f"step {low} to {hi:.2f} at step {peak} (+{(hi - lo) / lo:.0%})"
+            + (f" and is back at {lo:.2f} by step {rise['back']}." if rise["back"] else "."))
+    sched = run.schedule
+    lr_lo, lr_hi = (v / sched.lr for v in rise["lr"])
+    if sched.warmup_steps <= low and lr_lo >= 0.9:
+        text += (f" It is not the learning rate: the warm-up ended at step "
+                 f"{sched.warmup_steps}, and over steps {low + 1}-{peak} the {sched.lr_schedule} "
+                 f"schedule keeps the base rate at {100 * lr_lo:.0f}-{100 * lr_hi:.0f} % of its "
+                 f"peak, {sched.lr:g}.")
+    else:
+        text += (f" The learning rate changes over it: the warm-up ends at step "
+                 f"{sched.warmup_steps} and over steps {low + 1}-{peak} the base rate runs "
+                 f"from {100 * lr_lo:.0f} to {100 * lr_hi:.0f} % of its peak.")
+    delta = {t: rise["at_peak"][t] - rise["at_low"][t] for t in rise["at_low"] if t != "loss"}
+    up = [f"{t} {d:+.3f}" for t, d in delta.items() if d > 0.01 * rise["at_low"][t]]
+    down = [f"{t} {d:+.3f}" for t, d in delta.items() if d < -0.01 * rise["at_low"][t]]
+    if up:
+        text += f" The terms that rise: {', '.join(up)}"
+        text += f"; those that keep falling: {', '.join(down)}." if down else "."
+    if boxes is not None and log is not None:
+        per_step = log.set_index("step")["loss"]
+        by_count = per_step.groupby(boxes.reindex(per_step.index)).mean()
+        entered = boxes.loc[low + 1:peak].mean()  # the samples the window takes in over the rise
+        left = boxes.loc[low - w + 1:peak - w].mean()  # and those it lets go
+        # Loss per box over the whole stage (least squares through the per-step points).
+        valid = boxes.reindex(per_step.index).notna()
+        x, y = boxes.reindex(per_step.index)[valid], per_step[valid]
+        slope = float(((x - x.mean()) * (y - y.mean())).sum() / ((x - x.mean()) ** 2).sum())
+        owed = slope * (entered - left)
+        counts = ", ".join(f"{v:.2f} with {int(k)}" for k, v in by_count.items()
+                           if float(k).is_integer())
+        share = owed / (hi - lo)
+        text += (f" Over the whole stage an image's loss grows with its annotated boxes "
+                 f"({counts}; {slope:.2f} a box least-squares), and the images the window "
+                 f"takes in over the rise (steps {low + 1}-{peak}) hold {entered:.2f} boxes "
+                 f"each against {left:.2f} in those it lets go (steps "
+                 f"{max(1, low - w + 1)}-{peak - w}): worth {owed:+.2f} of the "
+                 f"{hi - lo:+.2f}, {share:.0%} of the rise")
+        text += (": the rest is the detector's own course at its peak learning rate."
+                 if share < 0.5 else ": most of it is the images'.")
+    text += (" log.csv records nothing finer (not how many of the RoIs OHEM keeps are "
+             "foreground, for instance), so the curves cannot say more about the cause.")
+    return text
+
+
+# ---- notebook 03: the toy shift ------------------------------------------------------------------
+
+def toy_shift_markdown(history: Mapping[str, Any], shift: tuple[float, float],
+                       near: float = 0.5) -> str:
+    """What notebook 03's toy run (`models.lsts.fit_toy_shift`'s history: offsets (steps+1,
+    N, 2), mean_S (steps+1, N)) did with its points: how many end within `near` cells of the
+    true `shift`, where they started and what softmax weight they hold; how far the others
+    moved and what weight they keep."""
+    import numpy as np
+
+    offsets = np.asarray(history["offsets"], dtype=float)
+    weight = np.asarray(history["mean_S"], dtype=float)
+    steps, n = offsets.shape[0] - 1, offsets.shape[1]
+    start = np.linalg.norm(offsets[0] - np.asarray(shift, dtype=float), axis=1)
+    end = np.linalg.norm(offsets[-1] - np.asarray(shift, dtype=float), axis=1)
+    moved = np.linalg.norm(offsets[-1] - offsets[0], axis=1)
+    found = end < near
+    k = int(found.sum())
+    if k == 0:
+        text = (f"After {steps} steps none of the {n} points lies within {near:g} cell of the "
+                f"shift (the nearest ends {end.min():.2f} cells from it).")
+    else:
+        nearest = set(np.argsort(start)[:k]) == set(np.flatnonzero(found))
+        mass = weight[:, found].sum(axis=1)
+        half = int(np.argmax(mass >= 0.5 * mass[-1]))
+        text = (f"After {steps} steps {k} of the {n} points {'lies' if k == 1 else 'lie'} "
+                f"within {near:g} cell of the "
+                f"shift: {'the ' + str(k) + ' that started nearest to it, ' if nearest else ''}"
+                f"{start[found].min():.2f} to {start[found].max():.2f} cells away. Together "
+                f"they hold {mass[-1]:.0%} of the pixel-averaged softmax weight (at step 0: "
+                f"{mass[0]:.0%}), half of that by step {half}.")
+    if k < n:
+        rest = ~found
+        text += (f" {f'The other {n - k}' if k else f'All {n}'}, which started "
+                 f"{start[rest].min():.2f} to "
+                 f"{start[rest].max():.2f} cells from the shift, move too (the grey paths): "
+                 f"by a median {np.median(moved[rest]):.2f} cells from start to end, at most "
+                 f"{moved[rest].max():.2f}, but none onto the shift, and together they end with "
+                 f"{weight[-1, rest].sum():.0%} of the weight.")
+    return text

@@ -15,11 +15,16 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib.artist import Artist
 from matplotlib.axes import Axes
+from matplotlib.backend_bases import RendererBase
 from matplotlib.collections import PathCollection
 from matplotlib.figure import Figure
+from matplotlib.legend import Legend
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle
+from matplotlib.text import Text
 from matplotlib.ticker import MaxNLocator
+from matplotlib.transforms import Bbox
 
 from lsts_lib import results
 from lsts_lib.data.types import FrameAnnotation
@@ -68,7 +73,9 @@ def draw_boxes(
 ) -> Axes:
     """Show `image` on `ax` (if given) and draw boxes (x1 y1 x2 y2 pixels), labelled 1-based.
 
-    The caption is `name`, then `#track` and/or the score when given.
+    The caption is `name`, then `#track` and/or the score when given. Captions sit on the
+    box's top edge, inside the box when there is no room above it, and lower down where they
+    would cover another caption of the axes; they are clipped to the axes (`_BoxLabels`).
     """
     if image is not None:
         ax.imshow(to_hwc(image))
@@ -89,10 +96,77 @@ def draw_boxes(
             text += f" #{int(track_ids[k])}"
         if scores is not None:
             text += f" {float(scores[k]):.2f}"
-        ax.text(x1, y1, text, fontsize=fontsize, color="white", va="bottom",
-                bbox={"facecolor": colour, "alpha": 0.75, "pad": 1, "edgecolor": "none"})
+        label = ax.text(x1, y1, text, fontsize=fontsize, color="white", ha="left",
+                        va="bottom", clip_on=True,
+                        bbox={"facecolor": colour, "alpha": 0.75, "pad": 1, "edgecolor": "none"})
+        _BoxLabels.of(ax).add(label, (x1, y1))
     ax.set_axis_off()
     return ax
+
+
+class _BoxLabels(Artist):
+    """Places the box captions of one axes each time the axes are drawn, once the layout has
+    fixed how many pixels a data unit is (a caption's size is in points, so whether two of
+    them overlap is known only then). Drawn before them (lowest z-order), it moves each
+    caption, topmost box first: onto its box's top edge; inside the box, under that edge,
+    when above it the caption would leave the axes (a box touching the image's top); then
+    below every caption already placed that it would cover; and left of the axes' right edge.
+    It draws nothing itself and takes no part in the layout."""
+
+    GAP_PX = 1.0  # between two stacked captions
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.labels: list[tuple[Text, tuple[float, float]]] = []  # caption, box's (x1, y1)
+        self.set_zorder(-np.inf)
+        self.set_in_layout(False)
+
+    @classmethod
+    def of(cls, ax: Axes) -> _BoxLabels:
+        """The axes' placer (one per axes, so captions of several `draw_boxes` calls on the
+        same axes avoid one another)."""
+        for artist in ax.artists:
+            if isinstance(artist, cls):
+                return artist
+        return ax.add_artist(cls())
+
+    def add(self, label: Text, corner: tuple[float, float]) -> None:
+        self.labels.append((label, corner))
+
+    def draw(self, renderer: RendererBase) -> None:
+        place_box_labels(self.axes, self.labels, renderer)
+
+
+def place_box_labels(ax: Axes, labels: Sequence[tuple[Text, tuple[float, float]]],
+                     renderer: RendererBase) -> list[Bbox]:
+    """Move each caption (left/bottom aligned Text with a bbox patch, in data coordinates) to
+    where `_BoxLabels` says; returns the captions' patches in display pixels, in the order
+    given."""
+    frame = ax.bbox
+    to_display = ax.transData.transform
+    corners = [to_display(corner) for _, corner in labels]
+    # Topmost box first (display y grows upwards), then leftmost.
+    order = sorted(range(len(labels)), key=lambda i: (-corners[i][1], corners[i][0]))
+    placed: dict[int, Bbox] = {}
+    for i in order:
+        text, _ = labels[i]
+        text.update_bbox_position_size(renderer)
+        patch = text.get_bbox_patch().get_window_extent(renderer)
+        anchor = to_display(text.get_position())
+        off = (anchor[0] - patch.x0, anchor[1] - patch.y0)  # text anchor within its patch
+        w, h = patch.width, patch.height
+        x, top = corners[i]
+        left = min(max(x, frame.x0), frame.x1 - w)
+        bottom = top if top + h <= frame.y1 else top - h  # above the edge, else under it
+        for _ in range(len(placed)):
+            box = Bbox.from_bounds(left, bottom, w, h)
+            hits = [b for b in placed.values() if box.overlaps(b)]
+            if not hits:
+                break
+            bottom = min(b.y0 for b in hits) - h - _BoxLabels.GAP_PX
+        placed[i] = Bbox.from_bounds(left, bottom, w, h)
+        text.set_position(ax.transData.inverted().transform((left + off[0], bottom + off[1])))
+    return [placed[i] for i in range(len(labels))]
 
 
 def frame_strip(
@@ -197,6 +271,20 @@ def variant_legend(ax: Axes, **kw: Any) -> Any:
     return ax.legend(**kw)
 
 
+LEGEND_FONTSIZE = 8.0  # the smallest legend text the figures use (6 pt could not be read)
+
+
+def legend_outside(ax: Axes, *, handlelength: float | None = None, **kw: Any) -> Legend:
+    """The axes' legend right of them, top-aligned with them, so that it covers no curve,
+    bar or point whatever the data (`tight_layout` and constrained layout make room for it).
+    `handlelength` defaults to `VARIANT_HANDLELENGTH` (long enough for the variants' dashes);
+    other keywords go to `ax.legend`."""
+    kw.setdefault("fontsize", LEGEND_FONTSIZE)
+    return ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0,
+                     handlelength=VARIANT_HANDLELENGTH if handlelength is None else handlelength,
+                     **kw)
+
+
 # Claims with a cost part: which run of (a, b) is timed against the other (the time ratio
 # `lsts claims` judges is that run over the other) and the largest ratio the claim allows.
 _COST_PART: dict[str, tuple[int, float, str]] = {
@@ -270,15 +358,20 @@ def _cost_ratio(claim: results.Claim, timed: int, bound: float, op: str
     return run, other, float(t), float(t0), bound, op
 
 
+# The measured ratio's bar: a neutral grey, as no run owns it (orange is copy_prop's colour in
+# the other figures).
+_RATIO_COLOUR = "0.45"
+
+
 def _plot_cost(ax: Axes, claim: results.Claim, run: str, other: str, t: float, t0: float,
                bound: float, op: str) -> None:
     ratio = t / t0
     top = 1.25 * max(ratio, bound, 1.0)
     ax.axhspan(0.0, bound, color=_CLAIM_GREEN, alpha=0.12, lw=0,
                label=f"claimed: ratio {op} {bound:g}")
-    ax.axhline(bound, color=_CLAIM_GREEN, ls="--", lw=1)
-    ax.axhline(1.0, color="k", lw=0.8)
-    ax.bar([0], [ratio], width=0.5, color="tab:orange")
+    ax.axhline(bound, color=_CLAIM_GREEN, ls="--", lw=1, label=f"the rule's bound, {bound:g}")
+    ax.axhline(1.0, color="k", lw=0.8, label="equal cost (ratio 1)")
+    ax.bar([0], [ratio], width=0.5, color=_RATIO_COLOUR, label="measured ratio")
     ax.set_xlim(-0.75, 0.75)
     ax.set_ylim(0.0, top)
     ax.set_xticks([])
@@ -286,7 +379,8 @@ def _plot_cost(ax: Axes, claim: results.Claim, run: str, other: str, t: float, t
     ax.set_ylabel(_wrap(f"CPU time per frame, {results.run_label(run)} / "
                         f"{results.run_label(other)}", 34), fontsize=8)
     ax.set_title("cost: amortised time ratio", fontsize=9)
-    ax.legend(fontsize=7, loc="upper right", framealpha=0.9)
+    # Below the axes, as the accuracy panel's: inside, it would sit on the bar or the lines.
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), framealpha=0.9)
 
 
 def _arrow_gain(largest: float, target: float = 0.45) -> float:
@@ -369,8 +463,8 @@ def plot_offsets(offsets: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray
         dax.xaxis.set_major_locator(MaxNLocator(5))
         dax.yaxis.set_major_locator(MaxNLocator(5))
         ax.invert_yaxis()
-        ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-        dax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        ax.legend(fontsize=LEGEND_FONTSIZE, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        dax.legend(fontsize=LEGEND_FONTSIZE, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return fig
 
 
@@ -408,25 +502,29 @@ def draw_focus(ax, image, p0_cell: tuple[int, int], p, S_p0, cell_px: tuple[floa
         ax.set_xlim(xs.min() - pad * cell_px[0], xs.max() + pad * cell_px[0])
         ax.set_ylim(ys.max() + pad * cell_px[1], ys.min() - pad * cell_px[1])
     if true_disp is not None or expected_disp is not None:
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), framealpha=0.9)
+        legend = ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                           framealpha=0.9)
+        for handle in legend.legend_handles:  # the dots' entry at a middling size, not the
+            if isinstance(handle, PathCollection):  # first dot's (a saturated S is huge)
+                handle.set_sizes([40.0])
     ax.set_title(title, fontsize=8)
     ax.axis("off")
     return dots
 
 
 def plot_focus_pixel(current, key, p0_cell: tuple[int, int], p, S_p0,
-                     cell_px: tuple[float, float], true_disp: tuple[float, float],
-                     expected_disp: tuple[float, float], box=None, titles: tuple[str, str] = ("", "")
-                     ) -> Figure:
+                     cell_px: tuple[float, float], true_disp: tuple[float, float] | None = None,
+                     expected_disp: tuple[float, float] | None = None, box=None,
+                     titles: tuple[str, str] = ("", "")) -> Figure:
     """Where LSTS looks for one pixel p0 of a non-key frame: left, the frame with p0 (and its
-    object's box); right, the key frame around p0 with the weights S_n(p0) at p0 + p_n, the
-    true displacement and the expected one (`draw_focus`), with a colour bar of S_n(p0)."""
+    object's box, as the `GROUND_TRUTH` outline); right, the key frame around p0 with the
+    weights S_n(p0) at p0 + p_n, and the true and the expected displacement when given (a
+    real video has no true one; `draw_focus`), with a colour bar of S_n(p0)."""
     fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 3.6), layout="constrained",
                                    gridspec_kw={"width_ratios": [1.0, 1.25]})
     ax0.imshow(to_hwc(current))
     if box is not None:
-        ax0.add_patch(Rectangle((box[0], box[1]), box[2] - box[0], box[3] - box[1], fill=False,
-                                ec="lime", lw=2))
+        draw_ground_truth(ax0, [box])
     ax0.plot((p0_cell[0] + 0.5) * cell_px[0], (p0_cell[1] + 0.5) * cell_px[1], "c+", ms=12,
              mew=2.5)
     ax0.set_title(titles[0], fontsize=8)
@@ -467,16 +565,29 @@ def plot_focus_frames(key, p0_cell: tuple[int, int], p, S_p0s: Sequence[np.ndarr
     return fig
 
 
+# The ground truth's outline: white dashes over a black line, seen on dark and light images
+# alike, and in colours `class_colour` gives no class (lime, used before, is nearly tab:green).
+GROUND_TRUTH = "white dashed outline"
+_GT_UNDER = {"ec": "black", "lw": 3.0, "ls": "-"}
+_GT_OVER = {"ec": "white", "lw": 1.8, "ls": (0, (3, 2))}
+
+
+def draw_ground_truth(ax: Axes, boxes) -> None:
+    """Ground-truth boxes (x1 y1 x2 y2 pixels) as the `GROUND_TRUTH` outline."""
+    for b in boxes:
+        for style in (_GT_UNDER, _GT_OVER):
+            ax.add_patch(Rectangle((b[0], b[1]), b[2] - b[0], b[3] - b[1], fill=False,
+                                   **style))
+
+
 def draw_detections(ax, image, gt_boxes, det_boxes, det_labels, class_names: Sequence[str],
                     det_scores=None, title: str = "") -> None:
-    """Ground truth as thick lime outlines, detections drawn by `lsts_lib.draw_boxes`
-    (class colour, name and score)."""
+    """Ground truth as the `GROUND_TRUTH` outline, detections drawn by `draw_boxes` (class
+    colour, name and score)."""
     ax.imshow(to_hwc(image))
-    for b in gt_boxes:
-        ax.add_patch(Rectangle((b[0], b[1]), b[2] - b[0], b[3] - b[1], fill=False, ec="lime",
-                               lw=2.5, alpha=0.8))
+    draw_ground_truth(ax, gt_boxes)
     draw_boxes(ax, None, det_boxes, det_labels, class_names, det_scores, linewidth=1.2,
-                   fontsize=6)
+               fontsize=6)
     ax.set_title(title, fontsize=8)
     ax.axis("off")
 
@@ -518,10 +629,12 @@ def architecture_figure() -> Figure:
         "#e8e8e8", "#cfe2f3", "#fde9c9", "#d9ead3", "#ead1dc", "#fff2a8")
     xs = [1.0, 3.45, 5.9, 8.35, 10.8, 13.25, 15.7]  # columns of the two paths
     yk, yn, ym = 5.0, 1.1, 3.05  # key row, non-key row, memory
-    # The module groups, drawn first so the boxes sit on them.
+    # The module groups, drawn first so the boxes sit on them; a narrow margin round the
+    # boxes leaves the arrows' labels room outside the dashed outline.
+    group_x = (xs[3] - 0.95 - 0.12, xs[4] + 0.95 + 0.12)
     for y, name in ((yk, "SRFU: Sparsely Recursive Feature Updating (key frames)"),
                     (yn, "DFA: Dense Feature Aggregation (non-key frames)")):
-        ax.add_patch(FancyBboxPatch((xs[3] - 1.15, y - 0.78), xs[4] - xs[3] + 2.3, 1.56,
+        ax.add_patch(FancyBboxPatch((group_x[0], y - 0.78), group_x[1] - group_x[0], 1.56,
                                     boxstyle="round,pad=0.02,rounding_size=0.15", fc="none",
                                     ec="0.45", ls="--", lw=1.0, zorder=0))
         ax.text((xs[3] + xs[4]) / 2, y + 1.25 if y == yk else y - 1.25, name, ha="center",
@@ -548,7 +661,13 @@ def architecture_figure() -> Figure:
     for row, labels in ((k, ["", "", "$F_k$", "", "$M_k$", ""]),
                         (n, ["", "", "", "", "$F_t$", ""])):
         for (a, b), text in zip(itertools.pairwise(row), labels, strict=True):
-            _arrow(ax, (a[2], (a[1] + a[3]) / 2), (b[0], (b[1] + b[3]) / 2), text)
+            # A label over an arrow that crosses a group's outline goes on the part outside
+            # it, where the dashed line does not strike through it.
+            x0, x1 = a[2], b[0]
+            free = (x0, min(x1, group_x[0])) if x0 < group_x[0] < x1 else (
+                (max(x0, group_x[1]), x1) if x0 < group_x[1] < x1 else (x0, x1))
+            _arrow(ax, (x0, (a[1] + a[3]) / 2), (x1, (b[1] + b[3]) / 2), text,
+                   text_offset=((free[0] + free[1] - x0 - x1) / 2, 0.2))
     # F_k (and L_t) also enter the fusion directly, bypassing the alignment.
     for row, side in ((k, 1), (n, -1)):
         y = row[2][3] if side > 0 else row[2][1]
@@ -574,3 +693,228 @@ def architecture_figure() -> Figure:
             "it,\ndashed = the next key reads it", ha="left", va="center", fontsize=7,
             color="0.3")
     return fig
+
+
+def crop_letterbox(image: torch.Tensor, level: float = 0.15) -> torch.Tensor:
+    """The image (3, H, W) in [0, 1] without its letterbox (or pillarbox) bars: the border rows
+    and columns in which no pixel is brighter than `level` (the stored frame is wider than the
+    video, as in the real ImageNet VID frames here). The whole image when it is all dark."""
+    bright = image.amax(dim=0) > level
+    rows, cols = bright.any(dim=1).nonzero().ravel(), bright.any(dim=0).nonzero().ravel()
+    if len(rows) == 0:
+        return image
+    return image[:, int(rows[0]):int(rows[-1]) + 1, int(cols[0]):int(cols[-1]) + 1]
+
+
+def _unit_range(a: torch.Tensor) -> np.ndarray:
+    a = a.float()
+    return ((a - a.min()) / (a.max() - a.min() + 1e-12)).numpy()
+
+
+def plot_feature_maps(features: Mapping[str, tuple[torch.Tensor, tuple[int, int],
+                                                   torch.Tensor, torch.Tensor]],
+                      stride: int = 16, title: str = "") -> Figure:
+    """Notebook 02's feature maps, one row per image: the image, then for the low cut and the
+    top feature the per-cell L2 norm over the channels and the channel of largest spatial
+    variance. `features` maps a row's name to (image (3, H, W), the resized (h, w) the model
+    read, low feature, top feature (C, h', w')); only the cells covering the image are drawn
+    (not the padding to a multiple of the stride). Each map is min-max scaled on its own (the
+    titles say so): brightness compares places within a map, not maps with one another."""
+    fig, axes = plt.subplots(len(features), 5, figsize=(17, 3.0 * len(features)),
+                             squeeze=False, layout="constrained")
+    for row, (name, (img, (h, w), low, high)) in zip(axes, features.items(), strict=True):
+        gh, gw = -(-h // stride), -(-w // stride)  # cells covering the image
+        row[0].imshow(to_hwc(img))
+        row[0].set_title(name, fontsize=10)
+        for col, (cut, f) in enumerate([("low cut", low), ("top feature", high)]):
+            f = f[:, :gh, :gw]
+            row[1 + 2 * col].imshow(_unit_range(f.norm(dim=0)), cmap="magma", vmin=0, vmax=1)
+            row[1 + 2 * col].set_title(f"{cut}: L2 norm over {f.shape[0]} ch\n"
+                                       "(min-max scaled per panel)", fontsize=10)
+            c = int(f.flatten(1).std(dim=1).argmax())
+            row[2 + 2 * col].imshow(_unit_range(f[c]), cmap="viridis", vmin=0, vmax=1)
+            row[2 + 2 * col].set_title(f"{cut}: channel {c} (largest variance)\n"
+                                       "(min-max scaled per panel)", fontsize=10)
+    for ax in axes.flat:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=12)
+    return fig
+
+
+def plot_quality_weights(score_a: torch.Tensor | np.ndarray, score_b: torch.Tensor | np.ndarray,
+                         weight_a: torch.Tensor | np.ndarray, title: str = "") -> Figure:
+    """The quality network's two score maps Q(A), Q(B) (H, W) on one diverging colour scale,
+    centred on 0 and symmetric (+-the largest |Q| of both, so a colour is the same score in
+    both panels), with one colour bar; and the softmax weight w_A (0 to 1) with its own."""
+    qa, qb, wa = (np.asarray(m, dtype=float) for m in (score_a, score_b, weight_a))
+    m = float(max(np.abs(qa).max(), np.abs(qb).max())) or 1.0
+    fig, axes = plt.subplots(1, 3, figsize=(11.5, 3.2), layout="constrained")
+    for ax, q, name in ((axes[0], qa, "score Q(A)"), (axes[1], qb, "score Q(B)")):
+        scores = ax.imshow(q, cmap="coolwarm", vmin=-m, vmax=m)
+        ax.set_title(name)
+    fig.colorbar(scores, ax=list(axes[:2]), shrink=0.85, label="Q (one scale for both)")
+    weights = axes[2].imshow(wa, cmap="viridis", vmin=0, vmax=1)
+    axes[2].set_title("weight w_A (softmax of the two)")
+    fig.colorbar(weights, ax=axes[2], shrink=0.85, label="w_A")
+    for ax in axes:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_toy_shift(history: Mapping[str, Any], shift: tuple[float, float],
+                   steps: Sequence[int]) -> Figure:
+    """Notebook 03's toy: the learnable offsets (feature cells) at each of `steps`, a dot per
+    point (area ~ its pixel-averaged softmax weight) and, faint, the path each took since
+    step 0 (`history["offsets"][:step + 1]`, from `models.lsts.fit_toy_shift`), the true shift
+    as a red star; last, the loss curve."""
+    offsets = np.asarray(history["offsets"], dtype=float)  # (steps + 1, N, 2)
+    mean_S = np.asarray(history["mean_S"], dtype=float)
+    fig, axes = plt.subplots(1, len(steps) + 1, figsize=(3.1 * (len(steps) + 1), 3.5),
+                             layout="constrained")
+    for ax, step in zip(axes, steps, strict=False):
+        if step > 0:
+            for n in range(offsets.shape[1]):
+                ax.plot(offsets[:step + 1, n, 0], offsets[:step + 1, n, 1], color="0.35",
+                        lw=0.7, alpha=0.45, zorder=1)
+        pts = offsets[step]
+        ax.scatter(pts[:, 0], pts[:, 1], s=20 + 900 * mean_S[step], color="tab:orange",
+                   alpha=0.7, edgecolor="k", linewidth=0.4, zorder=2)
+        ax.scatter(*shift, marker="*", s=160, color="tab:red", zorder=3)
+        ax.set_xlim(-4, 4)
+        ax.set_ylim(4, -4)
+        ax.set_aspect("equal")
+        ax.grid(alpha=0.3)
+        ax.set_title(f"step {step}" + (" (grey: paths so far)" if step > 0 else ""),
+                     fontsize=9)
+        ax.set_xlabel("dx (feature cells)")
+    axes[0].set_ylabel("dy (feature cells, down)")
+    loss = np.asarray(history["loss"], dtype=float)
+    axes[-1].plot(loss)
+    axes[-1].set_yscale("log")
+    axes[-1].set_title("MSE(aligned, target)", fontsize=9)
+    axes[-1].set_xlabel("step")
+    axes[-1].set_ylabel("MSE (log scale)")
+    fig.suptitle(f"Learnable offsets (size ~ mean softmax weight) finding the shift "
+                 f"{tuple(shift)}")
+    return fig
+
+
+def plot_dev_map(dev1: pd.DataFrame, dev2: pd.DataFrame,
+                 styles: Mapping[str, Mapping[str, Any]]) -> Figure:
+    """Notebook 04's dev-split mAP over training: left, the shared stage-1 detector (dev.csv
+    rows); right, stage 2 (dev.csv rows with variant and seed columns): per variant its mean
+    over the seeds as a line in the variant's colour and dash (`variant_styles`), and every
+    seed's value as a dot beside it (variants shifted apart a little along x, so that their
+    seeds do not fall on one another). Legend right of the axes."""
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 3.9), layout="constrained",
+                                   gridspec_kw={"width_ratios": [1.0, 1.25]})
+    ax1.plot(dev1.step, 100 * dev1.mAP, "o-", color="k")
+    ax1.set(title=f"stage 1: single-frame R-FCN, on {int(dev1.frames.iloc[0])} dev frames",
+            xlabel="stage-1 step", ylabel="dev VID mAP (%)")
+    variants = [v for v in styles if (dev2.variant == v).any()]
+    span = float(dev2.step.max() - dev2.step.min()) or 1.0
+    shift = 0.035 * span  # between neighbouring variants, in steps
+    for i, variant in enumerate(variants):
+        g = dev2[dev2.variant == variant]
+        dx = (i - (len(variants) - 1) / 2) * shift
+        style = styles[variant]
+        mean = (100 * g.groupby("step").mAP.mean())
+        ax2.plot(mean.index + dx, mean.to_numpy(), marker="o", ms=5, label=variant, **style)
+        ax2.scatter(g.step + dx, 100 * g.mAP, s=14, color=style["color"], alpha=0.6,
+                    linewidths=0, zorder=3)
+    seeds = dev2.seed.nunique()
+    ax2.scatter([], [], s=14, color="0.4", label=f"one seed (dots, {seeds} per variant)")
+    ax2.set(title=f"stage 2 on {int(dev2.frames.iloc[0])} dev frames (line: mean of {seeds} "
+            "seeds)", xlabel="stage-2 step", ylabel="dev VID mAP (%)")
+    ax2.set_xticks(sorted(dev2.step.unique()))
+    legend_outside(ax2)
+    return fig
+
+
+def plot_learning_rates(stage1: pd.DataFrame, stage2: pd.DataFrame | None = None,
+                        label2: str = "") -> Figure:
+    """The learning rates read from log.csv (columns step, lr, lr_offsets), one panel per
+    stage on its own step axis, linear scales from 0: stage 1's base rate; stage 2's base rate
+    (left axis) and, when the run has offsets, their parameter group's rate on a right axis of
+    its own (its multiplier of the base rate in the title)."""
+    fig, axes = plt.subplots(1, 2 if stage2 is not None else 1, figsize=(11, 3.2),
+                             layout="constrained", squeeze=False,
+                             gridspec_kw={"width_ratios": [1.6, 1.0]} if stage2 is not None
+                             else None)
+    ax = axes[0, 0]
+    ax.plot(stage1.step, stage1.lr, color="k")
+    ax.set(xlabel="stage-1 step", ylabel="base learning rate", ylim=(0, None),
+           xlim=(0, int(stage1.step.max())), title="stage 1")
+    if stage2 is None:
+        return fig
+    ax = axes[0, 1]
+    ax.plot(stage2.step, stage2.lr, color="tab:blue", label="base rate (left axis)")
+    ax.set(xlabel="stage-2 step", ylim=(0, None), xlim=(0, int(stage2.step.max())))
+    ax.set_ylabel("base learning rate", color="tab:blue")
+    title = f"stage 2{': ' + label2 if label2 else ''}"
+    offsets = stage2.lr_offsets if "lr_offsets" in stage2 else pd.Series(dtype=float)
+    if offsets.notna().any():
+        mult = float((offsets / stage2.lr).median())
+        right = ax.twinx()
+        right.plot(stage2.step, offsets, color="tab:red", ls=(0, (4, 3)),
+                   label="offsets p_n (right axis)")
+        right.set_ylim(0, None)
+        right.set_ylabel("offsets' learning rate", color="tab:red")
+        title += f"\noffsets p_n at {mult:g} x the base rate (red, right axis)"
+    ax.set_title(title, fontsize=10)
+    return fig
+
+
+def _cells_in_boxes(shape: tuple[int, int], boxes: np.ndarray, scale: tuple[float, float],
+                    stride: int) -> np.ndarray:
+    """(h', w') mask of the feature cells whose centre lies in a box (x1 y1 x2 y2 pixels of an
+    image resized by `scale` (x, y) for the model)."""
+    gh, gw = shape
+    cx = (np.arange(gw) + 0.5) * stride / scale[0]
+    cy = (np.arange(gh) + 0.5) * stride / scale[1]
+    mask = np.zeros((gh, gw), dtype=bool)
+    for x1, y1, x2, y2 in np.asarray(boxes, dtype=float).reshape(-1, 4):
+        mask |= ((cy >= y1) & (cy <= y2))[:, None] & ((cx >= x1) & (cx <= x2))[None, :]
+    return mask
+
+
+def feature_maps_caption(features: Mapping[str, tuple[torch.Tensor, tuple[int, int],
+                                                      torch.Tensor, torch.Tensor]],
+                         boxes: Mapping[str, np.ndarray], stride: int = 16,
+                         margin: float = 0.1) -> str:
+    """What `plot_feature_maps` shows of the annotated objects, row by row for the rows of
+    `boxes` (their ground-truth boxes, x1 y1 x2 y2 pixels of the image as given): each map's
+    mean (scaled as drawn, 0 to 1) on the cells whose centre lies on an object against the
+    other cells, and whether the map is brighter or darker on the objects (by more than
+    `margin`) or about as bright."""
+    parts = []
+    for name, row_boxes in boxes.items():
+        img, (h, w), low, high = features[name]
+        gh, gw = -(-h // stride), -(-w // stride)
+        mask = _cells_in_boxes((gh, gw), row_boxes, (w / img.shape[-1], h / img.shape[-2]),
+                               stride)
+        if not mask.any() or mask.all():
+            continue
+        reads = []
+        for cut, f in (("low cut", low), ("top feature", high)):
+            f = f[:, :gh, :gw]
+            c = int(f.flatten(1).std(dim=1).argmax())
+            for what, m in (("L2 norm", _unit_range(f.norm(dim=0))),
+                            (f"channel {c}", _unit_range(f[c]))):
+                on, off = float(m[mask].mean()), float(m[~mask].mean())
+                side = ("brighter on the objects" if on > off + margin else
+                        "darker on the objects" if on < off - margin else
+                        "about as bright on the objects as off them")
+                reads.append(f"{cut} {what} {on:.2f} against {off:.2f} ({side})")
+        n = len(np.asarray(row_boxes).reshape(-1, 4))
+        parts.append(f"On the {name}, whose {n} annotated object{'s' if n != 1 else ''} cover "
+                     f"{int(mask.sum())} of the {mask.size} cells drawn, the maps' mean on "
+                     f"the objects' cells against the other cells (0 to 1, as drawn) reads: "
+                     + "; ".join(reads) + ".")
+    if not parts:
+        return "No row of the figure has annotated objects to read the maps against."
+    return " ".join(parts) + (" Per-panel scaling makes these compare places within one "
+                              "map, not one map with another.")

@@ -752,3 +752,113 @@ def test_findings_follow_the_runs(runs: Path) -> None:
     assert "Claim 2 compares a baseline whose alignment was supervised by the true flow" in (
         " ".join(R.findings_sentences(runs, df, R.alignment_table(runs))))
     assert R.findings_sentences(runs, df[df["run"] != "copy_prop"], pd.DataFrame()) == []
+
+
+# ---- notebook 04: the early rise of a stage's loss; notebook 03: the toy shift's reading --------
+
+def _rising_log(steps: int = 600, bump: tuple[int, int] = (100, 140), height: float = 1.0,
+                lr: float = 0.004) -> pd.DataFrame:
+    """A log.csv of constant per-step losses with a bump over steps `bump` (the R-FCN terms
+    rise, the RPN's fall), a 10-step warm-up then a flat rate."""
+    step = np.arange(1, steps + 1)
+    on = (step > bump[0]) & (step <= bump[1])
+    return pd.DataFrame({
+        "step": step, "loss": 1.0 + height * on,
+        "loss_rpn_cls": 0.1 - 0.05 * (step > bump[0]), "loss_rpn_box": np.full(steps, 0.05),
+        "loss_rfcn_cls": 0.6 + 0.7 * height * on, "loss_rfcn_box": 0.25 + 0.3 * height * on,
+        "lr": np.where(step <= 10, lr * step / 10, lr)})
+
+
+def _stage1_config(**schedule) -> object:
+    from lsts_lib.engine.config import RunConfig, load_config
+
+    cfg = load_config("smoke", {"train.stage": "stage1", "model.variant": "single_frame",
+                                **{f"train.stage1.{k}": v for k, v in schedule.items()}})
+    return RunConfig.from_dict(cfg)
+
+
+def test_loss_rise_finds_the_bump_of_the_running_mean() -> None:
+    rise = R.loss_rise(_rising_log(), window=20)
+    # The running mean of 20 steps is 1.0 up to step 100 and 2.0 from step 120 to 140.
+    assert rise is not None and rise["window"] == 20
+    assert rise["low"] == 100 and rise["peak"] == 120
+    assert rise["at_low"]["loss"] == pytest.approx(1.0) and rise["at_peak"]["loss"] == 2.0
+    assert rise["back"] == 160  # the first window after the bump holds none of it again
+    assert rise["lr"] == pytest.approx((0.004, 0.004))
+    assert R.loss_rise(_rising_log(height=0.05), window=20) is None  # a wobble, not a rise
+    assert R.loss_rise(_rising_log(bump=(400, 440)), window=20) is None  # past the early part
+
+
+def test_loss_rise_markdown_tells_the_schedule_the_terms_and_the_images_apart() -> None:
+    log = _rising_log()
+    rise = R.loss_rise(log, window=20)
+    run = _stage1_config(warmup_steps=10, lr=0.004, lr_schedule="cosine")
+    # Images of one box everywhere but over the bump, where they hold two: the loss grows by
+    # one with each box, so the images explain the whole rise.
+    boxes = pd.Series(1.0 + ((log.step > 100) & (log.step <= 140)).to_numpy(),
+                      index=pd.RangeIndex(1, 601, name="step"))
+    text = R.loss_rise_markdown(rise, run, log, boxes)
+    for part in ["Stage 1's curves rise early: the running mean of `loss` goes from 1.00 at "
+                 "step 100 to 2.00 at step 120 (+100%) and is back at 1.00 by step 160.",
+                 "It is not the learning rate: the warm-up ended at step 10",
+                 "keeps the base rate at 100-100 % of its peak, 0.004",
+                 "The terms that rise: loss_rfcn_cls +0.700, loss_rfcn_box +0.300; those that "
+                 "keep falling: loss_rpn_cls -0.050.", "(1.00 with 1, 2.00 with 2; 1.00 a box",
+                 "hold 2.00 boxes each against 1.00", "worth +1.00 of the +1.00, 100% of the "
+                 "rise: most of it is the images'.", "OHEM"]:
+        assert part in text, part
+    # The same rise on images like the others': not the images, the detector's own course.
+    flat = pd.Series(1.0, index=boxes.index)
+    flat.iloc[::7] = 2.0  # a box count that varies, so that the loss per box is defined
+    text = R.loss_rise_markdown(rise, run, log, flat)
+    assert "the rest is the detector's own course at its peak learning rate" in text
+    # A rise inside the warm-up is the schedule's to explain, not ruled out.
+    text = R.loss_rise_markdown(rise, _stage1_config(warmup_steps=110, lr=0.004), log)
+    assert "The learning rate changes over it: the warm-up ends at step 110" in text
+    assert "boxes" not in text
+    assert "no early rise" in R.loss_rise_markdown(None, run)
+
+
+@pytest.mark.filterwarnings("ignore:.*images without a known object skipped")
+def test_step_boxes_reads_each_steps_image_in_the_streams_order(tiny_vid: Path) -> None:
+    from conftest import VidLayout
+
+    from lsts_lib.engine.config import RunConfig, load_config
+    from lsts_lib.engine.data import build_stream
+
+    lay = VidLayout(tiny_vid)  # one more DET image, with three objects
+    lay.add_det_image("train/D_0000/d2", [(0, "c1", (1, 1, 9, 9)), (1, "c2", (20, 2, 40, 30)),
+                                          (2, "c1", (40, 20, 60, 44))])
+    lay.write_split("DET_train_30classes.txt",
+                    [f"train/D_0000/d{i} 1" for i in range(3)])
+    run = RunConfig.from_dict(load_config("smoke", {
+        "data.root": str(tiny_vid), "data.use_det": True, "train.stage": "stage1",
+        "model.variant": "single_frame"}))
+    stream = build_stream(run)
+    boxes = R.step_boxes(run, 2 * len(stream))
+    assert list(boxes.index[:2]) == [1, 2]
+    for step in (1, len(stream) + 3):  # log step s trains on stream position s - 1
+        kind, a, b = stream.entry_at(step - 1)
+        ann = stream.det[a] if kind == "det" else stream.vid.videos[a].frames[b]
+        assert boxes[step] == len(ann.labels)
+    # One epoch visits every entry once: train/a 0, a 3, b 2, d0 (its c1 only) and d2 (d1 has
+    # no object of the classes and is skipped).
+    assert sorted(boxes.iloc[:len(stream)]) == [1, 1, 1, 1, 3]
+
+
+def test_toy_shift_markdown_reads_who_found_the_shift_and_who_moved() -> None:
+    shift = (2.0, -1.0)
+    start = np.array([[1.6, -1.0], [0.0, 0.0], [-2.0, 2.0]])
+    end = np.array([[2.0, -1.0], [0.4, 0.3], [-2.0, 2.0]])
+    offsets = np.stack([start + (end - start) * s / 4 for s in range(5)])
+    weight = np.array([[1 / 3, 1 / 3, 1 / 3]] * 2 + [[0.8, 0.1, 0.1]] * 3)
+    text = R.toy_shift_markdown({"offsets": offsets, "mean_S": weight}, shift)
+    for part in ["After 4 steps 1 of the 3 points lies within 0.5 cell of the shift: the 1 that "
+                 "started nearest to it, 0.40 to 0.40 cells away.", "hold 80% of the "
+                 "pixel-averaged softmax weight (at step 0: 33%), half of that by step 2.",
+                 "The other 2, which started 2.24 to 5.00 cells from the shift, move too",
+                 "by a median 0.25 cells from start to end, at most 0.50", "end with 20%"]:
+        assert part in text, part
+    none = R.toy_shift_markdown({"offsets": offsets, "mean_S": weight}, (4.0, 4.0))
+    assert "none of the 3 points lies within 0.5 cell of the shift (the nearest ends" in none
+    assert "All 3, which started" in none
