@@ -584,7 +584,10 @@ class DETDataset:
             lines = lines[:max_images]
         self.issues: Counter[str] = Counter()
         self.images: list[FrameAnnotation] = []
-        for ln in tqdm(lines, desc="DET images", leave=False, disable=len(lines) < 500):
+        # A bar for the long real list on a terminal only (None: tqdm's own isatty test), so a
+        # notebook that builds a training stream keeps stderr out of its committed outputs.
+        for ln in tqdm(lines, desc="DET images", leave=False,
+                       disable=True if len(lines) < 500 else None):
             xml = self.root / "Annotations" / "DET" / f"{ln.image}.xml"
             img = self.root / "Data" / "DET" / f"{ln.image}.JPEG"
             ann, n_unknown, n_clipped = _parse_xml(xml, self.classes, img, unknown="skip")
