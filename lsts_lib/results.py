@@ -1437,7 +1437,7 @@ def readme_block(runs: Path) -> str:
             lines.append(f"   {claim_source_markdown(c.key)}")
     travel = _offsets_travel(runs, cs)
     lines += ["", split_noise_line(meta), "",
-              f"**Did every variant finish learning?** {_plateau_sentence(runs)}", "",
+              f"**Did every variant finish learning?** {plateau_markdown(runs)}", "",
               f"**The next experiment.** {next_experiment_markdown(runs, travel=travel and travel[:2])}"]
     return "\n".join(lines)
 
@@ -2176,35 +2176,6 @@ def _alignment_sentences(align: pd.DataFrame) -> list[str]:
     return out
 
 
-def _plateau_sentence(runs: Path, travel: tuple[float, float] | None = None,
-                      bound_ref: str = "") -> str:
-    """Whether each compared variant's stage-2 dev curve had plateaued (dev_curve_table).
-    The next experiment asks for offsets that can travel only when `travel` (offsets moved,
-    offsets_travel_bound) says the bound held them (moved at most OFFSETS_BOUND_SHARE of it);
-    `bound_ref` points the reader to where the bound is given ("" where it is not)."""
-    found = run_dirs(runs)
-    try:
-        table = dev_curve_table(load_logs(runs, list(dict.fromkeys(r for r, _, _ in found)),
-                                          sorted({s for _, s, _ in found}), name=rundir.DEV_LOG))
-    except FileNotFoundError:
-        table = pd.DataFrame()
-    if table.empty:
-        return "No dev-split curves were recorded (`train.<stage>.dev_every`), so it is not known."
-    rising = table[~table["plateau"]]
-    if rising.empty:
-        return (f"Yes: every variant's dev-split mAP changed by less than {PLATEAU_POINTS:g} "
-                "point over its last evaluation interval (notebook 04).")
-    parts = ", ".join(f"{r['variant']} {r['change over it']:+.1f} points{_seed_spread(r)} over "
-                      f"its last {r['last interval (steps)']} steps (dev mAP "
-                      f"{r['dev mAP last']:.1f} %)" for _, r in rising.iterrows())
-    held = travel is not None and travel[0] <= OFFSETS_BOUND_SHARE * travel[1]
-    offsets = f" and with offsets that can travel{bound_ref}" if held else ""
-    return (f"No. Still rising at the end of stage 2 (notebook 04's dev curves, plateau rule: "
-            f"a seed-mean change of less than {PLATEAU_POINTS:g} point per interval): {parts}. The verdicts "
-            "that involve these variants measure models that were still learning; a longer "
-            f"stage 2, the same for every variant{offsets}, is the next experiment.")
-
-
 # How far the offsets moved, wherever the report says it (claim 1, notebooks 04 and 05).
 OFFSETS_MEASURE = "mean L2 distance of a point p_n from its initial position, in feature cells"
 
@@ -2428,7 +2399,7 @@ def discussion_markdown(runs: Path) -> str:
             "matters here is that every temporal variant is measured against this same start.")
     cs, meta = load_claims(runs) if (runs / CLAIMS_FILE).is_file() else ([], {})
     travel = _offsets_travel(runs, cs)
-    lines += ["", "### Did every variant finish learning?", "", _plateau_sentence(runs)]
+    lines += ["", "### Did every variant finish learning?", "", plateau_markdown(runs)]
     lines += ["", "### What held and what did not", ""]
     if (runs / CLAIMS_FILE).is_file():
         lines += [f"- {_claim_sentence(c)}" for c in cs]
@@ -3596,6 +3567,12 @@ def _plateau_sentence(runs: Path) -> str:
             "plateau test is within noise, and says neither that "
             f"{'it was' if len(noisy) == 1 else 'they were'} still learning nor that "
             f"{'it' if len(noisy) == 1 else 'they'} had finished.")
+
+
+def plateau_markdown(runs: Path) -> str:
+    """Whether stage 2 finished learning, by the plateau rule and against its noise (the
+    sentence notebooks 04 and 05 and the README give)."""
+    return _plateau_sentence(runs)
 
 
 # The tuning rows the next-experiment advice reads (tuning/report_dev.jsonl), by role.
