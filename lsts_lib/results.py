@@ -3521,7 +3521,9 @@ def _stage2_dev(runs: Path) -> tuple[pd.DataFrame, int | None, int | None]:
 
 def _dev_where(frames: int | None, videos: int | None) -> str:
     what = f"{frames} dev frames" if frames else "the dev frames"
-    return what + (f" of the first {videos} dev videos" if videos else "")
+    if not videos:
+        return what
+    return what + (" of the first dev video" if videos == 1 else f" of the first {videos} dev videos")
 
 
 def _plateau_sentence(runs: Path) -> str:
