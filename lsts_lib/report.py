@@ -19,7 +19,8 @@ see `engine.rundir`):
   8. notebooks  01..06 executed in order by papermill into their committed location
   9. html       an HTML edition of the executed notebooks (nbconvert, a table of contents per
                 page) in report/, then `lsts check-html` of it when Chromium is here
-  10. readme     the README's results table regenerated from the run's JSON
+  10. readme     the README's generated blocks (results, GPU recipe, introduction, related
+                work, differences from the paper) regenerated from the run's files
 
 Every stage goes through the same `lsts` commands a user would type, so the report
 is exactly as reproducible as those commands.
@@ -288,7 +289,7 @@ class Report:
 
     # 10 -----------------------------------------------------------------------------
     def stage_readme(self) -> None:
-        from lsts_lib.results import update_readme, update_readme_paper
+        from lsts_lib.results import update_readme, update_readme_paper, update_readme_prose
 
         if self.preset != "report":
             print("README table comes from the report preset only; skipped")
@@ -296,6 +297,7 @@ class Report:
 
         update_readme(paths.REPO / "README.md", self.runs)
         update_readme_paper(paths.REPO / "README.md")
+        update_readme_prose(paths.REPO / "README.md", self.runs)
 
     def run(self, only: list[str] | None) -> None:
         start = time.perf_counter()

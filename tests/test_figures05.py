@@ -319,13 +319,16 @@ def test_focus_border_counts_points_outside_the_map_and_the_picture() -> None:
     text = R.focus_border_markdown(b)
     for part in ["3 of the 5 sampling points of p0 are drawn outside the picture",
                  "reach up to 2.50 cells from p0 = cell (5, 3) of the 4 × 6 feature map",
-                 "2 of them lie wholly outside", "s_n = <0, g(F_target)(p0)> is exactly 0",
-                 "exp(0) / Σ_m exp(s_m) = 0.1 (0.2 together)",
-                 "1 more lies within one cell of the border and reads the padding",
-                 "(S 0.2)", "S puts 0.3 of its weight on zeros",
+                 "so 3 of the points read the zero padding",  # 2 wholly, 1 with part of its taps
+                 "S gives them 0.3 of its weight in all, a share the aligned feature F'(p0) "
+                 "loses",
                  "1 of the dots beyond the picture lies wholly inside the map",
                  "a multiple of 32 pixels, so the map reaches 0.75 cells past its bottom edge"]:
         assert part in text, part
+    # One sentence on the zeros, whatever their weight; a negligible one says so.
+    assert text.count("zero padding") == 1
+    tiny = R.focus_border_markdown({**b, "zero_share": 3.8e-10})
+    assert "S gives them 3.8e-10 of its weight in all: negligible here." in tiny
     # An inner pixel: nothing leaves the map; without the picture's extent nothing is drawn.
     inner = R.focus_border(S, p, (2, 2), (6, 6))
     assert (inner["outside"], inner["edge"], inner["beyond"]) == (0, 0, None)

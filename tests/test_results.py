@@ -182,7 +182,7 @@ def test_paper_numbers() -> None:
     assert p.loc["R-FCN (single frame)", "s_per_img"] == 0.133
     assert "PAPER_NOTES" in R.paper_numbers().attrs["source"]
     # Every published row has its publication; the README's related work cites the same ids.
-    assert set(p.index) == set(R.CITATIONS)
+    assert set(p.index) <= set(R.CITATIONS) and set(R.RELATED_WORK) <= set(R.CITATIONS)
     refs = R.references_markdown()
     readme = (R.paths.REPO / "README.md").read_text()
     for arxiv in ("1611.07715", "1703.10025", "1907.06390", "2003.12063", "1911.05253"):
@@ -216,10 +216,14 @@ def test_update_readme_between_markers_only(runs: Path, tmp_path: Path) -> None:
         [claim], split="test", data=Path("d"), num_videos=40, resamples=100, seed=0,
         test_noise=Interval(60.0, 58.5, 61.5, R.CONFIDENCE, 100, "paired bootstrap"))))
     text = R.update_readme(readme, runs)
-    assert f"1. {spec.statement}: **held** (a reason)." in text
+    # In the reader's names (labels, not run names), with what the paper itself reports.
+    assert (f"1. {spec.statement}: **held**; LSTS (uniform, N=81) 1.0 % vs LSTS without SRFU "
+            "0.0 % mAP; difference +1.50 points, 95 % interval [+0.50, +2.50] (seeds ± 1.00, "
+            "test videos ± 1.00).\n   *The paper:* one of the paper's three contributions") in text
     assert "test split, 40 videos" in text
     assert "40 test videos is ± 1.50 points (within the 2.0 point target)" in text
-    assert "Did every variant finish learning? " in text  # the plateau check, as in 05
+    assert "**Did every variant finish learning?** " in text  # the plateau check, as in 05
+    assert "**The next experiment.** " in text
     assert "`runs/report/bench_cpu.json` and `runs/report/claims.json`;" in text
 
 
@@ -241,19 +245,40 @@ def test_readme_gpu_recipe_is_generated_and_one_stage(tmp_path: Path) -> None:
     block = R.update_readme_paper(copy)
     # Regenerate with: python -c "import lsts_lib.results as R; R.update_readme_paper('README.md')"
     assert copy.read_text() == readme.read_text(), "README's GPU recipe is stale"
+    # One form in both places: the README's block is notebook 05's lines.
+    assert block == "```bash\n" + "\n".join(R.paper_commands()) + "\n```"
     # The official protocol: every variant from ImageNet weights, none from another model.
     assert "--init-from" not in "\n".join(R.paper_commands())
-    # Paired seeds (one seed leaves every claim "not testable"), then the claims themselves.
-    cmds = R.paper_commands(runs=("lsts",), seeds=(0, 1))
-    assert [c.split("--out ")[1].split()[0] for c in cmds if c.startswith("torchrun")] == [
-        "runs/paper/lsts/seed0", "runs/paper/lsts/seed1"]
-    assert any(c.startswith("lsts claims --runs runs/paper") for c in cmds)
-    assert cmds.index(next(c for c in cmds if c.startswith("lsts claims"))) < len(cmds) - 1
-    assert "--variant single_frame" in block and "--variant lsts " in block
     bare = tmp_path / "bare.md"
     bare.write_text("no markers\n")
     with pytest.raises(ValueError, match="paper-commands"):
         R.update_readme_paper(bare)
+
+
+def test_paper_commands_loop_over_the_plan(tmp_path: Path) -> None:
+    import subprocess
+
+    # The paper preset's plan: its seeds, and the whole catalogue (variants: null).
+    assert R.PAPER_SEEDS == R.load_plan("paper").seeds and R.PAPER_VARIANTS == tuple(R.VARIANTS)
+    cmds = R.paper_commands("/d ata", runs=("single_frame", "lsts", "lsts_gaussian"),
+                            seeds=(0, 1))
+    # lsts_gaussian is in the catalogue but not in the report's plan: the script says so.
+    assert R.not_trained_in_report(R.PAPER_VARIANTS) == ["lsts_gaussian"]
+    assert any(c.startswith("# (lsts_gaussian: never trained") for c in cmds)
+    # Run the script with every command stubbed: each run is trained, detected and evaluated,
+    # then the claims and the notebook, in that order.
+    stubs = "".join(f"{c}() {{ echo {c} \"$@\"; }}\n"
+                    for c in ("python", "torchrun", "lsts", "papermill"))
+    out = subprocess.run(["bash", "-c", stubs + "\n".join(cmds)], capture_output=True,
+                         text=True, check=True).stdout.splitlines()
+    trained = [line.split("--out ")[1].split()[0] for line in out if line.startswith("torchrun")]
+    assert trained == [f"runs/paper/{r}/seed{s}" for s in (0, 1)
+                       for r in ("single_frame", "lsts", "lsts_gaussian")]
+    assert "--variant lsts_gaussian" in out[7] and "data.root=/d ata" in out[1]
+    detected = [line for line in out if line.startswith("lsts detect")]
+    assert len(detected) == 6 and "--data /d ata" in detected[0]
+    assert out[-2].startswith("lsts claims --runs runs/paper --data /d ata")
+    assert out[-1].startswith("papermill notebooks/05_results.ipynb") and "PRESET paper" in out[-1]
 
 
 # ------------------------------------------------------------------ what only notebooks used
@@ -496,8 +521,10 @@ def test_discussion_follows_the_numbers(runs: Path, lsts_epe: float, entropy: fl
         (runs / run / "seed0" / "dev.csv").write_text(
             "step,mAP\n" + "".join(f"{s},{m}\n" for s, m in zip((0, 75, 150), mAPs, strict=True)))
     text = R.discussion_markdown(runs)
-    assert "No. Still rising" in text and "lsts +4.0 points over its last 75 steps" in text
-    assert "copy_prop +" not in text
+    # One seed per variant: the change has no interval, so the plateau test decides nothing.
+    assert "Not known from these curves" in text
+    assert "LSTS (uniform, N=81) +4.0 points over its last 75 steps" in text
+    assert "Copy-propagation +" not in text
     table = R.alignment_table(runs)
     assert table.set_index("run").loc[R.run_label("lsts"), "S entropy (nats)"] == entropy
     assert math.isnan(table.set_index("run").loc[R.run_label("copy_prop"), "max S_n"])
@@ -694,19 +721,18 @@ def test_load_claims_words_a_claim_as_its_spec_does(runs: Path) -> None:
     assert R.label("lsts_no_dfa") == "LSTS without DFA fusion"
 
 
-def test_plateau_sentence_asks_for_travel_only_when_the_bound_held_the_offsets(
+def test_next_experiment_asks_for_travel_only_when_the_bound_held_the_offsets(
         runs: Path) -> None:
-    (runs / "lsts" / "seed0" / "dev.csv").write_text("step,mAP\n0,0.02\n75,0.17\n150,0.21\n")
+    none = pd.DataFrame(columns=list(R.TUNING_COLUMNS))  # a record without the rows it reads
     bound = 2.91
-    held = R._plateau_sentence(runs, (0.2, bound), " (see the bound below)")
-    assert "No. Still rising" in held
+    held = R.next_experiment_markdown(runs, none, (0.2, bound), " (see the bound below)")
     assert "with offsets that can travel (see the bound below), is the next" in held
-    free = R._plateau_sentence(runs, (0.457, bound), " (see the bound below)")  # 16 % of it
-    assert "travel" not in free and "below" not in free
+    free = R.next_experiment_markdown(runs, none, (0.457, bound), " (see the bound below)")
+    assert "travel" not in free and "below" not in free  # moved 16 % of the bound
     assert "the same for every variant, is the next experiment" in free
-    readme = R._plateau_sentence(runs, (0.2, bound))  # the README gives no bound
+    readme = R.next_experiment_markdown(runs, none, (0.2, bound))  # the README gives no bound
     assert "offsets that can travel, is" in readme and "below" not in readme
-    assert "travel" not in R._plateau_sentence(runs)  # nothing known about the offsets
+    assert "travel" not in R.next_experiment_markdown(runs, none)  # nothing known
 
 
 def test_plateau_sentence_gives_the_spread_of_the_change_over_the_seeds(runs: Path) -> None:
@@ -719,13 +745,17 @@ def test_plateau_sentence_gives_the_spread_of_the_change_over_the_seeds(runs: Pa
         (runs / "lsts_fixed" / f"seed{seed}" / "dev.csv").write_text(
             f"step,mAP\n75,{a}\n150,{b}\n")
     text = R._plateau_sentence(runs)
-    assert "lsts +2.0 points (seeds -1.0 to +5.0; 2 of 3 rising) over its last 75 steps" in text
-    assert "lsts_fixed" not in text  # the rule reads the seed mean: unchanged by the spread
+    assert ("LSTS (uniform, N=81) +2.0 points (seeds -1.0 to +5.0; 2 of 3 rising) over its "
+            "last 75 steps") in text
+    assert "frozen offsets" not in text  # the rule reads the seed mean: unchanged by the spread
+    # Seeds from -1 to +5 points: the seed-mean change's interval reaches below the rule's 1.
+    assert text.startswith("Not known from these curves.") and "within noise" in text
     (runs / "lsts" / "seed1" / "dev.csv").write_text("step,mAP\n0,0.02\n75,0.30\n")
     (runs / "lsts" / "seed2" / "dev.csv").unlink()
     (runs / "lsts" / "seed0" / "dev.csv").write_text("step,mAP\n0,0.02\n75,0.30\n150,0.35\n")
     one = R._plateau_sentence(runs)  # only seed 0 was scored at step 150: no spread to give
-    assert "lsts +5.0 points over its last 75 steps" in one and "rising)" not in one
+    assert "LSTS (uniform, N=81) +5.0 points over its last 75 steps" in one
+    assert "rising)" not in one
 
 
 def test_findings_follow_the_runs(runs: Path) -> None:
@@ -862,3 +892,259 @@ def test_toy_shift_markdown_reads_who_found_the_shift_and_who_moved() -> None:
     none = R.toy_shift_markdown({"offsets": offsets, "mean_S": weight}, (4.0, 4.0))
     assert "none of the 3 points lies within 0.5 cell of the shift (the nearest ends" in none
     assert "All 3, which started" in none
+
+
+# ------------------------------------------------------------------ the report's prose
+_PAPER = R.paper_numbers()
+
+
+def _paper_with(**maps: float) -> pd.DataFrame:
+    """paper_numbers() with some methods' mAP changed (the prose must follow the table)."""
+    p = _PAPER.copy()
+    for method, value in maps.items():
+        p.loc[p["method"] == method, "mAP"] = value
+    return p
+
+
+def test_related_work_reads_the_paper_table_and_cites_every_work(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    text = R.related_work_markdown()
+    for key in R.RELATED_WORK:
+        assert f"**{key}**: {R.CITATIONS[key]}." in text  # the reference list
+    assert "73.0 % mAP at 0.034 s per image" in text and "(DFF; Zhu et al., CVPR 2017)" in text
+    assert "its published 77.2 % is +0.1 points from FGFA's" in text
+    assert "SELSA and MEGA reach a higher published accuracy than LSTS" in text
+    monkeypatch.setattr(R, "paper_numbers", lambda: _paper_with(LSTS=81.0))
+    moved = R.related_work_markdown()
+    assert "its published 81.0 % is +3.9 points" in moved
+    assert "MEGA reaches a higher published accuracy" in moved and "SELSA and" not in moved
+
+
+def test_introduction_names_every_claims_pair_and_our_own_ablations() -> None:
+    text = R.introduction_markdown()
+    for spec in R.CLAIM_SPECS:
+        assert f"({R.label(spec.a)} against {R.label(spec.b)})" in text
+    assert "learnable sampling locations beat fixed ones" in text  # lower-cased
+    assert "; LSTS beats flow-warp" in text  # an acronym keeps its capitals
+    assert ("LSTS, frozen offsets, LSTS without SRFU and LSTS without DFA fusion are this "
+            "project's own switches") in text
+    assert "motion blur, occlusion and defocus" in text
+
+
+def test_readme_introduction_and_related_work_are_generated() -> None:
+    readme = (R.paths.REPO / "README.md").read_text()
+
+    def block(start: str, end: str) -> str:
+        return readme[readme.index(start) + len(start):readme.index(end)].strip("\n")
+
+    # Regenerate with lsts_lib.results.update_readme_prose (the report's readme stage).
+    assert block(R.INTRO_START, R.INTRO_END) == R.introduction_markdown()
+    assert block(R.RELATED_START, R.RELATED_END) == R.related_work_markdown()
+    assert R.DIFFERENCES_START in readme and R.DIFFERENCES_END in readme
+
+
+def test_every_claim_says_what_the_paper_reports(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert set(R.CLAIM_SOURCES) == {s.key for s in R.CLAIM_SPECS}
+    for spec in R.CLAIM_SPECS:
+        text = R.claim_source_markdown(spec.key)
+        assert text.startswith("*The paper:*") and "*This claim:*" in text
+        assert "this reproduction's operationalisation (not the paper's)" in text
+    five = R.claim_source_markdown("per_frame")
+    assert "LSTS 77.2 % against 74.1 % for the per-frame R-FCN" in five
+    assert "by +3.1 points" in five and "'close to' is a weaker test" in five
+    assert f"at most {R.CLOSE_MAP_POINTS:g} points" in five
+    assert f"ratio at most {R.COST_FRACTION:g}" in five
+    assert f"below {R.SPEED_MARGIN:g}" in R.claim_source_markdown("beats_flow")
+    assert f"at least {R.OFFSETS_ENGAGED_CELLS:g} feature cells" in (
+        R.claim_source_markdown("learnable_sampling"))
+    monkeypatch.setattr(R, "paper_numbers", lambda: _paper_with(LSTS=70.0))
+    assert "LSTS 70.0 % against 74.1 %" in R.claim_source_markdown("per_frame")
+    assert "by -4.1 points" in R.claim_source_markdown("per_frame")
+    table = R.thresholds_markdown()
+    assert "this reproduction's operationalisation" in table and "LSTS 70.0 %" in table
+    for value in (R.SPEED_MARGIN, R.CLOSE_MAP_POINTS, R.COST_FRACTION,
+                  R.OFFSETS_ENGAGED_CELLS, R.TEST_NOISE_TARGET_POINTS):
+        assert f"{value:g}" in table
+
+
+def test_claim_line_uses_the_readers_names() -> None:
+    iv = Interval(9.8, 4.0, 15.6, R.CONFIDENCE, 5, "seeds + test videos")
+    c = R.Claim("per_frame", "close", "rule", ("single_frame", "lsts"), R.NOT_HELD, "reason",
+                [0, 1], {"single_frame": [41.0, 41.2], "lsts": [31.0, 31.6]}, 9.8, iv, iv, iv,
+                {"time_ratio": 0.498, "lsts.cpu_ms": 1852.0})
+    line = R.claim_line_markdown(c)
+    assert line.startswith("**not held**; Single-frame R-FCN 41.1 % vs LSTS (uniform, N=81) "
+                           "31.3 % mAP; difference +9.80 points, 95 % interval [+4.00, +15.60]")
+    assert line.endswith("CPU time ratio LSTS (uniform, N=81) / Single-frame R-FCN 0.50")
+    assert "single_frame" not in line
+    bare = R.Claim("srfu", "s", "r", ("lsts", "lsts_no_srfu"), reason="variant x not run")
+    assert R.claim_line_markdown(bare) == "**not testable**; variant x not run"
+
+
+def test_protocol_differences_read_both_configs() -> None:
+    from lsts_lib.engine.config import RunConfig, load_config
+
+    report = RunConfig.from_dict(load_config("report", ["model.variant=lsts"]))
+    paper = RunConfig.from_dict(load_config("paper"))
+    t = R.protocol_differences(report, paper, R.load_plan("report"), R.load_plan("paper"))
+    rows = {r[0]: (r[1], r[2]) for r in t.itertuples(index=False)}
+    ours, theirs = rows["optimizer"]
+    assert ours.startswith("AdamW") and theirs.startswith("SGD with momentum 0.9")
+    assert rows["temporal variants (train.stage2): which modules learn"] == (
+        "backbone frozen, head at x0.1 the lr", "every module at the stage's lr")
+    assert rows["temporal variants (train.stage2): schedule"][0].startswith(
+        f"{report.train.stage2.steps} steps")
+    mult = report.train.stage2.offsets_mult(report.train)
+    assert rows["offsets p_n: lr multiplier (train.stage2)"] == (f"x{mult:g}", "x2.5")
+    assert "one stage from ImageNet weights" in rows["how runs start"][1]
+    assert list(t["aspect"])[:4] == list(rows)[:4]  # the largest departures first
+    assert R.protocol_differences(paper, paper).empty
+    sgd = RunConfig.from_dict(load_config("paper", ["train.optimizer=adamw"]))
+    assert list(R.protocol_differences(sgd, paper)["aspect"]) == ["optimizer"]
+
+
+def _tuning(rows: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame([{c: r.get(c, "") for c in R.TUNING_COLUMNS} for r in rows],
+                        columns=list(R.TUNING_COLUMNS))
+
+
+OFFSET_ROWS = [
+    {"name": "S2_lsts_cut_res4a_s0", "dev mAP": 34.35, "dev videos": "10",
+     "note": "offsets moved 0.019 cells (mean L2 distance)"},
+    {"name": "S2_lsts_cut_res4a_s1", "dev mAP": 31.24, "dev videos": "10", "note": ""},
+    {"name": "S2_lsts_offsets_x20_s0", "dev mAP": 32.34, "dev videos": "10",
+     "note": "Paired with S2_lsts_cut_res4a_s0 (x2.5, 34.3 %). offsets moved 0.196 cells"},
+    {"name": "S2_lsts_offsets_x40_s0", "dev mAP": 35.56, "dev videos": "10",
+     "note": "Paired with S2_lsts_cut_res4a_s0 (x2.5, 34.3 %). offsets moved 0.442 cells"},
+]
+
+
+def test_offsets_choice_says_how_many_seeds_and_against_which_noise() -> None:
+    text = R.offsets_choice_markdown(_tuning(OFFSET_ROWS), 40.0, 2.5, (2.0, 5))
+    assert "x40 (the official code's is x2.5) was chosen on one seed" in text
+    assert ("35.56 % dev mAP on 10 dev videos against 34.35 % for its pair at x2.5 "
+            "(S2_lsts_cut_res4a_s0), +1.21 points") in text
+    assert "x20 32.3 % (S2_lsts_offsets_x20_s0)" in text
+    assert "varies by 2.0 points over 5 seeds" in text
+    assert "differ by 3.1 points on the same dev videos" in text
+    assert text.count("within dev noise") == 1 and "0.442 cells against 0.019" in text
+    big = _tuning([*OFFSET_ROWS[:3], {**OFFSET_ROWS[3], "dev mAP": 45.0}])
+    assert "larger than these yardsticks, on one seed" in R.offsets_choice_markdown(
+        big, 40.0, 2.5, (2.0, 5))
+    assert "official x2.5 in every stage" in R.offsets_choice_markdown(big, 2.5, 2.5)
+    assert "has no tuning row" in R.offsets_choice_markdown(big, 10.0, 2.5)
+
+
+TUNING_NEXT = [
+    {"name": "S2_lsts_600_s1_3600", "steps": 600, "dev mAP": 31.2, "dev videos": "10",
+     "note": "dev curve (step: mAP %) 0: 1.4, 75: 20.0, 450: 31.1, 600: 31.2: plateau from "
+             "step 450; offsets moved 0.048 cells"},
+    {"name": "S2_copy_prop_150_s1_3600", "steps": 150, "dev mAP": 41.5, "dev videos": "10",
+     "note": "flat"},
+    {"name": "S2_lsts_150_s1_3600", "steps": 150, "dev mAP": 27.8, "dev videos": "10",
+     "note": ""},
+    {"name": "S2_lsts_l2h300_150", "steps": 150, "dev mAP": 32.4, "dev videos": "?",
+     "note": "3-video dev curve (step: mAP %) 0: 35.8, 75: 36.7, 150: 32.2 (without the "
+             "warm-up: 1.9, 17.6, 21.2). S still saturates: entropy 0.84 of 4.39 nats, max S "
+             "0.71, EPE 49.8 px against 7.2 px for zero motion (first 4 dev videos)."},
+    {"name": "S2_lsts_l2h300_alignwarm200_150", "steps": 150, "dev mAP": 27.9,
+     "dev videos": "3 (144 frames)",
+     "note": "3-video dev curve 0: 29.3, 75: 34.5, 150: 27.9. S broad (entropy 3.53 of 4.39 "
+             "nats, max 0.10), EPE 18.1 px against 7.2 px for zero motion."},
+]
+
+
+def test_note_curve_reads_the_dev_curves_of_tuning_notes() -> None:
+    assert R.note_curve(TUNING_NEXT[0]["note"]) == {0: 1.4, 75: 20.0, 450: 31.1, 600: 31.2}
+    assert R.note_curve(TUNING_NEXT[3]["note"]) == {0: 35.8, 75: 36.7, 150: 32.2}
+    assert R.note_curve(TUNING_NEXT[4]["note"]) == {0: 29.3, 75: 34.5, 150: 27.9}
+    assert R.note_curve("no curve here") == {}
+
+
+def test_next_experiment_is_argued_from_the_tuning_rows(runs: Path) -> None:
+    text = R.next_experiment_markdown(runs, _tuning(TUNING_NEXT))
+    assert ("S2_lsts_600_s1_3600 trained LSTS's stage 2 for 600 steps, starting from 1.4 % "
+            "dev mAP at step 0: its dev mAP stopped rising from step 450 and ended at 31.2 % "
+            "on 10 dev videos, below copy-propagation's 41.5 % after 150 steps on the same "
+            "videos (S2_copy_prop_150_s1_3600), against 27.8 %") in text
+    assert "18.1 px against 49.8 px after the low2high warm-up alone" in text
+    assert "still above the 7.2 px of not moving at all" in text
+    assert "entropy 3.53 of 4.39 nats, against 0.84" in text
+    assert "gained no dev mAP (27.9 % against 32.2 % at step 150, on 3 dev videos)" in text
+    assert "not a longer stage 2 on the frozen backbone" in text
+    other = _tuning([TUNING_NEXT[0], {**TUNING_NEXT[1], "dev mAP": 30.0, "dev videos": "3"},
+                     *TUNING_NEXT[2:]])
+    assert "above copy-propagation's 30.0 % after 150 steps on other (not comparable) videos" \
+        in R.next_experiment_markdown(runs, other)
+
+
+def _dev_csv(d: Path, rows: list[tuple[int, float]], frames: int = 144) -> None:
+    d.joinpath("dev.csv").write_text("step,mAP,frames\n" + "".join(
+        f"{s},{m},{frames}\n" for s, m in rows))
+
+
+def test_plateau_is_decided_only_when_every_seed_rises_alike(runs: Path) -> None:
+    for seed, end in enumerate((0.35, 0.351, 0.352)):  # +5.0 to +5.2 points, every seed
+        _dev_csv(runs / "lsts" / f"seed{seed}", [(75, 0.30), (150, end)])
+    text = R._plateau_sentence(runs)
+    assert text.startswith("No. The plateau rule (this reproduction's")
+    assert "on 144 dev frames" in text and "still learning" in text
+
+
+def test_dev_ranking_and_the_test_split_as_the_main_limit(runs: Path) -> None:
+    # Dev frames rank lsts above single_frame; the test split, single_frame above lsts.
+    for run, dev in (("single_frame", 0.30), ("lsts", 0.40), ("flow_warp", 0.20)):
+        for seed in range(3):
+            _dev_csv(runs / run / f"seed{seed}", [(0, 0.1), (150, dev)])
+    text = R.dev_ranking_markdown(runs, _tuning([]))
+    assert "cannot rank the variants: 1 of 3 pairs order differently" in text
+    assert "Single-frame R-FCN, 1st on the test split (52.0 %), ranks 2nd on those frames " \
+           "(30.0 %)" in text
+    for _, _, d in R.run_dirs(runs):
+        ev = json.loads((d / "eval.json").read_text())
+        (d / "eval.json").write_text(json.dumps({**ev, "split": "test"}))
+    (runs / "data_stats_test.json").write_text(json.dumps(
+        {"videos": 30, "frames": 720, "objects": 1385}))
+    iv = Interval(0.5, -1.5, 2.5, R.CONFIDENCE, 3, "seeds + test videos")
+    open_ = R.Claim("srfu", "s", "r", ("lsts", "lsts_no_srfu"), R.INCONCLUSIVE, "reason",
+                    [0, 1, 2], {"lsts": [1.0] * 3, "lsts_no_srfu": [0.5] * 3}, 0.5, iv, iv, iv)
+    (runs / R.CLAIMS_FILE).write_text(json.dumps(claims_json(
+        [open_], split="test", data=Path("d"), num_videos=30, resamples=100, seed=0,
+        test_noise=Interval(41.0, 30.5, 51.5, R.CONFIDENCE, 100, "paired bootstrap"))))
+    limit = R.held_out_split_markdown(runs)
+    assert "its test split, the one every number above is read on: 30 SynthVID videos of 24 " \
+           "frames (720 frames, 1385 objects)" in limit
+    assert "Single-frame R-FCN's seed-mean mAP is ± 10.5 points (5.2 times the 2 points" in limit
+    assert "Claim 1 stays inconclusive with intervals of ± 2.0 points" in limit
+
+
+def test_untrained_configurations_are_named(runs: Path) -> None:
+    bench = json.loads((runs / "bench_cpu.json").read_text())
+    bench["results"]["paper"]["flow_warp_flownet_s"] = {
+        **bench["results"]["paper"]["flow_warp"], "speed_only": True,
+        "label": "DFF flow warp (FlowNet-S size)"}
+    text = R.untrained_markdown(runs, bench)
+    assert "LSTS (gaussian, N=40) (`lsts_gaussian`: in the catalogue" in text
+    assert "Copy-propagation (`copy_prop`" in text  # the fixture never ran it
+    assert "DFF flow warp (FlowNet-S size) (`flow_warp_flownet_s`: a benchmark configuration" \
+        in text
+    assert "`lsts`" not in text
+
+
+def test_update_readme_prose_fills_its_three_blocks(runs: Path, tmp_path: Path) -> None:
+    from lsts_lib.engine.config import load_config
+
+    (runs / "lsts" / "seed0" / "config.yaml").write_text(
+        yaml.safe_dump(load_config("report", ["model.variant=lsts"])))
+    readme = tmp_path / "README.md"
+    readme.write_text("\n".join(f"{a}\nold\n{b}" for a, b in (
+        (R.INTRO_START, R.INTRO_END), (R.RELATED_START, R.RELATED_END),
+        (R.DIFFERENCES_START, R.DIFFERENCES_END))) + "\n")
+    blocks = R.update_readme_prose(readme, runs, _tuning(OFFSET_ROWS))
+    text = readme.read_text()
+    assert "old" not in text and all(b in text for b in blocks.values())
+    assert "`runs/report/lsts/seed0/config.yaml`" in blocks["differences"]
+    assert "| optimizer | AdamW" in blocks["differences"]
+    assert "within dev noise" in blocks["differences"]  # the fixture's seeds: 2.0 points apart
+    R.update_readme_prose(readme, runs, _tuning(OFFSET_ROWS))
+    assert readme.read_text() == text  # idempotent
