@@ -22,7 +22,11 @@ exact `lsts` commands behind a table (from `Report.commands`, the code that runs
 `lsts_setting` / `complexity_table` -> the paper's LSTS size (the map its detector computes)
 and its multiply-adds (`models.lsts.lsts_macs`); `stage_category_table` /
 `alignment_timing_markdown` -> the benchmark's stages by category, and the alignment's two
-measurements, each labelled with what it measures.
+measurements, each labelled with what it measures; `timing_measures_markdown`,
+`same_work_table` -> which time is the headline (STAGE_SUM, WHOLE_FRAME, BLOCK_SUM name each)
+and how far the same work's time moves between passes; `threads_statement` -> the report's one
+statement of threads; `alignment_table` -> `lsts alignment` per run, mean ± std over seeds;
+`offsets_agreement` -> whether the seeds moved the sampling points alike.
 """
 
 from __future__ import annotations
