@@ -53,6 +53,7 @@ from lsts_lib.results import (
     OFFSETS_ENGAGED_CELLS,
     OFFSETS_MEASURE,
     SPEED_MARGIN,
+    STAGE_SUM,
     Claim,
     ClaimSpec,
     MissingResultError,
@@ -191,7 +192,7 @@ def _cost_part(c: Claim, bench: Mapping[str, Any] | None, run: str, base: str,
     c.numbers["time_ratio"] = ratio
     held = ok(ratio)
     return (HELD if held else NOT_HELD,
-            f"time {t:.0f} vs {t0:.0f} ms/frame, ratio {ratio:.2f} "
+            f"time {t:.0f} vs {t0:.0f} ms/frame (each a {STAGE_SUM}), ratio {ratio:.2f} "
             f"{rel if held else 'fails ' + rel}")
 
 

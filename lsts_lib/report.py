@@ -13,8 +13,9 @@ see `engine.rundir`):
                 each speed option this CPU runs (`speed_options`) -> detect_options.json
   5. bench      `lsts bench` (every variant, preset and paper size; the speed options
                 only for single_frame and lsts at the table's size) and `lsts bench-lsts`
-  6. alignment  `lsts alignment` of the first seed's propagating runs on the test split:
-                their displacement against SynthVID's true motion
+  6. alignment  `lsts alignment` of every seed's propagating runs on the test split:
+                their displacement against SynthVID's true motion (one JSON per run, next
+                to its model; a run whose model and data are unchanged is not redone)
   7. claims     `lsts claims`: each claim's paired interval (seeds + test videos), verdict
   8. notebooks  01..06 executed in order by papermill into their committed location
   9. html       an HTML edition of the executed notebooks (nbconvert, a table of contents per
@@ -153,7 +154,7 @@ class Report:
         first_seed = [r for r in compared if r.seed == self.seeds[0]]
         return {"train": compared, "evaluate": compared,
                 "detect_options": [r for r in first_seed if r.variant in MODE_VARIANTS],
-                "alignment": [r for r in first_seed
+                "alignment": [r for r in compared
                               if not get_variant(r.variant).every_frame_key]}.get(output)
 
     def commands(self, output: str, variant: str | None = None) -> list[list[str]]:
@@ -236,9 +237,10 @@ class Report:
 
     # 6 ------------------------------------------------------------------------------
     def stage_alignment(self) -> None:
-        # The first seed's runs: what the propagation does is a property of the method; the
-        # seeds' spread is in the accuracy tables.
-        self.orchestrator.align([r for r in self.plan if r.seed == self.seeds[0]])
+        # Every seed: the alignment tables give each method's error as mean ± std over the
+        # seeds, as the accuracy tables do. Each run's stamp (`Orchestrator.align_one`) keeps
+        # the JSONs already measured for the same model and data.
+        self.orchestrator.align(self.runs_of("alignment"))
 
     # 7 ------------------------------------------------------------------------------
     def stage_claims(self) -> None:

@@ -22,13 +22,17 @@ exact `lsts` commands behind a table (from `Report.commands`, the code that runs
 `lsts_setting` / `complexity_table` -> the paper's LSTS size (the map its detector computes)
 and its multiply-adds (`models.lsts.lsts_macs`); `stage_category_table` /
 `alignment_timing_markdown` -> the benchmark's stages by category, and the alignment's two
-measurements, each labelled with what it measures. The report's prose: `introduction_markdown`
-/ `related_work_markdown` (README and notebook 01, `update_readme_prose`), `CLAIM_SOURCES` /
-`claim_source_markdown` / `thresholds_markdown` (what the paper itself reports behind each
-claim; the thresholds as this reproduction's), `protocol_differences` / `differences_markdown`
-(the recipe against the paper's protocol, from the two configs and the tuning record),
-`next_experiment_markdown` / `dev_ranking_markdown` / `held_out_split_markdown` (notebook 05's
-conclusion, from the tuning record and the runs).
+measurements, each labelled with what it measures; `timing_measures_markdown`,
+`same_work_table` -> which time is the headline (STAGE_SUM, WHOLE_FRAME, BLOCK_SUM name each)
+and how far the same work's time moves between passes; `threads_statement` -> the report's one
+statement of threads; `alignment_table` -> `lsts alignment` per run, mean ± std over seeds;
+`offsets_agreement` -> whether the seeds moved the sampling points alike. The report's prose:
+`introduction_markdown` / `related_work_markdown` (README and notebook 01,
+`update_readme_prose`), `CLAIM_SOURCES` / `claim_source_markdown` / `thresholds_markdown`
+(what the paper itself reports behind each claim; the thresholds as this reproduction's),
+`protocol_differences` / `differences_markdown` (the recipe against the paper's protocol, from
+the two configs and the tuning record), `next_experiment_markdown` / `dev_ranking_markdown` /
+`held_out_split_markdown` (notebook 05's conclusion, from the tuning record and the runs).
 """
 
 from __future__ import annotations
@@ -92,7 +96,7 @@ METRICS: dict[str, str] = {
 # network (ResNet-101, random weights) at its input size, not on the ResNet-18 the accuracy
 # columns come from: the headers say so wherever they stand beside SynthVID accuracy.
 COSTS: dict[str, str] = {
-    "cpu_ms": "CPU ms/frame (ResNet-101, 600x1000)",
+    "cpu_ms": "CPU ms/frame (ResNet-101, 600x1000, sum of per-stage medians)",
     "gflops": "GFLOPs/frame (ResNet-101, 600x1000)",
 }
 NOT_MEASURED = "not measured"
@@ -223,9 +227,59 @@ def load_runs(runs: Path, bench: Mapping[str, Any] | None = None) -> pd.DataFram
 # --------------------------------------------------------------------------------------------
 # Benchmarks
 # --------------------------------------------------------------------------------------------
+# What a time in the report is, named wherever one is printed. Every frame cost (the speed
+# tables, claims 2 and 5, the README) is STAGE_SUM, the headline (`timing_measures_markdown`
+# says why); WHOLE_FRAME checks it; notebook 02's backbone and cut tables are BLOCK_SUM.
+STAGE_SUM = "sum of per-stage medians"
+WHOLE_FRAME = "median of whole frames"
+BLOCK_SUM = "sum of per-block medians"
+# Stages `lsts bench` times once per size for every variant (the same numbers in each).
+SHARED_STAGES = ("preprocess", "low", "high", "head")
+
+
+def repeats_range(entry: Mapping[str, Any], key: str = "ms_repeats"
+                  ) -> tuple[float, float] | None:
+    """(fastest, slowest) of a timed entry's calls; None when the benchmark kept none."""
+    reps = entry.get(key) if isinstance(entry, Mapping) else None
+    return (float(min(reps)), float(max(reps))) if reps else None
+
+
+def frame_range(frame: Mapping[str, Any]) -> tuple[float, float] | None:
+    """The range of a frame's STAGE_SUM over the repeats: the sum of its stages' fastest
+    calls to the sum of their slowest; None when a stage's calls were not kept."""
+    ranges = [repeats_range(st) for st in frame.get("stages", {}).values()]
+    if not ranges or any(r is None for r in ranges):
+        return None
+    return sum(r[0] for r in ranges), sum(r[1] for r in ranges)
+
+
+def _amortised(key: float, nonkey: float, k: int) -> float:
+    return (key + (k - 1) * nonkey) / k
+
+
+def amortised_ranges(result: Mapping[str, Any]
+                     ) -> tuple[tuple[float, float] | None, tuple[float, float] | None]:
+    """A variant's amortised per-frame range over the repeats as STAGE_SUM (`frame_range` of
+    its key and non-key frame) and as WHOLE_FRAME (fastest to slowest whole frame); each None
+    when the benchmark kept no repeats."""
+    k = int(result.get("key_interval", 1))
+    out = []
+    for get in (frame_range, lambda f: repeats_range(f, "ms_measured_repeats")):
+        key, nonkey = get(result.get("key") or {}), get(result.get("nonkey") or {})
+        out.append(None if key is None or nonkey is None else
+                   (_amortised(key[0], nonkey[0], k), _amortised(key[1], nonkey[1], k)))
+    return out[0], out[1]
+
+
+def range_text(r: tuple[float, float] | None, nd: int = 0) -> str:
+    """'1790-1920' (an en dash), or 'not recorded' for a benchmark without repeats."""
+    return "not recorded" if r is None else f"{r[0]:.{nd}f}–{r[1]:.{nd}f}"
+
+
 BENCH_COLUMNS = ("variant", "model_variant", "label", "speed_only", "size", "input_hw",
                  "key_ms", "key_peak", "nonkey_peak", "nonkey_ms", "amortised_ms", "gflops",
-                 "feature_gflops", "flow_gflops", "peak_mb", "speedup")
+                 "feature_gflops", "flow_gflops", "peak_mb", "speedup", "amortised_lo",
+                 "amortised_hi", "whole_ms", "whole_lo", "whole_hi")
 # Key-frame stages of the feature network (the backbone) and the non-key stage of a flow net.
 FEATURE_STAGES, FLOW_STAGE = ("low", "high"), "flow"
 
@@ -233,9 +287,10 @@ FEATURE_STAGES, FLOW_STAGE = ("low", "high"), "flow"
 def bench_table(bench: Mapping[str, Any], size: str | None = None) -> pd.DataFrame:
     """One row per benchmarked configuration at one input size of a `lsts bench` JSON.
 
-    Times are the sums of the per-stage medians (`ms`, the basis of the benchmark's own
-    speed-up column; whole-frame timings `ms_measured` are noisier on a shared CPU): key frame,
-    non-key frame and their amortised mean over the key interval. GFLOPs are amortised the
+    Times are STAGE_SUM (`ms`, the basis of the benchmark's own speed-up column): key frame,
+    non-key frame and their amortised mean over the key interval, with its range over the
+    repeats (`amortised_lo`, `amortised_hi`: `amortised_ranges`); `whole_ms` (and its range)
+    the same amortised mean as WHOLE_FRAME. GFLOPs are amortised the
     same way; `feature_gflops` is the key frame's backbone (low + high), `flow_gflops` a
     non-key frame's flow network (NaN without one). Speed-only configurations (never
     trained) carry their own `label` and `speed_only`. Raises ValueError when the size was
@@ -249,6 +304,7 @@ def bench_table(bench: Mapping[str, Any], size: str | None = None) -> pd.DataFra
     hw = (bench.get("sizes") or {}).get(size, {}).get("input_hw")
     rows = []
     for name, e in results[size].items():
+        stages, whole = amortised_ranges(e)
         rows.append({
             "variant": name,
             "model_variant": e.get("variant", name),
@@ -267,6 +323,11 @@ def bench_table(bench: Mapping[str, Any], size: str | None = None) -> pd.DataFra
             "flow_gflops": _get(e, ("nonkey", "stages", FLOW_STAGE, "flops")) / 1e9,
             "peak_mb": _get(e, "peak_mb"),
             "speedup": _get(e, "speedup_vs_single_frame"),
+            "amortised_lo": stages[0] if stages else math.nan,
+            "amortised_hi": stages[1] if stages else math.nan,
+            "whole_ms": _get(e, "amortised_ms_measured"),
+            "whole_lo": whole[0] if whole else math.nan,
+            "whole_hi": whole[1] if whole else math.nan,
         })
     return pd.DataFrame(rows, columns=list(BENCH_COLUMNS))
 
@@ -365,6 +426,16 @@ def load_bench(runs: Path, device: str = "cpu") -> dict[str, Any] | None:
     if device != "cpu" and not path.is_file():
         return None
     return _read_json(path, f"lsts bench --config {runs.name} --device {device} --json {path}")
+
+
+BENCH_LSTS_FILE = "bench_lsts_cpu.json"  # runs/<preset>/, written by `lsts bench-lsts`
+
+
+def load_bench_lsts(runs: Path) -> dict[str, Any] | None:
+    """The `lsts bench-lsts` JSON of a preset, None when absent (the smoke preset's CI runs
+    may not make it)."""
+    path = Path(runs) / BENCH_LSTS_FILE
+    return _read_json(path, f"lsts bench-lsts --json {path}") if path.is_file() else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -589,14 +660,23 @@ def split_noise_line(meta: Mapping[str, Any]) -> str:
             f"({'within' if ok else 'above'} the {TEST_NOISE_TARGET_POINTS} point target).")
 
 
-# What the seed intervals cover under a shared stage 1 (the report's plan).
-SEED_SCOPE = ("What the seeds vary: every run of every seed starts stage 2 from one shared "
-              "stage-1 model (the analogue of the paper's one ImageNet initialisation) with the "
-              "backbone frozen, so a seed changes the fresh temporal modules, the sampled "
-              "frames and the head's fine-tuning, not the base detector. The t-intervals over "
-              "seeds therefore measure stage-2 noise; retraining the base detector would add "
-              "its own (single_frame's seed spread is ±0.1 points only because its stage 2 "
-              "barely moves it).")
+def seed_scope(df: pd.DataFrame, run: str = "single_frame") -> str:
+    """What the seed intervals cover under a shared stage 1 (the report's plan), with `run`'s
+    own seed spread (`df`: `load_runs`) as both a standard deviation and the half-width of
+    the interval the claims use, each named."""
+    text = ("What the seeds vary: every run of every seed starts stage 2 from one shared "
+            "stage-1 model (the analogue of the paper's one ImageNet initialisation) with the "
+            "backbone frozen, so a seed changes the fresh temporal modules, the sampled "
+            "frames and the head's fine-tuning, not the base detector. The t-intervals over "
+            "seeds therefore measure stage-2 noise; retraining the base detector would add "
+            "its own")
+    maps = df.loc[df["run"] == run, "mAP"] if "run" in df else pd.Series(dtype=float)
+    if len(maps) < 2:
+        return text + "."
+    return (text + f"; {run}'s mAP varies little over its {len(maps)} seeds because its "
+            f"stage 2 barely moves it: sample standard deviation {maps.std():.2f} points, "
+            f"{100 * CONFIDENCE:.0f} % t half-width ± {t_half_width(list(maps)):.2f} points "
+            "(the half-width is what the claims' seed intervals use).")
 
 
 # --------------------------------------------------------------------------------------------
@@ -723,12 +803,14 @@ def speed_table(bench_cpu: Mapping[str, Any], bench_gpu: Mapping[str, Any] | Non
                 summary: pd.DataFrame | None = None, size: str | None = None) -> pd.DataFrame:
     """Runtime per frame at the paper's size: CPU ms, GPU ms, GFLOPs and SynthVID accuracy.
 
-    Times are amortised over a key interval (one key frame, k-1 non-key frames). GPU columns
-    read "not measured" unless a CUDA benchmark JSON is given. The speed-up over the single-
-    frame detector is set beside the FLOP ratio: their quotient is the share of the design's
-    saving the implementation realises (1 = time falls as the FLOPs do). "% of peak" is the
-    achieved GFLOP/s of a key / non-key frame against the machine's measured fp32 peak. The
-    feature network's (backbone's) GFLOPs of a key frame stand beside a flow variant's flow
+    Times are amortised over a key interval (one key frame, k-1 non-key frames). The CPU ms
+    columns are STAGE_SUM (the headline: every ratio and claim reads them), with their range
+    over the repeats (`amortised_ranges`), then the same frames as WHOLE_FRAME and its range.
+    GPU columns read "not measured" unless a CUDA benchmark JSON is given. The speed-up over
+    the single-frame detector is set beside the FLOP ratio: their quotient is the share of the
+    design's saving the implementation realises (1 = time falls as the FLOPs do). "% of peak"
+    is the achieved GFLOP/s of a key / non-key frame against the machine's measured fp32 peak.
+    The feature network's (backbone's) GFLOPs of a key frame stand beside a flow variant's flow
     network GFLOPs per non-key frame. Speed-only configurations of the benchmark (never
     trained) follow the run they are a size of, with "speed only" as their accuracy.
     """
@@ -756,6 +838,13 @@ def speed_table(bench_cpu: Mapping[str, Any], bench_gpu: Mapping[str, Any] | Non
             "CPU ms (key)": c["key_ms"] if c is not None else math.nan,
             "CPU ms (non-key)": c["nonkey_ms"] if c is not None else math.nan,
             "CPU ms (amortised)": c["amortised_ms"] if c is not None else math.nan,
+            "CPU ms range (amortised)": range_text(
+                None if c is None or math.isnan(c["amortised_lo"]) else
+                (c["amortised_lo"], c["amortised_hi"])),
+            "CPU ms, whole frames (amortised)": c["whole_ms"] if c is not None else math.nan,
+            "whole-frame range": range_text(
+                None if c is None or math.isnan(c["whole_lo"]) else
+                (c["whole_lo"], c["whole_hi"])),
             "GPU ms (amortised)": g["amortised_ms"] if g is not None else NOT_MEASURED,
             "GFLOPs": c["gflops"] if c is not None else math.nan,
             "feature net GFLOPs": c["feature_gflops"] if c is not None else math.nan,
@@ -889,8 +978,9 @@ def mode_markdown(modes: pd.DataFrame, variant: str = "lsts") -> str:
 
 def stage_rate_table(bench: Mapping[str, Any], variant: str = "lsts",
                      size: str | None = None) -> pd.DataFrame:
-    """Where a variant's key and non-key frame time goes: per stage, median ms, GFLOPs,
-    achieved GFLOP/s and its share of the measured peak (stages without counted FLOPs: NaN)."""
+    """Where a variant's key and non-key frame time goes: per stage, median ms, its fastest and
+    slowest call (NaN when the benchmark kept no repeats), GFLOPs, achieved GFLOP/s and its
+    share of the measured peak (stages without counted FLOPs: NaN)."""
     size = size or bench_size(bench)
     res = (bench.get("results") or {}).get(size, {})
     if variant not in res:
@@ -900,7 +990,9 @@ def stage_rate_table(bench: Mapping[str, Any], variant: str = "lsts",
     for kind, title in (("key", "key frame"), ("nonkey", "non-key frame")):
         for stage, e in res[variant][kind].get("stages", {}).items():
             frac = e.get("fraction_of_peak")
-            rows.append({"frame": title, "stage": stage, "ms": _get(e, "ms"),
+            lo, hi = repeats_range(e) or (math.nan, math.nan)
+            rows.append({"frame": title, "stage": stage, "ms": _get(e, "ms"), "min ms": lo,
+                         "max ms": hi,
                          "GFLOPs": _get(e, "flops") / 1e9, "GFLOP/s": _get(e, "gflop_per_s"),
                          "% of peak": 100 * frac if frac is not None else math.nan})
     return pd.DataFrame(rows)
@@ -929,34 +1021,136 @@ def stage_category_table(bench: Mapping[str, Any], size: str | None = None) -> p
 
 def alignment_timing_markdown(bench_lsts: Mapping[str, Any], bench: Mapping[str, Any],
                               variant: str = "lsts") -> str:
-    """The LSTS alignment's times from its two benchmarks, each with what it measures: the
-    module alone (`lsts bench-lsts`, both forms) and the same efficient module as a stage of
-    the paper-size detector (`lsts bench`: srfu_align at a key frame, dfa_align at a
-    non-key frame), with their map sizes and threads; the share of a key frame is the
-    latter's, so both sides of that ratio come from one benchmark."""
+    """The LSTS alignment's times from its two benchmarks, each with what it measures and its
+    spread over the repeats: the module alone (`lsts bench-lsts`, both forms) and the same
+    efficient module as a stage of the paper-size detector (`lsts bench`: srfu_align at a key
+    frame, dfa_align at a non-key frame); how far apart the two medians are against the
+    spread within each run; the share of a key frame from `lsts bench` alone, so both sides
+    of that ratio come from one benchmark."""
     size = bench_size(bench)
     shape, r = bench_lsts["shape"], bench["results"][size][variant]
     key, nonkey = r["key"]["stages"], r["nonkey"]["stages"]
     hw = backbone_blocks(bench, size)[-1]["out_hw"]
     input_hw_ = "x".join(map(str, bench["sizes"][size]["input_hw"]))
     same = [shape["height"], shape["width"]] == list(hw)
-    align = key["srfu_align"]["ms"]
+    alone = bench_lsts["efficient_ms"]
+    align, dense = key["srfu_align"]["ms"], nonkey["dfa_align"]["ms"]
+
+    def spread(entry: Mapping[str, Any], field: str = "ms_repeats") -> str:
+        rng = repeats_range(entry, field)
+        return "" if rng is None else f", calls {range_text(rng, 1)} ms"
+
+    within = [rng[1] / rng[0] for rng in (repeats_range(bench_lsts, "efficient_ms_repeats"),
+                                          repeats_range(key["srfu_align"]),
+                                          repeats_range(nonkey["dfa_align"])) if rng]
+    between = max(alone, align, dense) / min(alone, align, dense)
+    if not same:
+        gap = ("The map sizes differ (the JSON of `lsts bench-lsts` predates the detector's "
+               "padded size): rerun it to compare like with like. ")
+    elif len(within) == 3:
+        gap = (f"Both time the same computation (the same module, map and FLOPs) in separate "
+               f"runs, yet their medians differ by up to {between:.2f}x, while within any one "
+               f"run the slowest call is at most {max(within):.2f}x the fastest: the machine "
+               "(shared with other jobs) ran at another speed when each was timed, and every "
+               "single time in this report carries an uncertainty of that size beyond the "
+               "spread its repeats show. ")
+    else:
+        gap = (f"Both time the same computation (the same module, map and FLOPs) in separate "
+               f"runs, yet their medians differ by up to {between:.2f}x: the machine ran at "
+               "another speed when each was timed (the repeats of these runs were not kept, "
+               "so their own spread is unknown). ")
     return (
         f"Two measurements of the same alignment. `lsts bench-lsts` times `LSTSAlign` alone "
         f"(embeddings f, g and the aggregation) on a {shape['height']}x{shape['width']} map, "
-        f"{bench_lsts['threads']} threads, median of {bench_lsts['repeats']}: efficient form "
-        f"{bench_lsts['efficient_ms']:.1f} ms, naive form {bench_lsts['naive_ms']:.1f} ms. "
+        f"median of {bench_lsts['repeats']}: efficient form {alone:.1f} ms"
+        f"{spread(bench_lsts, 'efficient_ms_repeats')}, naive form "
+        f"{bench_lsts['naive_ms']:.1f} ms{spread(bench_lsts, 'naive_ms_repeats')}. "
         f"`lsts bench` times the efficient module as a stage of the {variant} detector at "
-        f"{input_hw_} ({hw[0]}x{hw[1]} map), {bench['device'].get('torch_threads')} threads, "
-        f"median of {bench['repeats']}: srfu_align {align:.1f} ms at a key frame, dfa_align "
-        f"{nonkey['dfa_align']['ms']:.1f} ms at a non-key frame. "
-        + ("Both time the same computation on the same map in separate runs, so their "
-           "differences are run-to-run variation, not different work. " if same else
-           "The map sizes differ (the JSON of `lsts bench-lsts` predates the detector's "
-           "padded size): rerun it to compare like with like. ")
+        f"{input_hw_} ({hw[0]}x{hw[1]} map), median of {bench['repeats']}: srfu_align "
+        f"{align:.1f} ms{spread(key['srfu_align'])} at a key frame, dfa_align {dense:.1f} ms"
+        f"{spread(nonkey['dfa_align'])} at a non-key frame. "
+        + gap
         + f"Within `lsts bench`, the alignment is {100 * align / r['key']['ms']:.1f}% of an "
-        f"LSTS key frame ({r['key']['ms']:.0f} ms); the fusion columns below are the quality "
-        "network, and at a non-key frame also low2high.")
+        f"LSTS key frame ({r['key']['ms']:.0f} ms, {STAGE_SUM}); the fusion columns below are "
+        "the quality network, and at a non-key frame also low2high.")
+
+
+def same_work_table(bench: Mapping[str, Any], size: str | None = None) -> pd.DataFrame:
+    """Stages that do the same work in several variants (the same stage of the same frame
+    kind with the same counted FLOPs), each timed in its own variant's pass of `lsts bench`:
+    per such stage the variants, the fastest and slowest median, their ratio ("between
+    passes") and the largest ratio of slowest to fastest call within one pass (NaN when the
+    repeats were not kept). The stages timed once for every variant (SHARED_STAGES) are left
+    out: their numbers are one measurement."""
+    size = size or bench_size(bench)
+    res = (bench.get("results") or {}).get(size, {})
+    groups: dict[tuple[str, str, int], dict[str, Mapping[str, Any]]] = {}
+    for name, e in res.items():
+        if e.get("speed_only"):
+            continue
+        for kind in ("key", "nonkey"):
+            for stage, st in e[kind].get("stages", {}).items():
+                if stage not in SHARED_STAGES and st.get("flops"):
+                    groups.setdefault((kind, stage, int(st["flops"])), {})[name] = st
+    rows = []
+    for (kind, stage, flops), by in groups.items():
+        if len(by) < 2:
+            continue
+        ms = {n: float(st["ms"]) for n, st in by.items()}
+        within = [hi / lo for lo, hi in filter(None, map(repeats_range, by.values()))]
+        rows.append({"frame": "key frame" if kind == "key" else "non-key frame",
+                     "stage": stage, "GFLOPs": flops / 1e9, "variants": ", ".join(by),
+                     "fastest ms": min(ms.values()), "slowest ms": max(ms.values()),
+                     "between passes": max(ms.values()) / min(ms.values()),
+                     "within one pass": max(within) if len(within) == len(by) else math.nan})
+    return pd.DataFrame(rows, columns=["frame", "stage", "GFLOPs", "variants", "fastest ms",
+                                       "slowest ms", "between passes", "within one pass"])
+
+
+def same_work_markdown(table: pd.DataFrame) -> str:
+    """Reads `same_work_table`: how far the same work's time moves between the benchmark's
+    passes against within one, and so how large a difference between variants' times must
+    be to be a measured one."""
+    if table.empty:
+        return "No stage does the same work in two benchmarked variants."
+    worst = table.loc[table["between passes"].idxmax()]
+    text = (f"The same module timed in different variants' passes of `lsts bench` differs by up "
+            f"to {worst['between passes']:.2f}x ({worst['stage']} at a {worst['frame']}, "
+            f"{worst['GFLOPs']:.1f} GFLOPs in each of {worst['variants']}: "
+            f"{worst['fastest ms']:.1f} to {worst['slowest ms']:.1f} ms)")
+    within = table["within one pass"]
+    if within.notna().all():
+        text += (f", while within one pass a stage's slowest call is at most "
+                 f"{within.max():.2f}x its fastest. The machine (shared with other jobs) "
+                 "changed speed between passes, which the repeats of one pass do not see")
+    else:
+        text += (". The calls within a pass were not kept, so how much of that one pass's "
+                 "own repeats would show is unknown")
+    return (text + f"; a difference between two variants' times smaller than "
+            f"{100 * (worst['between passes'] - 1):.0f} % is therefore not a measured "
+            "difference.")
+
+
+def timing_measures_markdown(bench: Mapping[str, Any], variant: str = "lsts",
+                             size: str | None = None) -> str:
+    """Which of the benchmark's timings is the headline, and why, with `variant`'s amortised
+    frame under the two measures of a frame."""
+    size = size or bench_size(bench)
+    r = bench["results"][size][variant]
+    whole = r.get("amortised_ms_measured")
+    calls = len(r["key"].get("ms_measured_repeats") or [None])  # once before bench code 6
+    whole_calls = "once" if calls == 1 else f"{calls} times"
+    both = (f" (for {label(variant)} at {'x'.join(map(str, bench['sizes'][size]['input_hw']))}: "
+            f"{r['amortised_ms']:.0f} ms per amortised frame as the {STAGE_SUM}, "
+            f"{whole:.0f} ms as the {WHOLE_FRAME})" if whole else "")
+    return (f"Which time is the headline: every frame cost in this report (the speed tables, "
+            f"claims 2 and 5, the README) is the {STAGE_SUM}, each stage of the frame timed "
+            f"{bench.get('repeats', '?')} times after a warm-up call; the {WHOLE_FRAME} (each "
+            f"frame timed {whole_calls} as one call) checks it{both}, and "
+            f"notebook 02's backbone and cut tables are a {BLOCK_SUM}. The {STAGE_SUM} is the "
+            "headline because the claims' cost rules were fixed on it before the final run and "
+            "because it splits into stages, so a difference between variants can be traced to "
+            "the stage that makes it.")
 
 
 # Cuts of ResNet-101 notebook 02 compares: res4a (the first block at stride 16), res4b3 (the
@@ -1211,7 +1405,7 @@ def peak_line(bench: Mapping[str, Any]) -> str:
     if not peak:
         return "machine peak: not measured (benchmark made before `lsts bench` measured it)"
     best = max(peak["kernels"].items(), key=lambda kv: kv[1]["gflop_per_s"])
-    return (f"machine peak (fp32, {peak.get('threads', '?')} threads): "
+    return (f"machine peak (fp32, the benchmark's threads): "
             f"{peak['gflop_per_s']:.0f} GFLOP/s (best kernel: {best[0]})")
 
 
@@ -1241,8 +1435,9 @@ def run_environment(runs: Path) -> dict[str, Any]:
 
 
 def hardware_line(env: Mapping[str, Any]) -> str:
-    """'CPU model, N cores, torch threads, GPU, versions' from a run's env.json (flat, as
-    `lsts train` writes it; a nested {hardware, versions} form is read too)."""
+    """'CPU model, N cores, GPU, versions' from a run's env.json (flat, as `lsts train`
+    writes it; a nested {hardware, versions} form is read too). Threads are
+    `threads_statement`'s, the one place the report states them."""
     hw = env.get("hardware", env)
     versions = env.get("versions", env)
     parts = []
@@ -1254,9 +1449,6 @@ def hardware_line(env: Mapping[str, Any]) -> str:
         if hw.get(key):
             parts.append(f"{hw[key]} cores")
             break
-    if hw.get("torch_threads"):
-        n = hw["torch_threads"]
-        parts.append(f"{n} torch thread{'s' if n != 1 else ''} per training process")
     gpu = hw.get("gpu") or hw.get("cuda_device")
     parts.append(f"GPU {gpu}" if gpu else "no GPU")
     for lib in ("python", "torch", "torchvision"):
@@ -1266,16 +1458,62 @@ def hardware_line(env: Mapping[str, Any]) -> str:
 
 
 def bench_device_line(bench: Mapping[str, Any]) -> str:
-    """Where a benchmark ran, from its JSON's `device` entry."""
+    """Where a benchmark ran, from its JSON's `device` entry (its threads: in
+    `threads_statement`)."""
     dev = bench.get("device") or {}
     if not isinstance(dev, Mapping):
         return str(dev)
     parts = [str(dev.get("name") or dev.get("cpu") or dev.get("type", "?"))]
-    if dev.get("type", "cpu") == "cpu" and dev.get("torch_threads"):
-        parts.append(f"{dev['torch_threads']} torch threads")
     if dev.get("torch"):
         parts.append(f"torch {dev['torch']}")
     return ", ".join(parts)
+
+
+def _counts_text(values: Sequence[int]) -> str:
+    """'1' for one value, '1 to 2' for several."""
+    vals = sorted(set(values))
+    return str(vals[0]) if len(vals) == 1 else f"{vals[0]} to {vals[-1]}"
+
+
+def threads_statement(runs: Path, bench: Mapping[str, Any] | None = None,
+                      bench_lsts: Mapping[str, Any] | None = None,
+                      notebook_threads: int | None = None) -> str:
+    """The report's one statement of torch intra-op threads, each read from the file its
+    process recorded: the compared runs' and the shared stage-1 model's env.json, the
+    FlowNet pretraining summary, the detections' timing.json, the two benchmark JSONs; and,
+    when given, the notebook's own (`torch.get_num_threads()` of its kernel)."""
+    runs = Path(runs)
+    parts = []
+    train = [int(e["torch_threads"]) for _, _, d in run_dirs(runs)
+             if (d / rundir.ENV).is_file()
+             and (e := atomic.read_json(d / rundir.ENV)).get("torch_threads")]
+    if train:
+        parts.append(f"training {_counts_text(train)} per process ({len(train)} runs)")
+    stage1 = [int(e["torch_threads"]) for f in sorted(runs.glob(f"{rundir.SHARED_STAGE1}/seed*/"
+                                                               f"{rundir.ENV}"))
+              if (e := atomic.read_json(f)).get("torch_threads")]
+    if stage1:
+        parts.append(f"the shared stage-1 model {_counts_text(stage1)}")
+    flow = load_flow_pretrain(runs)
+    if flow and flow.get("torch_threads"):
+        parts.append(f"FlowNet pretraining {flow['torch_threads']}")
+    detect = [int(t["torch_threads"]) for _, _, d in run_dirs(runs)
+              if (d / rundir.DETECTIONS / "timing.json").is_file()
+              and (t := atomic.read_json(d / rundir.DETECTIONS / "timing.json")
+                   ).get("torch_threads")]
+    if detect:
+        parts.append(f"detection {_counts_text(detect)} per process")
+    timed = []
+    if bench and (bench.get("device") or {}).get("torch_threads"):
+        timed.append(f"`lsts bench` {bench['device']['torch_threads']}")
+    if bench_lsts and bench_lsts.get("threads"):
+        timed.append(f"`lsts bench-lsts` {bench_lsts['threads']}")
+    if timed:
+        parts.append(" and ".join(timed) + " (every time in this report comes from them)")
+    if notebook_threads is not None:
+        parts.append(f"this notebook {notebook_threads} (it times nothing)")
+    return ("Torch threads, as each process recorded them: " + "; ".join(parts) + "."
+            if parts else "Torch threads: not recorded.")
 
 
 # --------------------------------------------------------------------------------------------
@@ -1333,8 +1571,13 @@ def _test_split(runs: Path) -> str:
 
 # What the speed table's less obvious columns mean (README; notebook 05 says it in prose).
 SPEED_COLUMNS = (
-    "Columns: *GFLOPs* per amortised frame; *feature net GFLOPs* the key frame's backbone (every "
-    "variant runs it at its key frames), *flow net GFLOPs* a non-key frame's flow network; "
+    f"Columns: *CPU ms* (key, non-key, amortised) are each a {STAGE_SUM} (every stage of the "
+    "frame timed `repeats` times after a warm-up call), *CPU ms range* the sum of the stages' "
+    "fastest to slowest calls; *whole frames* the same amortised frame as the "
+    f"{WHOLE_FRAME} (each key and non-key frame timed `repeats` times as one call), with its "
+    "fastest to slowest; *GFLOPs* per amortised frame; *feature net GFLOPs* the key frame's "
+    "backbone (every variant runs it at its key frames), *flow net GFLOPs* a non-key frame's "
+    "flow network; "
     "*speed-up / FLOP ratio* the measured speed-up over the single-frame detector divided by "
     "the one its FLOPs predict (1 = the saved FLOPs turn fully into time); *% of peak* the "
     "frame's counted GFLOP/s against the machine's measured fp32 peak; *peak MB* the largest "
@@ -1385,10 +1628,11 @@ def readme_block(runs: Path) -> str:
         f"{', '.join(map(str, envinfo['seeds']))} "
         f"({'/'.join(map(str, n_seeds))} per variant, {envinfo['runs']} runs); "
         f"hardware: {hardware_line(envinfo['env'])}. "
+        f"{threads_statement(runs, bench, load_bench_lsts(runs))} "
         f"mAP in percent (VID devkit rule), mean ± sample std over seeds, of the preset's "
         f"trained network; CPU time and GFLOPs are the paper's network (ResNet-101, random "
         f"weights) at its 600x1000 input, amortised over a key interval of {k}, from the "
-        f"benchmark below ({bench_device_line(bench)}).",
+        f"benchmark below ({bench_device_line(bench)}; each frame a {STAGE_SUM}).",
         "",
         markdown_table(results_frame(summary)),
         "",
@@ -1400,6 +1644,9 @@ def readme_block(runs: Path) -> str:
         markdown_table(_speed_display(speed_table(bench, bench_gpu, summary))),
         "",
         SPEED_COLUMNS,
+        "",
+        timing_measures_markdown(bench) if "lsts" in (
+            (bench.get("results") or {}).get(bench_size(bench)) or {}) else "",
         "",
     ]
     flow_line = flow_cost_line(bench)
@@ -1425,13 +1672,19 @@ def readme_block(runs: Path) -> str:
             markdown_table(stage_rate_table(bench).round(1)),
             "",
             *([note, ""] if (note := over_peak_note(bench)) else []),
+            same_work_markdown(same_work_table(bench)),
+            "",
         ]
     align = alignment_table(runs)
     if not align.empty:
         lines += [
-            "**Alignment against the true motion** (`lsts alignment`, first seed, test split):",
+            f"**Alignment against the true motion** (`lsts alignment`, test split, "
+            f"{_seeds_text(align)}: end-point error in pixels of the displacement each "
+            "propagation implies at the stride-16 cells on objects of non-key frames; "
+            "copy-propagation implies none; feature error relative to the current frame's own "
+            "high-level feature):",
             "",
-            markdown_table(align.drop(columns=["seed"]).round(2)),
+            markdown_table(alignment_display(align)),
             "",
             ALIGNMENT_COLUMNS,
             "",
@@ -1521,9 +1774,9 @@ def update_readme_paper(readme: Path) -> str:
 MOTION_CLASSES = ("all", "slow", "medium", "fast")
 
 
-def alignment_table(runs: Path) -> pd.DataFrame:
-    """One row per run with an alignment.json: the end-point error (pixels, mean over the
-    stride-16 cells on objects of every non-key frame) of the displacement its propagation
+def alignment_rows(runs: Path) -> pd.DataFrame:
+    """One row per (run, seed) with an alignment.json: the end-point error (pixels, mean over
+    the stride-16 cells on objects of every non-key frame) of the displacement its propagation
     implies, per motion class, and the relative L2 error of the propagated feature against the
     current frame's own high-level feature; for LSTS also the mean entropy and the mean largest
     weight of S_n(p0) at those cells. Empty when no run was measured."""
@@ -1547,6 +1800,65 @@ def alignment_table(runs: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+# The alignment measures a table gives per run as mean ± std over its seeds.
+ALIGNMENT_MEASURES = (*(f"EPE {c} (px)" for c in MOTION_CLASSES), "feature rel. L2",
+                      "S entropy (nats)", "max S_n")
+ALIGNMENT_STD = " std"  # suffix of a measure's sample standard deviation over the seeds
+
+
+def alignment_table(runs: Path) -> pd.DataFrame:
+    """`alignment_rows` per run (report order): each measure's mean over the run's seeds, its
+    sample std (column + ALIGNMENT_STD; NaN with one seed), the range of "EPE all (px)" over
+    the seeds (`EPE all min`, `EPE all max`), the number of seeds and their ids. Empty when no
+    run was measured."""
+    rows = alignment_rows(runs)
+    if rows.empty:
+        return rows
+    out = []
+    for run, g in rows.groupby("run", sort=False):  # run_dirs' order: the report's
+        row: dict[str, Any] = {"run": run, "seeds": len(g),
+                               "seed ids": ", ".join(str(int(s)) for s in sorted(g["seed"])),
+                               "cells": g["cells"].mean()}
+        for m in (*ALIGNMENT_MEASURES, "uniform: log N"):
+            if m not in g or g[m].isna().all():
+                continue
+            row[m] = g[m].mean()
+            if m != "uniform: log N":
+                row[m + ALIGNMENT_STD] = g[m].std() if len(g) > 1 else math.nan
+        row["EPE all min"], row["EPE all max"] = g["EPE all (px)"].min(), g["EPE all (px)"].max()
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def alignment_display(align: pd.DataFrame, nd: int = 2) -> pd.DataFrame:
+    """`alignment_table` as display strings: each measure "mean ± std" over the seeds (the
+    mean alone with one seed), then the number of seeds."""
+    rows = []
+    for _, r in align.iterrows():
+        row = {"run": r["run"]}
+        for m in ALIGNMENT_MEASURES:
+            if m in r and math.isfinite(r[m]):
+                row[m] = mean_std(r[m], r.get(m + ALIGNMENT_STD, math.nan), nd)
+        if "uniform: log N" in r and math.isfinite(r["uniform: log N"]):
+            row["uniform: log N"] = _fmt(r["uniform: log N"], nd)
+        row["seeds"] = int(r["seeds"])
+        rows.append(row)
+    cols = ["run", *(m for m in ALIGNMENT_MEASURES if m in align), "uniform: log N", "seeds"]
+    return pd.DataFrame(rows).reindex(columns=[c for c in cols if c in align or c in
+                                               ("run", "seeds")]).fillna("")
+
+
+def _seeds_text(align: pd.DataFrame) -> str:
+    """'mean ± sample std over 5 seeds' (or 'seed 0 only' / 'over 1 to 5 seeds') for an
+    alignment table."""
+    n = sorted(set(align["seeds"].astype(int))) if "seeds" in align else [1]
+    if n == [1]:
+        ids = sorted(set(align["seed ids"])) if "seed ids" in align else ["?"]
+        return f"seed {', '.join(ids)} only"
+    span = f"{n[0]}" if len(n) == 1 else f"{n[0]} to {n[-1]}"
+    return f"mean ± sample std over {span} seeds"
+
+
 def load_flow_pretrain(runs: Path) -> dict[str, Any] | None:
     """runs/<preset>/flownet/flow_pretrain.json (`lsts flow-pretrain`), or None."""
     path = Path(runs) / FLOWNET_DIR / FLOWNET_SUMMARY
@@ -1567,7 +1879,10 @@ def flow_pretrain_table(summary: Mapping[str, Any], align: pd.DataFrame | None =
         flow_runs = align[align["run"] == run_label("flow_warp")]
         if not flow_runs.empty:
             r = flow_runs.iloc[0]
-            rows.append({"flow": f"after detection training (seed {int(r['seed'])})",
+            n = int(r.get("seeds", 1))
+            which = (f"mean of {n} seeds" if n > 1 else
+                     f"seed {r['seed ids'] if 'seed ids' in r else int(r['seed'])}")
+            rows.append({"flow": f"after detection training ({which})",
                          **{f"EPE {c} (px)": r[f"EPE {c} (px)"] for c in MOTION_CLASSES}})
     return pd.DataFrame(rows).set_index("flow")
 
@@ -1582,9 +1897,9 @@ def flow_pretrain_markdown(summary: Mapping[str, Any] | None, table: pd.DataFram
                 "training it is copy-propagation.")
     ev = summary["eval"]
     head = (f"The FlowNet was pretrained for {summary['steps']} steps ({summary['batch_size']} "
-            f"pairs a step, {summary['train_seconds']:.0f} s on {summary['torch_threads']} "
-            f"thread(s)) on the train split's true flow, and measured on the {ev['split']} "
-            f"split's non-key frames ({ev['cells']['all']} object cells).")
+            f"pairs a step, {summary['train_seconds']:.0f} s) on the train split's true flow, "
+            f"and measured on the {ev['split']} split's non-key frames "
+            f"({ev['cells']['all']} object cells).")
     parts = []
     for c in ("slow", "medium", "fast"):
         flow, zero = ev["epe_px"].get(c), ev["zero_flow_epe_px"].get(c)
@@ -2095,13 +2410,46 @@ def lsts_setting(cfg: ModelConfig | None = None,
                        feature_map_hw(cfg, image_hw), offsets().detach())
 
 
-def complexity_table(setting: LSTSSetting | None = None) -> pd.DataFrame:
-    """Multiply-accumulates and extra activation memory (float32) of LSTS, SRFU and DFA at
-    `setting` (default: the paper's, `lsts_setting()`).
+def gradient_bins(size: Any, dist: Any, edges: Sequence[float] = (0, 1, 2, 4, 6, 8)
+                  ) -> pd.DataFrame:
+    """Notebook 03's toy: the gradient lengths |ds/dp| (`size`) of points at distance `dist`
+    (cells) from the true shift, per bin [lo, hi) of `edges`: min, median, max and the count
+    (bins without a point are left out)."""
+    import numpy as np
 
-    LSTS's counts are `models.lsts.lsts_macs` (embeddings + either form; notebook 03 prints
-    the same function). A k x k conv from a to b channels on H x W costs k^2 a b H W MACs:
-    the quality network 2 (C q_h + 9 q_h q_m + 9 q_m) HW for two candidates plus the
+    size, dist = np.asarray(size, dtype=float), np.asarray(dist, dtype=float)
+    rows = []
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        near = (dist >= lo) & (dist < hi)
+        if near.any():
+            rows.append({"cells from the shift": f"{lo:g}-{hi:g}", "min": size[near].min(),
+                         "median": float(np.median(size[near])), "max": size[near].max(),
+                         "points": int(near.sum())})
+    return pd.DataFrame(rows).set_index("cells from the shift")
+
+
+def gradient_reach_markdown(bins: pd.DataFrame) -> str:
+    """Reads `gradient_bins`: where the gradient is weak (at the peak, where it must vanish,
+    and in the farthest bin) against where it is strongest."""
+    first, last = bins.iloc[0], bins.iloc[-1]
+    top = bins["max"].idxmax()
+    return (f"Near the peak ({bins.index[0]} cells from the shift) |ds/dp| is "
+            f"{first['min']:.1f} to {first['max']:.1f}; it is steepest {top} cells away (up to "
+            f"{bins.loc[top, 'max']:.1f}); at the farthest points ({bins.index[-1]} cells) it is "
+            f"{last['min']:.1f} to {last['max']:.1f}, at most "
+            f"{last['max'] / bins['max'].max():.0%} of its largest.")
+
+
+def complexity_table(setting: LSTSSetting | None = None) -> pd.DataFrame:
+    """FLOPs and extra activation memory (float32) of LSTS, SRFU and DFA at `setting`
+    (default: the paper's, `lsts_setting()`): the one table notebooks 03 and 06 print.
+
+    GFLOPs count a multiply-accumulate as two FLOPs, as `torch.utils.flop_counter` and so
+    `lsts bench` count them, so the efficient form's count is the one the benchmark's
+    srfu_align / dfa_align stages report. Each row twice: with the embeddings f and g (1x1
+    convs, the same in both forms) and without them. LSTS's counts are `models.lsts.lsts_macs`
+    (embeddings + either form). A k x k conv from a to b channels on H x W costs k^2 a b H W
+    MACs: the quality network 2 (C q_h + 9 q_h q_m + 9 q_m) HW for two candidates plus the
     weighting 2 C HW; low2high (C_low h + 9 h^2 + 9 h C) HW. Naive memory holds the N sampled
     copies of f(F) and F: N (C_e + C) HW floats. The efficient form keeps correlations and
     weights per integer shift and per offset: (2 D + 2 N) HW floats, independent of C.
@@ -2123,9 +2471,14 @@ def complexity_table(setting: LSTSSetting | None = None) -> pd.DataFrame:
          low2high + m.efficient_total + quality, eff_mem),
     ]
     df = pd.DataFrame(rows, columns=["part", "MACs", "extra memory (bytes)"])
-    df["GMACs"] = (df["MACs"] / 1e9).round(3)
+    df[GFLOPS_WITH] = (2 * df["MACs"] / 1e9).round(3)
+    df[GFLOPS_WITHOUT] = (2 * (df["MACs"] - m.embeddings) / 1e9).round(3)
     df["extra memory (MB)"] = (df["extra memory (bytes)"] / 2 ** 20).round(1)
-    return df[["part", "GMACs", "extra memory (MB)"]]
+    return df[["part", GFLOPS_WITH, GFLOPS_WITHOUT, "extra memory (MB)"]]
+
+
+GFLOPS_WITH = "GFLOPs (with embeddings f, g)"
+GFLOPS_WITHOUT = "GFLOPs (without f, g)"
 
 
 # --------------------------------------------------------------------------------------------
@@ -2176,28 +2529,32 @@ def _alignment_sentences(align: pd.DataFrame) -> list[str]:
     if copy is None or lsts is None:
         return ["The alignment table lacks copy-propagation or LSTS; no comparison is made."]
     e_copy, e_lsts = copy["EPE all (px)"], lsts["EPE all (px)"]
-    out = [f"On object cells (every motion class), LSTS's S-weighted displacement sum_n S_n(p0) p_n "
-           f"is {e_lsts:.1f} px from the true motion on average, against {e_copy:.1f} px for "
-           "not moving at all (copy-propagation): "
-           + ("LSTS aligns better than copying." if e_lsts < e_copy else
+    col = "EPE all (px)"
+    out = [f"On object cells (every motion class; {_seeds_text(align)}), LSTS's S-weighted "
+           f"displacement sum_n S_n(p0) p_n is {_epe_text(lsts, col)} from the true motion on "
+           f"average, against {_epe_text(copy, col)} for not moving at all (copy-propagation): "
+           + ("LSTS aligns better than copying" if e_lsts < e_copy else
               "LSTS aligns worse than copying, so its weights do not point to where the "
-              "objects went.")]
+              "objects went")
+           + _seed_agreement(lsts, copy) + "."]
     flow = by.get(run_label("flow_warp"))
     if flow is not None:
-        out.append(f"The flow network's flow errs by {flow['EPE all (px)']:.1f} px.")
+        out.append(f"The flow network's flow errs by {_epe_text(flow, col)}.")
     fast = "EPE fast (px)"
     if fast in lsts and math.isfinite(lsts[fast]) and math.isfinite(copy[fast]):
-        out.append(f"On fast objects, where alignment matters most: LSTS {lsts[fast]:.1f} px, "
-                   f"copy {copy[fast]:.1f} px.")
+        out.append(f"On fast objects, where alignment matters most: LSTS "
+                   f"{_epe_text(lsts, fast)}, copy {_epe_text(copy, fast)}.")
     if "S entropy (nats)" in lsts and math.isfinite(lsts["S entropy (nats)"]):
         ent, uni, top = lsts["S entropy (nats)"], lsts["uniform: log N"], lsts["max S_n"]
+        ent_sd = lsts.get("S entropy (nats)" + ALIGNMENT_STD, math.nan)
         if ent < PEAKED_ENTROPY_SHARE * uni:
             where = ("not on the ones the objects moved to (the end-point error above)"
                      if e_lsts >= e_copy else
                      "on points that follow the motion better than copying (the end-point "
                      "error above)")
             out.append(
-                f"Its weights are peaked: entropy {ent:.2f} nats against {uni:.2f} for uniform "
+                f"Its weights are peaked: entropy {mean_std(ent, ent_sd, 2)} nats against "
+                f"{uni:.2f} for uniform "
                 f"weights, largest weight {top:.2f} on average. The softmax over raw dot "
                 f"products (the official form, no scaling) has concentrated on a few of the N "
                 f"points, {where}.")
@@ -2206,6 +2563,27 @@ def _alignment_sentences(align: pd.DataFrame) -> list[str]:
                        f"uniform weights, largest weight {top:.2f}: LSTS averages over many "
                        "points rather than choosing one.")
     return out
+
+
+def _epe_text(row: Mapping[str, Any], col: str) -> str:
+    """'48.3 ± 3.1 px' (mean ± seed std; the mean alone with one seed)."""
+    return f"{mean_std(row[col], row.get(col + ALIGNMENT_STD, math.nan))} px"
+
+
+def _seed_agreement(run: Mapping[str, Any], ref: Mapping[str, Any]) -> str:
+    """', in every one of its 5 seeds' when all of `run`'s seeds lie on the side of the
+    reference's mean that its mean does (else how many do not is unknown here: ''); '' with
+    one seed."""
+    n = int(run.get("seeds", 1))
+    if n < 2 or "EPE all min" not in run:
+        return ""
+    e_ref = ref["EPE all (px)"]
+    same = (run["EPE all min"] > e_ref) if run["EPE all (px)"] > e_ref else (
+        run["EPE all max"] < e_ref)
+    return (f", in every one of its {n} seeds (range {run['EPE all min']:.1f} to "
+            f"{run['EPE all max']:.1f} px)" if same else
+            f" on average; its {n} seeds range from {run['EPE all min']:.1f} to "
+            f"{run['EPE all max']:.1f} px")
 
 
 # How far the offsets moved, wherever the report says it (claim 1, notebooks 04 and 05).
@@ -2236,6 +2614,125 @@ def offsets_moved_table(runs: Path) -> pd.DataFrame:
         rows.append({"run": run, "offsets moved (cells)": moved.mean(),
                      "std": moved.std(), "seeds": len(moved)})
     return pd.DataFrame(rows, columns=["run", "offsets moved (cells)", "std", "seeds"])
+
+
+@dataclass(frozen=True)
+class OffsetsAgreement:
+    """Whether the seeds of one LSTS run moved each sampling point the same way
+    (`offsets_agreement`); distances in feature cells."""
+
+    seeds: int
+    points: int
+    per_seed: float  # mean over seeds and points of |dp_n|: what OFFSETS_MEASURE averages
+    seed_mean: float  # mean over points of |mean over seeds of dp_n|
+    null_mean: float  # seed_mean expected if each seed moved each point in a random direction
+    null_low: float  # the central CONFIDENCE range of that null
+    null_high: float
+    p_value: float  # share of null draws with seed_mean at least the observed (one-sided)
+    cosine: float  # mean over points and seed pairs of cos(dp_n(seed a), dp_n(seed b))
+    cosine_null_high: float  # upper end of the null's central CONFIDENCE range of `cosine`
+    shared: float  # share of the mean squared |dp_n| common to the seeds (see below)
+    shift: tuple[float, float]  # mean dp over seeds and points: a shift of the whole set
+    shift_share: float  # |shift|^2 / mean |dp_n|^2
+    draws: int
+
+    @property
+    def beyond_noise(self) -> bool:
+        return self.p_value < 1 - CONFIDENCE
+
+
+def offsets_agreement(inits: Sequence[Any], learned: Sequence[Any], draws: int = 2000,
+                      seed: int = 0) -> OffsetsAgreement | None:
+    """How much of the offsets' movement dp_n = p_n - p_n(init) the seeds share.
+
+    AdamW moves a parameter by about its learning rate per step whatever its gradient
+    (`offsets_travel_bound`), so each seed's |dp_n| can be large while its direction is the
+    seed's own. Two statistics say how much the seeds agree on where point n goes: the mean
+    pairwise cosine of dp_n between seeds, and the length of the seed-mean displacement
+    |mean_s dp_n| against what it would be if every seed had moved every point by its own
+    |dp_n| in an independent uniformly random direction (the null: each dp_n rotated by a
+    random angle, `draws` times; `p_value` the share of draws at least as long, plus one
+    over draws + 1). `shared` = mean over seed pairs of <dp_n(a), dp_n(b)> / mean |dp_n|^2:
+    an unbiased estimate of the share of the squared displacement that is common to the
+    seeds (dp = common + own, own independent with mean 0). None with fewer than 2 seeds or
+    when the seeds did not start from the same offsets (no point to compare).
+    """
+    import numpy as np
+
+    if len(inits) < 2 or len(inits) != len(learned):
+        return None
+    p0 = np.stack([np.asarray(x, dtype=np.float64) for x in inits])
+    if not np.allclose(p0, p0[0]):
+        return None
+    d = np.stack([np.asarray(x, dtype=np.float64) for x in learned]) - p0  # (S, N, 2)
+    S, N = d.shape[:2]
+    r = np.linalg.norm(d, axis=2)  # (S, N)
+    pairs = [(a, b) for a in range(S) for b in range(a + 1, S)]
+
+    def cosine(v: Any) -> float:
+        u = v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
+        return float(np.mean([(u[..., a, :, :] * u[..., b, :, :]).sum(-1).mean(-1)
+                              for a, b in pairs], axis=0).mean())
+
+    seed_mean = float(np.linalg.norm(d.mean(0), axis=1).mean())
+    rng = np.random.default_rng(seed)
+    theta = rng.uniform(0.0, 2 * np.pi, size=(draws, S, N))
+    null = np.stack([r * np.cos(theta), r * np.sin(theta)], axis=-1)  # (draws, S, N, 2)
+    null_means = np.linalg.norm(null.mean(1), axis=-1).mean(-1)
+    u = null / np.maximum(np.linalg.norm(null, axis=-1, keepdims=True), 1e-12)
+    null_cos = np.mean([(u[:, a] * u[:, b]).sum(-1).mean(-1) for a, b in pairs], axis=0)
+    tail = (1 - CONFIDENCE) / 2
+    low, high = np.quantile(null_means, [tail, 1 - tail])
+    inner = np.mean([(d[a] * d[b]).sum(-1).mean() for a, b in pairs])
+    shift = d.mean(axis=(0, 1))
+    return OffsetsAgreement(
+        seeds=S, points=N, per_seed=float(r.mean()), seed_mean=seed_mean,
+        null_mean=float(null_means.mean()), null_low=float(low), null_high=float(high),
+        p_value=float((1 + (null_means >= seed_mean).sum()) / (draws + 1)),
+        cosine=cosine(d), cosine_null_high=float(np.quantile(null_cos, 1 - tail)),
+        shared=float(inner / (r ** 2).mean()), shift=(float(shift[0]), float(shift[1])),
+        shift_share=float((shift ** 2).sum() / (r ** 2).mean()), draws=draws)
+
+
+def offsets_agreement_of(runs: Path, run: str = "lsts") -> OffsetsAgreement | None:
+    """`offsets_agreement` of every seed of `run` (its final models)."""
+    loaded = [load_offsets(d) for r, _, d in run_dirs(runs) if r == run]
+    return offsets_agreement([a for a, _ in loaded], [b for _, b in loaded])
+
+
+def offsets_agreement_markdown(a: OffsetsAgreement | None) -> str:
+    """What the seeds agree on about where the points went: the reading of claim 1's
+    mechanism beside its precondition (which only asks that the points moved)."""
+    if a is None:
+        return ("The seeds' offsets cannot be compared point by point (fewer than two seeds, "
+                "or seeds that started from different offsets).")
+    pct = 100 * CONFIDENCE
+    reached = round(a.p_value * (a.draws + 1)) - 1
+    p_text = (f"none of {a.draws} random draws reached it, p <= {a.p_value:.4f}" if reached == 0
+              else f"{reached} of {a.draws} random draws reached it, p = {a.p_value:.4f}")
+    head = (
+        f"Do the {a.seeds} seeds move a point the same way? The mean pairwise cosine between "
+        f"seeds of a point's displacement dp_n = p_n - p_n(init) is {a.cosine:.2f} (0 for "
+        f"independent directions; at most {a.cosine_null_high:.2f} in {pct:.0f} % of random "
+        f"draws), and the seed-mean displacement |mean_s dp_n| is {a.seed_mean:.2f} cells, "
+        f"against {a.per_seed:.2f} per seed and {a.null_mean:.2f} ({a.null_low:.2f} to "
+        f"{a.null_high:.2f}, {pct:.0f} %) if each seed had moved each point as far in a "
+        f"random direction ({p_text}).")
+    if not a.beyond_noise:
+        return (head + " The learned locations do not differ from the initial grid in any way "
+                "the seeds agree on: each seed's movement, the number claim 1's precondition "
+                "reads, is its own, as the optimiser's steps of about one learning rate "
+                "produce whatever the gradient.")
+    most = " (most of the common part)" if a.shift_share > a.shared / 2 else ""
+    return (head + f" So the seeds share a displacement beyond seed noise, "
+            f"{'a small one' if a.shared < 0.5 else 'most of it'}: {100 * a.shared:.0f} % of "
+            f"the mean squared displacement is common to the seeds, and a shift of the whole "
+            f"set by ({a.shift[0]:+.2f}, {a.shift[1]:+.2f}) cells (the mean dp over seeds and "
+            f"points) makes {100 * a.shift_share:.0f} % of it{most}. The rest of each seed's "
+            f"{a.per_seed:.2f} cells, the number claim 1's precondition reads, is that seed's "
+            "own"
+            + (": claim 1 compares detectors whose sampling locations differ from the grid "
+               "mostly by seed-specific movement." if a.shared < 0.5 else "."))
 
 
 # The offsets "were held by the recipe" when they moved at most this share of its bound.
@@ -2309,14 +2806,15 @@ def cost_part_sentence(cost: Claim, bench: Mapping[str, Any]) -> str | None:
     best = min(ratios, key=ratios.get)
     rule = f"the rule's {COST_FRACTION:g}"
     text = (f"The cost part of claim 5 is read under the default mode (LSTS / single-frame "
-            f"time {default:.2f}, the sum of each stage's median); it depends on the "
+            f"time {default:.2f}, each a {STAGE_SUM}); it depends on the "
             f"implementation: under `{best}` the ratio is {ratios[best]:.2f} "
             f"({'within' if ratios[best] <= COST_FRACTION else 'above'} {rule}).")
     res = (bench.get("results") or {}).get(bench_size(bench), {})
     whole = [res.get(v, {}).get("amortised_ms_measured") for v in ("lsts", "single_frame")]
     if all(whole):
         measured = whole[0] / whole[1]
-        text += f" Timed as whole frames instead (the same benchmark), the ratio is {measured:.2f}"
+        text += (f" As the {WHOLE_FRAME} instead (the same benchmark), the ratio is "
+                 f"{measured:.2f}")
         text += (f": the two timings of the same frames fall on either side of {rule}, so the "
                  "cost part is within the benchmark's own spread, not decided by it."
                  if (measured <= COST_FRACTION) != (default <= COST_FRACTION) else ".")
@@ -2356,7 +2854,8 @@ def findings_sentences(runs: Path, df: pd.DataFrame, align: pd.DataFrame) -> lis
             worse = sum(e > e_copy for e in e_lsts)
             ratio = f"{min(e_lsts) / e_copy:.1f} to {max(e_lsts) / e_copy:.1f} times"
             out.append(
-                f"On object cells the {len(e_lsts)} measured LSTS variants' alignment errs by "
+                f"On object cells ({_seeds_text(align)}) the {len(e_lsts)} measured LSTS "
+                f"variants' alignment errs by "
                 f"{min(e_lsts):.1f} to {max(e_lsts):.1f} px against {e_copy:.1f} px for not "
                 f"moving at all ({ratio} copy's error; {worse} of {len(e_lsts)} worse than "
                 "copying)." if worse else
@@ -2435,10 +2934,14 @@ def discussion_markdown(runs: Path) -> str:
     lines += ["", "### What held and what did not", ""]
     if (runs / CLAIMS_FILE).is_file():
         lines += [f"- {_claim_sentence(c)}" for c in cs]
-        lines += ["", split_noise_line(meta), "", SEED_SCOPE]
+        lines += ["", split_noise_line(meta), "", seed_scope(df)]
         bound_text = _learnable_sampling_sentence(runs, cs)
         if bound_text:
             lines += ["", bound_text]
+        lsts_dirs = [d for r, _, d in run_dirs(runs) if r == "lsts"]
+        if lsts_dirs and all((d / rundir.MODEL).is_file() for d in lsts_dirs):
+            # Beside claim 1's precondition (the points moved): did the seeds move them alike?
+            lines += ["", offsets_agreement_markdown(offsets_agreement_of(runs))]
         cost = next((c for c in cs if c.key == "per_frame"), None)
         bench = load_bench(runs, "cpu")
         text = cost_part_sentence(cost, bench) if cost is not None and bench else None
@@ -3027,34 +3530,98 @@ def alignment_table_markdown(align: pd.DataFrame, reference: str = "copy_prop") 
     zero motion (copy-propagation), which an alignment must beat to be one."""
     if align.empty:
         return "No alignment was measured."
-    by = {r["run"]: r["EPE all (px)"] for _, r in align.iterrows()}
+    col = "EPE all (px)"
+    by = {r["run"]: r for _, r in align.iterrows()}
     ref = by.get(run_label(reference))
     if ref is None:
         return "Copy-propagation was not measured; the errors have no reference."
-    others = {r: e for r, e in by.items() if r != run_label(reference)}
-    better = [r for r, e in others.items() if e < ref]
-    parts = ", ".join(f"{r} {e:.1f} px" for r, e in others.items())
+    others = {r: row for r, row in by.items() if r != run_label(reference)}
+    better = [r for r, row in others.items() if row[col] < ref[col]]
+    parts = ", ".join(f"{r} {_epe_text(row, col)}" for r, row in others.items())
     verdict = (f"only {' and '.join(better)} align{'s' if len(better) == 1 else ''} objects "
                "better than copying" if better else "none aligns objects better than copying")
-    return (f"Against the {ref:.1f} px of not moving at all (copy-propagation), the end-point "
-            f"errors on object cells are {parts}: {verdict}.")
+    return (f"Against the {_epe_text(ref, col)} of not moving at all (copy-propagation), the "
+            f"end-point errors on object cells ({_seeds_text(align)}) are {parts}: {verdict}.")
 
 
-def cost_markdown(summary: pd.DataFrame, reference: str = "single_frame") -> str:
+def cost_markdown(summary: pd.DataFrame, reference: str = "single_frame",
+                  bench: Mapping[str, Any] | None = None) -> str:
     """Reads the speed table: the cheapest variant per frame, and LSTS against the flow warp
-    (the claim's pair), from the amortised CPU times of the summary."""
+    (the claim's pair), from the amortised CPU times of the summary; with `bench`, why, from
+    the two non-key frames' stages (`nonkey_split_sentence`)."""
     ms = summary["cpu_ms"].dropna()
     if reference not in ms.index or len(ms) < 2:
         return "The benchmark lacks the single-frame detector; no speed-up is computed."
     cheap = ms.drop(index=reference).idxmin()
     text = (f"Amortised over a key interval, {summary.loc[cheap, 'label']} is the cheapest, "
             f"at 1/{ms[reference] / ms[cheap]:.1f} of the single-frame detector's CPU time per "
-            "frame")
+            f"frame ({STAGE_SUM})")
     if "lsts" in ms.index and "flow_warp" in ms.index:
         r = ms["lsts"] / ms["flow_warp"]
         text += (f"; LSTS takes {r:.2f}x the flow warp's time per frame"
                  + (" (faster)" if r < 1 else " (slower)"))
-    return text + "."
+    text += "."
+    why = nonkey_split_sentence(bench) if bench is not None else None
+    return f"{text} {why}" if why else text
+
+
+# How a stage of `lsts bench` is named in a sentence.
+STAGE_TEXT = {"preprocess": "preprocessing", "low": "low backbone", "high": "high backbone",
+              "low2high": "low2high", "dfa_align": "LSTS alignment",
+              "dfa_fuse": "quality-net fusion", "srfu_align": "SRFU alignment",
+              "srfu_fuse": "SRFU fusion", "flow": "flow network", "warp": "warp",
+              "head": "head"}
+
+
+def nonkey_split_sentence(bench: Mapping[str, Any], a: str = "lsts", b: str = "flow_warp",
+                          size: str | None = None) -> str | None:
+    """Why `a`'s frame costs what it does against `b`'s: both non-key frames (k-1 of every k
+    frames) split into their stages, from the benchmark's stage medians; None when either
+    was not benchmarked."""
+    size = size or bench_size(bench)
+    res = (bench.get("results") or {}).get(size, {})
+    if a not in res or b not in res:
+        return None
+    blocks = (bench.get("blocks") or {}).get(size)
+    cut = f" conv1–{configured_cut(blocks)}" if blocks else ""
+
+    def parts(stages: Mapping[str, Any]) -> str:
+        ordered = sorted(stages.items(), key=lambda kv: -kv[1]["ms"])
+        return ", ".join(f"{STAGE_TEXT.get(n, n)}{cut if n == 'low' else ''} {st['ms']:.0f}"
+                         for n, st in ordered)
+
+    sa, sb = res[a]["nonkey"], res[b]["nonkey"]
+    k = res[a]["key_interval"]
+    text = (f"Why: on a non-key frame ({k - 1} of every {k} frames) {label(a)} spends "
+            f"{sa['ms']:.0f} ms ({parts(sa['stages'])}) and {label(b)} {sb['ms']:.0f} ms "
+            f"({parts(sb['stages'])}), each a {STAGE_SUM}")
+    low = sa["stages"].get("low")
+    if low and "low" not in sb["stages"]:
+        text += (f": the low backbone alone, which {label(b)} does not run, takes "
+                 f"{low['ms'] / sb['ms']:.1f}x {label(b)}'s whole non-key frame")
+    return text + " (notebook 02 splits the backbone block by block)."
+
+
+def saving_sentence(bench: Mapping[str, Any], variant: str = "lsts",
+                    size: str | None = None) -> str:
+    """How far `variant`'s per-frame FLOPs and time fall below the single-frame detector's at
+    the benchmark's key interval: the FLOP ratio, the measured speed-up under both measures
+    of a frame, and the share of the FLOP saving the time realises."""
+    size = size or bench_size(bench)
+    res = bench["results"][size]
+    v, sf = res[variant], res[STAGE1]
+    flops = sf["amortised_gflops"] / v["amortised_gflops"]
+    speed = sf["amortised_ms"] / v["amortised_ms"]
+    whole = ""
+    if v.get("amortised_ms_measured") and sf.get("amortised_ms_measured"):
+        whole = (f"; 1/{sf['amortised_ms_measured'] / v['amortised_ms_measured']:.2f} as the "
+                 f"{WHOLE_FRAME}")
+    return (f"At k = {v['key_interval']} the {label(variant)} detector's per-frame FLOPs fall "
+            f"to 1/{flops:.2f} of the single-frame detector's ({v['amortised_gflops']:.1f} "
+            f"against {sf['amortised_gflops']:.1f} GFLOPs) and its CPU time to 1/{speed:.2f} "
+            f"({v['amortised_ms']:.0f} against {sf['amortised_ms']:.0f} ms, {STAGE_SUM}"
+            f"{whole}): the time realises {speed / flops:.2f} of the speed-up the FLOPs "
+            "predict.")
 
 
 def paper_markdown(paper: pd.DataFrame, method: str = "LSTS") -> str:

@@ -184,6 +184,7 @@ def test_cost_part_and_gap_can_fail(runs: Path, split: Path) -> None:
         {**BENCH_MS, "lsts": 600.0}), RESAMPLES)}
     assert cs["per_frame"].verdict == R.NOT_HELD  # 0.6 of per-frame time is no fraction
     assert "cost not held" in cs["per_frame"].reason
+    assert f"ms/frame (each a {R.STAGE_SUM})" in cs["per_frame"].reason  # its measure named
     cs = {c.key: c for c in C.compute_claims(runs, split, "val", None, RESAMPLES)}
     assert cs["per_frame"].verdict == R.NOT_TESTABLE  # accuracy held, no benchmark
     assert "no CPU benchmark" in cs["per_frame"].reason

@@ -123,7 +123,7 @@ def test_detect_refuses_a_dataset_with_other_classes(
 def test_bench_reports_every_stage_and_key(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     rep = bench("smoke", "cpu", ("preset",), ["single_frame", "copy_prop", "flow_warp", "lsts"],
-                repeats=1, json_out=out, progress=False)
+                repeats=2, json_out=out, progress=False)
     assert json.loads(out.read_text())["schema"] == "lsts-bench-v1"
     assert rep["device"]["name"] and rep["key_interval"] == 4
     # Provenance and the machine's peak, measured with the benchmark's threads.
@@ -143,6 +143,15 @@ def test_bench_reports_every_stage_and_key(tmp_path: Path) -> None:
             assert r[kind]["ms"] > 0 and r[kind]["flops"] > 0 and r[kind]["peak_mb"] > 0
             assert set(r[kind]["by_category_ms"]) == set(CATEGORIES)
         assert r["amortised_ms"] > 0 and r["amortised_gflops"] > 0, name
+        # Every timed call is kept, so a reader can see the spread behind each median.
+        for kind in ("key", "nonkey"):
+            for stage in r[kind]["stages"].values():
+                assert len(stage["ms_repeats"]) == 2
+                assert stage["ms"] == pytest.approx(sum(stage["ms_repeats"]) / 2, abs=2e-3)
+            whole = r[kind]["ms_measured_repeats"]
+            assert len(whole) == 2
+            assert r[kind]["ms_measured"] == pytest.approx(sum(whole) / 2, abs=2e-3)
+    assert all(len(b["ms_repeats"]) == 2 for b in rep["blocks"]["preset"])
     k = rep["key_interval"]
     lsts = res["lsts"]
     assert set(lsts["key"]["stages"]) == {"preprocess", "low", "high", "srfu_align", "srfu_fuse",

@@ -84,9 +84,16 @@ def test_complexity_table_and_notebook_03_read_one_count() -> None:
     # The efficient form's count is the one `lsts bench` records for srfu_align / dfa_align
     # at the paper's size (4185413632 FLOPs in runs/report/bench_cpu.json).
     assert 2 * m.efficient_total == 4185413632
-    t = R.complexity_table(setting).set_index("part")["GMACs"]
-    assert t["LSTS alignment, naive form"] == round(m.naive_total / 1e9, 3)
-    assert t["LSTS alignment, efficient form"] == round(m.efficient_total / 1e9, 3)
+    table = R.complexity_table(setting).set_index("part")
+    t, bare = table[R.GFLOPS_WITH], table[R.GFLOPS_WITHOUT]
+    # GFLOPs as `lsts bench` counts them (a multiply-add is two): the same unit as every
+    # other cost in the report, with and without the embeddings f, g.
+    assert t["LSTS alignment, efficient form"] == round(4185413632 / 1e9, 3)
+    assert t["LSTS alignment, naive form"] == round(2 * m.naive_total / 1e9, 3)
+    assert bare["LSTS alignment, naive form"] == round(2 * m.naive / 1e9, 3)
+    assert bare["LSTS alignment, efficient form"] == round(2 * m.efficient / 1e9, 3)
+    for part in table.index:  # every row loses the same embeddings
+        assert t[part] - bare[part] == pytest.approx(2 * m.embeddings / 1e9, abs=2e-3)
     assert m.efficient < m.naive  # the efficient form also multiplies less
     text = setting.describe()
     assert "38x64" in text and "608x1024" in text and "N = 81" in text and "D = 100" in text
@@ -138,11 +145,27 @@ def test_alignment_timing_names_both_measurements() -> None:
     text = R.alignment_timing_markdown(lsts_json, _bench())
     assert "`lsts bench-lsts`" in text and "`lsts bench`" in text
     assert "70.0 ms" in text and "srfu_align 6.0 ms" in text and "dfa_align 5.0 ms" in text
-    assert "38x64 map" in text and "same map" in text
+    assert "38x64 map" in text and "(the same module, map and FLOPs)" in text
+    # 70 ms alone against 5 and 6 ms in the detector: the gap is named, not called noise.
+    assert "their medians differ by up to 14.00x" in text
+    assert "repeats of these runs were not kept" in text
     assert "1.4% of an LSTS key frame" in text  # 6 / 422 ms, both from `lsts bench`
+    assert "422 ms, sum of per-stage medians" in text
     older = R.alignment_timing_markdown({**lsts_json, "shape": {"height": 38, "width": 63}},
                                         _bench())
     assert "map sizes differ" in older
+    # With every call kept: each measurement's spread, and the gap against the largest.
+    bench = _bench()
+    stages = bench["results"]["paper"]["lsts"]
+    stages["key"]["stages"]["srfu_align"]["ms_repeats"] = [5.9, 6.0, 6.6]
+    stages["nonkey"]["stages"]["dfa_align"]["ms_repeats"] = [4.8, 5.0, 5.1]
+    kept = R.alignment_timing_markdown(
+        {**lsts_json, "efficient_ms_repeats": [69.0, 70.0, 71.0],
+         "naive_ms_repeats": [2400.0, 2500.0, 2600.0]}, bench)
+    assert "efficient form 70.0 ms, calls 69.0–71.0 ms" in kept
+    assert "srfu_align 6.0 ms, calls 5.9–6.6 ms" in kept
+    assert "slowest call is at most 1.12x the fastest" in kept  # 6.6 / 5.9
+    assert "not kept" not in kept
 
 
 # ------------------------------------------------------------------------- commands

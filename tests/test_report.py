@@ -104,3 +104,34 @@ def test_notebooks_keep_ci_plumbing_out_of_the_code_readers_see() -> None:
             assert "CI's" not in cell.source and "(papermill)" not in cell.source, path.name
             tagged += "nbval-ignore-output" in cell.metadata.get("tags", [])
     assert tagged > 0  # the preset-dependent cells are still ignored by nbval
+
+
+def test_the_alignment_stage_measures_every_seed_and_redoes_only_what_is_missing(
+    presets: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lsts_lib.engine import plan as plan_mod
+
+    measured: list[tuple[str, int]] = []
+
+    def fake_child(*argv: str, threads: int | None = None) -> None:
+        run = Path(argv[list(argv).index("--run") + 1])
+        measured.append((run.parent.name, int(run.name.removeprefix("seed"))))
+        Path(argv[list(argv).index("--json") + 1]).write_text(json.dumps({"run": str(run)}))
+
+    monkeypatch.setattr(plan_mod, "lsts_child", fake_child)
+    monkeypatch.setattr(plan_mod.rundir, "dataset_fingerprint", lambda root: "data")
+    rep = Report("smoke", [0, 1], set(), 1)
+    for r in rep.plan:  # alignment is keyed on the model's content: give each run one
+        r.dir.mkdir(parents=True, exist_ok=True)
+        r.model.write_bytes(f"{r.variant}{r.seed}".encode())
+    expected = [(r.variant, r.seed) for r in rep.runs_of("alignment")]
+    assert {s for _, s in expected} == {0, 1}  # every seed, not the first one only
+    assert "single_frame" not in {v for v, _ in expected}  # nothing propagated there
+    rep.stage_alignment()
+    assert sorted(measured) == sorted(expected)
+    rep.stage_alignment()  # every run done for the same model and data: nothing redone
+    assert len(measured) == len(expected)
+    variant, seed = expected[-1]
+    (rep.runs / variant / f"seed{seed}" / "alignment.json").unlink()
+    rep.stage_alignment()  # only the missing one
+    assert measured[len(expected):] == [(variant, seed)]

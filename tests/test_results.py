@@ -170,7 +170,7 @@ def test_speed_table_gpu_columns(runs: Path) -> None:
     assert "not measured" in R.peak_line(bench)
     bench["machine_peak"] = {"fp32": {"threads": 2, "gflop_per_s": 90.0, "kernels": {
         "gemm_2048": {"gflop_per_s": 90.0}, "conv3x3_res4": {"gflop_per_s": 70.0}}}}
-    assert R.peak_line(bench) == ("machine peak (fp32, 2 threads): 90 GFLOP/s "
+    assert R.peak_line(bench) == ("machine peak (fp32, the benchmark's threads): 90 GFLOP/s "
                                   "(best kernel: gemm_2048)")
 
 
@@ -198,7 +198,11 @@ def test_update_readme_between_markers_only(runs: Path, tmp_path: Path) -> None:
     text = readme.read_text()
     assert text.startswith(before + R.README_START) and text.endswith(R.README_END + after)
     assert "old table" not in text
-    assert "Test CPU, 2 cores, 1 torch thread per training process, no GPU, python 3.11, torch 9.9" in text
+    assert "Test CPU, 2 cores, no GPU, python 3.11, torch 9.9" in text
+    # Threads are stated once, each as its process recorded it (env.json, the bench JSON).
+    assert ("Torch threads, as each process recorded them: training 1 per process (18 runs); "
+            "`lsts bench` 2 (every time in this report comes from them).") in text
+    assert text.count("thread") == 1
     assert "seeds 0, 1, 2" in text and "| LSTS (uniform, N=81) | 50.0 ± 1.0 |" in text
     assert f"not computed yet (`{R.claims_command(runs)}`)" in text
     # The header lists the files read: those present, not the claims file not yet written.
@@ -500,7 +504,8 @@ def write_alignment(run_dir: Path, method: str, epe: float, entropy: float | Non
 
 
 @pytest.mark.parametrize("lsts_epe, entropy, says", [
-    (41.5, 0.8, ["On object cells (every motion class)", "41.5 px", "6.2 px",
+    (41.5, 0.8, ["On object cells (every motion class; seed 0 only)", "41.5 px",
+                 "6.2 px",
                  "aligns worse than copying", "weights are peaked",
                  "not on the ones the objects moved to"]),
     (3.0, 4.0, ["aligns better than copying", "weights stay spread"]),

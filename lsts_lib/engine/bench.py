@@ -18,10 +18,12 @@ Speed-only configurations (`SPEED_ONLY`: "flow_warp_flownet_s", DFF's flow warp 
 FlowNet-S-sized flow network on half-resolution frames, `models.flownet.FlowNetS`) are timed
 beside the variants; they are never trained, and their results say so (`speed_only`, `label`).
 
-Each stage: one warm-up call, then the median of `repeats` timed calls. Stages shared by
-every variant of a size (preprocess, low, high, head) are measured once per size. A whole
-key and non-key frame are also timed once per variant (`ms_measured`) as a check of the sums. The
-amortised per-frame time at key interval k is (key + (k - 1) * non-key) / k. FLOPs come from
+Each stage: one warm-up call, then the median of `repeats` timed calls (`ms`; every call's
+time is kept in `ms_repeats`, so a reader can see the spread). Stages shared by every variant
+of a size (preprocess, low, high, head) are measured once per size. A whole key and non-key
+frame are also timed `repeats` times per variant, after its stages (`ms_measured`, their
+median, and `ms_measured_repeats`), as a check of the sums. The amortised per-frame time at
+key interval k is (key + (k - 1) * non-key) / k. FLOPs come from
 torch.utils.flop_counter.FlopCounterMode (convolutions and matrix products; torchvision's
 RoI/NMS ops and grid sampling are not counted). Peak memory is the peak of live tensor bytes
 created during the frame (a dispatch-level tracker on CPU, torch.cuda.max_memory_allocated on
@@ -73,7 +75,15 @@ from lsts_lib.engine import inference
 from lsts_lib.engine.config import RunConfig, load_config
 from lsts_lib.engine.env import cpu_capability, cpu_flags, cpu_model
 from lsts_lib.engine.inference import AMP_DTYPES, InferenceOptions
-from lsts_lib.engine.measure import counted, flops_of, machine_peak, peak_mb, sync, time_ms
+from lsts_lib.engine.measure import (
+    counted,
+    flops_of,
+    machine_peak,
+    peak_mb,
+    sync,
+    time_samples,
+    timing,
+)
 from lsts_lib.models.backbone import stage_receptive_fields
 from lsts_lib.models.config import ModelConfig, stamp_model
 from lsts_lib.models.detector import PAPER_INPUT, build_detector
@@ -90,9 +100,10 @@ CATEGORY = {
 }
 CATEGORIES = ("low_backbone", "high_backbone", "lsts_alignment", "fusion", "head", "other")
 # Bumped when what a benchmark measures or records changes (2: machine peak, rates, provenance;
-# 3: per-block backbone cost; 5: flow_warp's FlowNet became a small FlowNet-C): part of a
+# 3: per-block backbone cost; 5: flow_warp's FlowNet became a small FlowNet-C; 6: every timed
+# call kept (`ms_repeats`), whole frames timed `repeats` times instead of once): part of a
 # stamp's inputs, so `lsts report` remeasures instead of reusing an older JSON.
-BENCH_CODE_VERSION = 5
+BENCH_CODE_VERSION = 6
 SPEEDUP = f"speedup_vs_{inference.DEFAULT_MODE}"  # a mode's key: its speed-up over the default
 
 
@@ -188,11 +199,11 @@ def bench_blocks(model_cfg: ModelConfig, hw: tuple[int, int], repeats: int,
                  device: torch.device, seed: int = 0, progress: bool | None = None
                  ) -> list[dict[str, Any]]:
     """Per-block cost of `model_cfg`'s backbone on the frame `bench_size` uses: one entry per
-    block of `ResNetBackbone.blocks` in order, {name, part (low | high), ms, flops, channels,
-    out_hw, receptive_field, stride}. Each block runs on the previous block's output, timed
-    like every stage (`time_ms`: median of `repeats`); the call that counts its FLOPs and
-    makes the next block's input is its warm-up (as in `measure.kernel_rate`), which keeps
-    the paper size at 1 + `repeats` backbone passes."""
+    block of `ResNetBackbone.blocks` in order, {name, part (low | high), ms, ms_repeats, flops,
+    channels, out_hw, receptive_field, stride}. Each block runs on the previous block's
+    output, timed like every stage (`ms`: median of `repeats`, each call in `ms_repeats`);
+    the call that counts its FLOPs and makes the next block's input is its warm-up (as in
+    `measure.kernel_rate`), which keeps the paper size at 1 + `repeats` backbone passes."""
     torch.manual_seed(seed)
     model = build_detector(get_variant(STAGE1).configure(model_cfg)).to(device).eval()
     backbone = model.backbone
@@ -209,7 +220,7 @@ def bench_blocks(model_cfg: ModelConfig, hw: tuple[int, int], repeats: int,
             flops, y = counted(fn)
             sync(device)
             out.append({"name": name, "part": "low" if i < n_low else "high",
-                        "ms": round(time_ms(fn, repeats, device, warmup=False), 3),
+                        **timing(time_samples(fn, repeats, device, warmup=False)),
                         "flops": flops, "channels": y.shape[1], "out_hw": list(y.shape[-2:]),
                         "receptive_field": rf[name][0], "stride": rf[name][1]})
     return out
@@ -276,7 +287,7 @@ def _measure(stages: dict[str, Callable[[], Any]], repeats: int, device: torch.d
              memory: bool = True) -> dict[str, dict[str, Any]]:
     out = {}
     for name, fn in stages.items():
-        out[name] = {"ms": round(time_ms(fn, repeats, device), 3), "flops": flops_of(fn),
+        out[name] = {**timing(time_samples(fn, repeats, device)), "flops": flops_of(fn),
                      "peak_mb": round(peak_mb(fn, device), 3) if memory else None}
     return out
 
@@ -309,9 +320,9 @@ def bench_size(model_cfg: ModelConfig, variants: list[str],
                 shared = _measure(fb.key_stages(shared=True), repeats, device, memory)
             own_key = _measure(fb.key_stages(shared=False), repeats, device, memory)
             own_nonkey = _measure(fb.nonkey_stages(), repeats, device, memory)
-            # Whole frames once each, as a check of the stage sums (every stage is warm now).
-            whole_key = time_ms(fb.whole_key, 1, device, warmup=False)
-            whole_nonkey = time_ms(fb.whole_nonkey, 1, device, warmup=False)
+            # Whole frames, as a check of the stage sums (every stage is warm now).
+            whole_key = timing(time_samples(fb.whole_key, repeats, device, warmup=False))
+            whole_nonkey = timing(time_samples(fb.whole_nonkey, repeats, device, warmup=False))
             mem_key = peak_mb(fb.whole_key, device) if memory else None
             mem_nonkey = peak_mb(fb.whole_nonkey, device) if memory else None
         key = {n: shared[n] for n in ("preprocess", "low", "high")} | own_key
@@ -340,8 +351,9 @@ def bench_size(model_cfg: ModelConfig, variants: list[str],
                 "by_category_ms": {c: round(sum(s["ms"] for n, s in stages.items()
                                                 if CATEGORY[n] == c), 3) for c in CATEGORIES},
             }
-        res["key"]["ms_measured"] = round(whole_key, 3)
-        res["nonkey"]["ms_measured"] = round(whole_nonkey, 3)
+        for kind, whole in (("key", whole_key), ("nonkey", whole_nonkey)):
+            res[kind]["ms_measured"] = whole["ms"]
+            res[kind]["ms_measured_repeats"] = whole["ms_repeats"]
         res["key"]["peak_mb"] = _round(mem_key)
         res["nonkey"]["peak_mb"] = _round(mem_nonkey)
         res["key_interval"] = k

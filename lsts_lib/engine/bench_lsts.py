@@ -1,6 +1,7 @@
 """`lsts bench-lsts`: the LSTS alignment at the paper's size, efficient vs naive form.
 
-Measures, in one run and on one device: the median forward time of ``LSTSAlign`` (1x1
+Measures, in one run and on one device: the median forward time (every call kept in
+``*_ms_repeats``) of ``LSTSAlign`` (1x1
 embeddings f and g, similarities, softmax over N, aggregation) in its efficient form and in
 the naive form that materialises all N sampled copies, their peak memory, and the median
 time of a ResNet-101 key frame (a 600 x 1000 frame as the detector's transform pads it,
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -30,7 +32,7 @@ from torch import nn
 
 from lsts_lib import atomic
 from lsts_lib.argtypes import positive_int
-from lsts_lib.engine.measure import peak_mb, time_ms
+from lsts_lib.engine.measure import peak_mb, time_samples
 from lsts_lib.models.backbone import build_backbone
 from lsts_lib.models.config import paper_config
 from lsts_lib.models.detector import PAPER_INPUT, input_hw, paper_feature_hw
@@ -43,8 +45,8 @@ from lsts_lib.models.lsts import (
 
 # Bumped when what the benchmark measures changes (part of `lsts report`'s stamp, so the
 # report remeasures): 2: LSTS on the 38 x 64 map the detector computes (was 38 x 63), the key
-# frame on the padded 608 x 1024 input.
-BENCH_LSTS_VERSION = 2
+# frame on the padded 608 x 1024 input; 3: every timed call kept (`*_ms_repeats`).
+BENCH_LSTS_VERSION = 3
 
 
 def paper_shape() -> dict[str, Any]:
@@ -71,9 +73,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=argparse.SUPPRESS)  # internal: one peak-memory measurement
 
 
-def _median_ms(fn, repeats: int, device: torch.device) -> float:
+def _times_ms(fn, repeats: int, device: torch.device) -> list[float]:
+    """Each of `repeats` timed calls (ms) after a warm-up call, without autograd."""
     with torch.no_grad():
-        return time_ms(fn, repeats, device)
+        return time_samples(fn, repeats, device)
 
 
 def build_inputs(device: torch.device, seed: int = 0) -> tuple[LSTSAlign, torch.Tensor,
@@ -157,9 +160,10 @@ def run(repeats: int = 5, device: str = "cpu", threads: int | None = None,
     # Same answer from both forms before timing them (float32 at 1024 channels).
     with torch.no_grad():
         diff = (forward("naive")() - forward("efficient")()).abs().max().item()
-    naive_ms = _median_ms(forward("naive"), repeats, dev)
-    naive_gs_ms = _median_ms(lambda: _naive_grid_sample(align, F_ref, F_target), repeats, dev)
-    efficient_ms = _median_ms(forward("efficient"), repeats, dev)
+    naive = _times_ms(forward("naive"), repeats, dev)
+    naive_gs = _times_ms(lambda: _naive_grid_sample(align, F_ref, F_target), repeats, dev)
+    efficient = _times_ms(forward("efficient"), repeats, dev)
+    naive_ms, naive_gs_ms, efficient_ms = map(statistics.median, (naive, naive_gs, efficient))
     result = {
         "device": torch.cuda.get_device_name(dev) if dev.type == "cuda"
         else f"cpu ({platform.processor() or platform.machine()})",
@@ -169,6 +173,8 @@ def run(repeats: int = 5, device: str = "cpu", threads: int | None = None,
         "repeats": repeats,
         "naive_ms": naive_ms,
         "efficient_ms": efficient_ms,
+        "naive_ms_repeats": naive,
+        "efficient_ms_repeats": efficient,
         "speedup": naive_ms / efficient_ms,
         # The same materialise-everything maths with F.grid_sample as the sampler.
         "naive_grid_sample_ms": naive_gs_ms,
@@ -186,7 +192,8 @@ def run(repeats: int = 5, device: str = "cpu", threads: int | None = None,
         # The tensor the detector's backbone gets for the frame: resized and padded.
         padded = input_hw(paper_config(), PAPER_INPUT)
         image = torch.randn(1, 3, *padded, device=dev)
-        result["keyframe_ms"] = _median_ms(lambda: net(image), keyframe_repeats, dev)
+        result["keyframe_ms"] = statistics.median(
+            _times_ms(lambda: net(image), keyframe_repeats, dev))
         result["keyframe_input"] = list(PAPER_INPUT)
         result["keyframe_padded_input"] = list(padded)
         result["share_of_keyframe"] = efficient_ms / result["keyframe_ms"]

@@ -58,9 +58,10 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_ms(fn: Callable[[], Any], repeats: int, device: torch.device, warmup: bool = True
-            ) -> float:
-    """Median wall time of `fn` in ms over `repeats` calls after one warm-up call."""
+def time_samples(fn: Callable[[], Any], repeats: int, device: torch.device,
+                 warmup: bool = True) -> list[float]:
+    """Wall time of each of `repeats` calls of `fn` in ms, in call order, after one warm-up
+    call (not returned)."""
     if warmup:
         fn()
         sync(device)
@@ -70,7 +71,20 @@ def time_ms(fn: Callable[[], Any], repeats: int, device: torch.device, warmup: b
         fn()
         sync(device)
         times.append(1000 * (time.perf_counter() - t))
-    return statistics.median(times)
+    return times
+
+
+def time_ms(fn: Callable[[], Any], repeats: int, device: torch.device, warmup: bool = True
+            ) -> float:
+    """Median wall time of `fn` in ms over `repeats` calls after one warm-up call."""
+    return statistics.median(time_samples(fn, repeats, device, warmup))
+
+
+def timing(samples: list[float], nd: int = 3) -> dict[str, Any]:
+    """A timed entry's fields from its samples: `ms` (their median, what every table and
+    ratio reads) and `ms_repeats` (each call, rounded, for the spread)."""
+    return {"ms": round(statistics.median(samples), nd),
+            "ms_repeats": [round(t, nd) for t in samples]}
 
 
 def counted(fn: Callable[[], Any]) -> tuple[int, Any]:
