@@ -337,7 +337,8 @@ def plot_claim(claim: results.Claim) -> Figure | None:
         ax.axhline(bound, color=_CLAIM_GREEN, ls="--", lw=1)
     ax.set_xlim(-0.5, 1.5)
     ax.set_xticks([0.0, 1.0], ["per seed", "seed mean"])
-    ax.set_ylabel(_wrap(f"{results.run_label(a)} − {results.run_label(b)} (mAP points, %)", 34),
+    ax.set_ylabel(_wrap(f"mAP difference (points): {results.run_label(a)} − "
+                        f"{results.run_label(b)}", 34),
                   fontsize=8)
     ax.set_title("accuracy: paired difference", fontsize=9)
     # Below the axes: inside, it would hide points or the interval whichever corner it took.

@@ -77,7 +77,7 @@ def test_plot_claim_shows_paired_differences_and_the_interval(tmp_path: Path) ->
     low, high = sorted(seg[:, 1])
     assert low < est < high
     assert (low, high) == pytest.approx((est - 1.2, est + 2.2))
-    assert "mAP points, %" in ax.get_ylabel()
+    assert ax.get_ylabel().startswith("mAP difference (points)")
     assert 0.0 in [ln.get_ydata()[0] for ln in ax.get_lines() if ln.get_linestyle() == "-"
                    and len(ln.get_xdata()) == 2]  # the zero line
     # The claimed side (a beats b: above 0) is shaded from 0 up.
