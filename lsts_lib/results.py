@@ -3696,7 +3696,7 @@ def step_boxes(run: RunConfig, steps: int) -> pd.Series:
     (`engine.data.TrainStream`), read from the annotations without loading an image."""
     from lsts_lib.engine.data import build_stream
 
-    stream = build_stream(run)
+    stream = build_stream(run, progress=False)
     batch = run.train.batch_size
     counts = []
     for step in range(steps):

@@ -313,3 +313,22 @@ def test_train_frames_have_unique_ids(tiny_vid):
     assert [v.start_index for v in ds.videos] == [1, 7]
     assert frame_ids(ds.videos) == list(range(1, 11))
     assert len(frame_locations(ds.videos)) == 10  # raises on overlapping ids
+
+
+def test_det_progress_bar_only_for_a_long_list_and_when_asked(tiny_vid, monkeypatch):
+    import lsts_lib.data.vid as vid
+
+    seen: list[bool] = []
+
+    def fake_tqdm(items, **kw):
+        seen.append(kw["disable"])
+        return items
+
+    monkeypatch.setattr(vid, "tqdm", fake_tqdm)
+    real = vid.read_split_file
+    monkeypatch.setattr(vid, "read_split_file", lambda *a: real(*a) * 300)  # 600 lines
+    with pytest.warns(UserWarning):
+        DETDataset(tiny_vid)
+        DETDataset(tiny_vid, progress=False)
+        DETDataset(tiny_vid, max_images=2)
+    assert seen == [False, True, True]

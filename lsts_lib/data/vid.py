@@ -574,6 +574,7 @@ class DETDataset:
         classes: ClassList | None = None,
         check_images: bool = False,
         max_images: int | None = None,
+        progress: bool = True,
     ) -> None:
         self.root = Path(root)
         _check_root(self.root)
@@ -584,10 +585,10 @@ class DETDataset:
             lines = lines[:max_images]
         self.issues: Counter[str] = Counter()
         self.images: list[FrameAnnotation] = []
-        # A bar for the long real list on a terminal only (None: tqdm's own isatty test), so a
-        # notebook that builds a training stream keeps stderr out of its committed outputs.
+        # A bar for the long real list only, and none when the caller asks (a notebook that
+        # builds a training stream to count boxes keeps a progress widget out of its outputs).
         for ln in tqdm(lines, desc="DET images", leave=False,
-                       disable=True if len(lines) < 500 else None):
+                       disable=not progress or len(lines) < 500):
             xml = self.root / "Annotations" / "DET" / f"{ln.image}.xml"
             img = self.root / "Data" / "DET" / f"{ln.image}.JPEG"
             ann, n_unknown, n_clipped = _parse_xml(xml, self.classes, img, unknown="skip")

@@ -167,9 +167,10 @@ class TrainStream:
         return TrainSample(frames, target_of(ann, flip), source, flip)
 
 
-def build_stream(run: RunConfig) -> TrainStream:
+def build_stream(run: RunConfig, progress: bool = True) -> TrainStream:
     """The training stream of a run: the data section says what is read, the train section
-    how it is drawn; frame triplets unless the variant's every frame is a key frame."""
+    how it is drawn; frame triplets unless the variant's every frame is a key frame.
+    progress: a bar while the DET annotations are read (a long real list only)."""
     data, train = run.data, run.train
     root = Path(data.root)
     vid = VIDDataset(root, split=data.train_split, max_videos=data.max_videos)
@@ -181,7 +182,7 @@ def build_stream(run: RunConfig) -> TrainStream:
                 f"{det_file}: data.use_det is true but the DET split file is missing "
                 "(set data.use_det=false to train on VID frames only)"
             )
-        det = DETDataset(root, classes=vid.classes)
+        det = DETDataset(root, classes=vid.classes, progress=progress)
     return TrainStream(
         vid,
         det,
