@@ -180,7 +180,7 @@ def test_paper_numbers() -> None:
     # 77.1 / 85.9 / 75.7 / 56.1 are the official code's README numbers, not the ICCV paper's.
     assert p.loc["FGFA", "source"] == "FGFA README (official code)"
     assert p.loc["R-FCN (single frame)", "s_per_img"] == 0.133
-    assert "PAPER_NOTES" in R.paper_numbers().attrs["source"]
+    assert "the paper or official README its row names" in R.paper_numbers().attrs["source"]
     # Every published row has its publication; the README's related work cites the same ids.
     assert set(p.index) <= set(R.CITATIONS) and set(R.RELATED_WORK) <= set(R.CITATIONS)
     refs = R.references_markdown()
@@ -542,11 +542,13 @@ def test_discussion_names_the_noise_that_leaves_a_claim_open(runs: Path) -> None
                 verdict=R.INCONCLUSIVE, reason="accuracy inconclusive",
                 t_interval=narrow, bootstrap=wide,
                 combined=Interval(-1.0, -7.1, 5.1, 0.95, 5, "seeds + test videos"))
-    assert "a larger test split would decide it" in R._claim_sentence(c)
+    assert ("the test videos make most of its width (± 6.00 of ± 6.10; the seeds alone give "
+            "± 1.00)") in R._claim_sentence(c)
     c.t_interval, c.bootstrap = wide, narrow
-    assert "more seeds would decide it" in R._claim_sentence(c)
+    assert "the seeds make most of its width (± 6.00 of ± 6.10; the test videos alone give " \
+        "± 1.00)" in R._claim_sentence(c)
     c.verdict = R.NOT_TESTABLE
-    assert "decide" not in R._claim_sentence(c)
+    assert "most of its width" not in R._claim_sentence(c)
 
 
 def test_dev_curve_table_says_where_a_stage_plateaus() -> None:
@@ -1077,6 +1079,13 @@ def test_next_experiment_is_argued_from_the_tuning_rows(runs: Path) -> None:
     assert "entropy 3.53 of 4.39 nats, against 0.84" in text
     assert "gained no dev mAP (27.9 % against 32.2 % at step 150, on 3 dev videos)" in text
     assert "not a longer stage 2 on the frozen backbone" in text
+    assert "Those LSTS rows ran an older recipe" not in text  # no current-recipe rows given
+    now = [{"name": f"S2_lsts_cut_res4a_s{k}", "steps": 150, "dev mAP": m,
+            "dev videos": "10 (480 frames)", "note": ""} for k, m in enumerate((35.6, 31.0))]
+    text = R.next_experiment_markdown(runs, _tuning([*TUNING_NEXT, *now]))
+    assert ("this report's own LSTS models score 31.0 to 35.6 % after 150 steps on the same "
+            "dev videos (S2_lsts_cut_res4a_s0, S2_lsts_cut_res4a_s1), still below "
+            "copy-propagation's 41.5 %") in text
     other = _tuning([TUNING_NEXT[0], {**TUNING_NEXT[1], "dev mAP": 30.0, "dev videos": "3"},
                      *TUNING_NEXT[2:]])
     assert "above copy-propagation's 30.0 % after 150 steps on other (not comparable) videos" \
