@@ -1587,15 +1587,15 @@ SPEED_COLUMNS = (
 
 # What the alignment table's columns mean (README; notebook 05 says it in prose).
 ALIGNMENT_COLUMNS = (
-    "Columns: *cells* the stride-16 feature cells on objects of the non-key frames that are "
-    "measured; *EPE* (end-point error) the distance in pixels between the displacement a "
-    "propagation implies at such a cell and the true one (copy-propagation implies none; "
+    "Columns: *EPE* (end-point error) the distance in pixels between the displacement a "
+    "propagation implies at a stride-16 feature cell on an object of a non-key frame and the "
+    "true one (copy-propagation implies none; "
     "LSTS's is its weighted displacement sum_n S_n(p0) p_n), for all cells and per motion "
     "class; *feature rel. L2* the propagated feature's L2 distance to the current frame's own "
     "high-level feature, relative to that feature's norm; for LSTS, *S entropy* the mean "
     "entropy of its weights S_n(p0) over the N sampling points, beside *uniform: log N*, the "
     "entropy of equal weights, and *max S_n* the mean of the largest weight (1: all weight on "
-    "one point).")
+    "one point); *seeds* how many seeds each mean ± std is over.")
 
 
 def readme_sources(runs: Path) -> str:
