@@ -552,20 +552,6 @@ def focus_colorbar(fig: Figure, dots: PathCollection, ax: Axes | Sequence[Axes],
     return bar
 
 
-def plot_focus_frames(key, p0_cell: tuple[int, int], p, S_p0s: Sequence[np.ndarray],
-                      cell_px: tuple[float, float], titles: Sequence[str]) -> Figure:
-    """Where LSTS looks for pixel p0 in each of several frames, side by side: the key frame
-    with the weights S_n(p0) of frame t at p0 + p_n (`draw_focus`), one panel per frame, on
-    one colour scale with one colour bar below them all."""
-    fig, axes = plt.subplots(1, len(S_p0s), figsize=(4.35 * len(S_p0s), 3.4),
-                             layout="constrained", squeeze=False)
-    vmax = max(_focus_vmax(S) for S in S_p0s)
-    for ax, S_p0, title in zip(axes[0], S_p0s, titles, strict=True):
-        dots = draw_focus(ax, key, p0_cell, p, S_p0, cell_px, title, vmax=vmax)
-    focus_colorbar(fig, dots, list(axes[0]), shrink=0.4)
-    return fig
-
-
 # The ground truth's outline: white dashes over a black line, seen on dark and light images
 # alike, and in colours `class_colour` gives no class (lime, used before, is nearly tab:green).
 GROUND_TRUTH = "white dashed outline"

@@ -279,29 +279,6 @@ def test_plot_focus_pixel_draws_both_arrows_with_a_legend() -> None:
     matplotlib.pyplot.close(fig)
 
 
-def test_plot_focus_frames_share_one_colour_bar() -> None:
-    from matplotlib.collections import PathCollection
-
-    from lsts_lib import viz
-
-    p = np.array([[dx, dy] for dy in (-1.0, 0.0, 1.0) for dx in (-1.0, 0.0, 1.0)])
-    Ss = [np.full(9, 1 / 9), np.eye(9)[4] * 0.6 + 0.05]
-    img = np.zeros((64, 80, 3))
-    fig = viz.plot_focus_frames(img, (2, 2), p, Ss, (16.0, 16.0), ["frame 1", "frame 2"])
-    panels, bars = fig.axes[:2], fig.axes[2:]
-    assert [ax.get_title() for ax in panels] == ["frame 1", "frame 2"]
-    (bar,) = bars  # one colour bar under both panels, as 05_focus_synthvid has
-    assert "S_n(p0)" in bar.get_xlabel() and "area" in bar.get_xlabel()
-    # One colour scale: the uniform panel's dots are not stretched to the top of their own.
-    norms = [next(c for c in ax.collections if isinstance(c, PathCollection)).norm
-             for ax in panels]
-    assert all((n.vmin, n.vmax) == (0.0, pytest.approx(0.65)) for n in norms)
-    assert bar.get_xlim() == pytest.approx((0.0, 0.65))
-    with pytest.raises(ValueError):
-        viz.plot_focus_frames(img, (2, 2), p, Ss, (16.0, 16.0), ["only one title"])
-    matplotlib.pyplot.close(fig)
-
-
 def test_focus_border_counts_points_outside_the_map_and_the_picture() -> None:
     # A 4 x 6 map, p0 at its bottom-right cell; the picture ends 0.75 cells above the map's end.
     p = np.array([[0.0, 0.0],    # p0 itself: in the map, but its centre is below the picture
